@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Fails when the committed generated code differs from what proto/ produces.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/generate.sh
+paths=(services/lib/src/gen services/lib/descriptor)
+if ! git diff --quiet -- "${paths[@]}" || [[ -n "$(git ls-files --others --exclude-standard -- "${paths[@]}")" ]]; then
+  echo "Generated code is out of date with proto/. Run 'npm run generate' and commit the result:" >&2
+  git status --short -- "${paths[@]}" >&2
+  exit 1
+fi
+echo "generated code matches proto/"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Regenerates everything derived from proto/: the TypeScript stubs
+# (ts-proto, nice-grpc definitions) and the FileDescriptorSet that server
+# reflection serves. The output is committed; CI regenerates and fails on
+# any difference (scripts/check-generated.sh).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PATH="$PWD/node_modules/.bin:$PATH"
+
+buf generate
+# Source info is kept so that `grpcurl describe` shows the contracts' docs.
+buf build -o services/lib/descriptor/meshcart.binpb

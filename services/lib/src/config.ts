@@ -1,0 +1,104 @@
+import { z } from "zod";
+
+/**
+ * Configuration comes only from environment variables. Each service declares
+ * its variables as a zod shape; `loadConfig` validates all of them at start
+ * and reports every problem at once, so a misconfigured pod fails on its
+ * first log line instead of on its first request.
+ */
+export type ConfigShape = Record<string, z.ZodType>;
+export type Config<S extends ConfigShape> = z.infer<z.ZodObject<S>>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+export function loadConfig<S extends ConfigShape>(
+  shape: S,
+  env: Record<string, string | undefined> = process.env,
+): Config<S> {
+  const input: Record<string, string | undefined> = {};
+  for (const key of Object.keys(shape)) {
+    // An empty variable means "not set": Kubernetes and shells produce them
+    // easily, and a default is more useful than a parse error.
+    const value = env[key];
+    input[key] = value === "" ? undefined : value;
+  }
+  const result = z.object(shape).safeParse(input);
+  if (result.success) return result.data;
+  throw new ConfigError(
+    result.error.issues.map((issue) => {
+      const key = String(issue.path[0] ?? "");
+      const got = input[key];
+      return `${key}: ${issue.message}${got === undefined ? " (not set)" : ` (got ${JSON.stringify(got)})`}`;
+    }),
+  );
+}
+
+/** An integer in [min, max], with a default when unset. */
+export function integer(min: number, max: number, fallback?: number) {
+  const base = z.coerce
+    .number({ error: `must be an integer from ${min} to ${max}` })
+    .int(`must be an integer from ${min} to ${max}`)
+    .min(min, `must be an integer from ${min} to ${max}`)
+    .max(max, `must be an integer from ${min} to ${max}`);
+  return fallback === undefined ? base : base.default(fallback);
+}
+
+export function port(fallback: number) {
+  return integer(1, 65535, fallback);
+}
+
+export function boolean(fallback: boolean) {
+  return z
+    .enum(["true", "false", "1", "0"], { error: 'must be "true" or "false"' })
+    .default(fallback ? "true" : "false")
+    .transform((v) => v === "true" || v === "1");
+}
+
+export function text(fallback?: string) {
+  const base = z.string().min(1, "must not be empty");
+  return fallback === undefined ? base : base.default(fallback);
+}
+
+export function postgresUrl() {
+  return z
+    .string({ error: "must be set to a postgres:// URL" })
+    .refine((v) => /^postgres(ql)?:\/\/.+/.test(v), "must be a postgres:// URL");
+}
+
+export const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+/** Variables every meshcart service reads. */
+export const serviceConfig = {
+  /** Port of the gRPC API. */
+  GRPC_PORT: port(50051),
+  /** Port of the admin HTTP server: /healthz, /readyz, /metrics. */
+  ADMIN_PORT: port(9090),
+  LOG_LEVEL: z.enum(logLevels, { error: `must be one of ${logLevels.join(", ")}` }).default("info"),
+  /** Reported in logs, traces and responses ("served by"). */
+  SERVICE_VERSION: text("dev"),
+  DEPLOYMENT_ENVIRONMENT: text("local"),
+  /** Largest gRPC message accepted or sent, in bytes. */
+  GRPC_MAX_MESSAGE_BYTES: integer(1024, 64 * 1024 * 1024, 1024 * 1024),
+  /**
+   * After SIGTERM, how long to keep serving while reporting not-ready, so
+   * that Kubernetes and the mesh stop routing here before the listener closes.
+   */
+  SHUTDOWN_DRAIN_DELAY_MS: integer(0, 60_000, 0),
+  /** Upper bound for in-flight calls to finish after the drain delay. */
+  SHUTDOWN_TIMEOUT_MS: integer(100, 120_000, 10_000),
+} satisfies ConfigShape;
+
+/** Variables of a service that owns a database. */
+export const databaseConfig = {
+  DATABASE_URL: postgresUrl(),
+  DB_POOL_MAX: integer(1, 100, 10),
+  /** Server-side bound for any one statement. */
+  DB_STATEMENT_TIMEOUT_MS: integer(100, 600_000, 5_000),
+  /** How often the database is pinged to drive health and readiness. */
+  DB_HEALTH_INTERVAL_MS: integer(100, 60_000, 1_000),
+} satisfies ConfigShape;

@@ -1,0 +1,141 @@
+import pg from "pg";
+import type { Logger } from "./logger.js";
+
+export type Sql = pg.PoolClient | pg.Pool;
+
+// bigint columns (money, stock counters) arrive as JS numbers. Every such
+// value is bounded far below 2^53 by validation and CHECK constraints; one
+// that is not is a corrupted row, refused loudly rather than rounded.
+pg.types.setTypeParser(pg.types.builtins.INT8, (text: string) => {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) throw new Error(`bigint ${text} exceeds the safe integer range`);
+  return value;
+});
+export type Isolation = "read committed" | "repeatable read" | "serializable";
+
+export interface DatabaseOptions {
+  url: string;
+  poolMax: number;
+  statementTimeoutMs: number;
+  applicationName: string;
+  logger: Logger;
+}
+
+/** Postgres error codes after which the same transaction may succeed if run again. */
+const RETRYABLE_TRANSACTION_CODES = new Set(["40001", "40P01"]);
+
+/**
+ * Errors that say the database is unreachable or restarting, not that the
+ * request is wrong: they become UNAVAILABLE so a caller may retry.
+ */
+const TRANSIENT_CODES = new Set([
+  "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENOTFOUND", "EAI_AGAIN",
+  "57P01", "57P02", "57P03", "53300", "57014", "08000", "08001", "08003", "08004", "08006",
+]);
+const TRANSIENT_MESSAGES = [
+  "Connection terminated",
+  "timeout exceeded when trying to connect",
+  "Client has encountered a connection error",
+  "Connection closed",
+];
+
+export function isTransientDatabaseError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && (TRANSIENT_CODES.has(code) || RETRYABLE_TRANSACTION_CODES.has(code))) return true;
+  return TRANSIENT_MESSAGES.some((m) => error.message.includes(m));
+}
+
+export function isUniqueViolation(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === "23505";
+}
+
+export class Database {
+  readonly pool: pg.Pool;
+  private readonly logger: Logger;
+
+  constructor(options: DatabaseOptions) {
+    this.logger = options.logger;
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolMax,
+      // Fail fast while the database is away: callers get UNAVAILABLE in
+      // about a second instead of queueing until their deadline.
+      connectionTimeoutMillis: 1_000,
+      idleTimeoutMillis: 30_000,
+      statement_timeout: options.statementTimeoutMs,
+      application_name: options.applicationName,
+    });
+    // An idle client losing its connection (database restart) must not
+    // crash the process; the pool replaces it on next use.
+    this.pool.on("error", (error) => this.logger.warn({ err: error }, "idle database connection lost"));
+  }
+
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    return this.pool.query<R>(text, values);
+  }
+
+  /**
+   * Runs `work` in one transaction. Serialization failures and deadlocks,
+   * which Postgres reports when concurrent transactions collide, are retried
+   * with a short jittered backoff: `work` must therefore be free of side
+   * effects outside the database.
+   */
+  async transaction<T>(
+    work: (client: pg.PoolClient) => Promise<T>,
+    options: { isolation?: Isolation; attempts?: number } = {},
+  ): Promise<T> {
+    const isolation = options.isolation ?? "read committed";
+    const attempts = options.attempts ?? 8;
+    for (let attempt = 1; ; attempt++) {
+      const client = await this.pool.connect();
+      let broken = false;
+      try {
+        await client.query(`BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`);
+        const result = await work(client);
+        await client.query("COMMIT");
+        return result;
+      } catch (error) {
+        try {
+          await client.query("ROLLBACK");
+        } catch {
+          broken = true;
+        }
+        const code = (error as { code?: unknown }).code;
+        if (typeof code === "string" && RETRYABLE_TRANSACTION_CODES.has(code) && attempt < attempts) {
+          await sleep(Math.random() * 10 * attempt);
+          continue;
+        }
+        throw error;
+      } finally {
+        // A client whose connection broke mid-transaction is destroyed, not
+        // returned to the pool.
+        client.release(broken);
+      }
+    }
+  }
+
+  /** True when a trivial query answers within `timeoutMs`. */
+  async ping(timeoutMs = 1_000): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("database ping timed out")), timeoutMs);
+      });
+      await Promise.race([this.pool.query("SELECT 1"), timeout]);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,36 @@
+/**
+ * Errors a service's domain code throws. They say what went wrong in
+ * business terms and know nothing of gRPC; the server's error boundary maps
+ * each to its status (see server-middleware.ts), so handlers stay thin and
+ * the domain stays testable without a transport.
+ */
+export class DomainError extends Error {
+  override name = "DomainError";
+}
+
+/** Something the caller named does not exist. → NOT_FOUND */
+export class NotFoundError extends DomainError {
+  override name = "NotFoundError";
+  constructor(
+    readonly resource: string,
+    readonly id: string,
+  ) {
+    super(`${resource} ${id} not found`);
+  }
+}
+
+/** A business rule refuses the request. → FAILED_PRECONDITION with violations */
+export class RefusedError extends DomainError {
+  override name = "RefusedError";
+  constructor(
+    message: string,
+    readonly violations: { type: string; subject: string; description: string }[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/** An idempotency key was reused with a different payload. → ALREADY_EXISTS */
+export class ConflictError extends DomainError {
+  override name = "ConflictError";
+}

@@ -1,0 +1,98 @@
+import { randomUUID } from "node:crypto";
+import { ServerError, Status, type CallContext, type ServerMiddlewareCall } from "nice-grpc";
+import { isAbortError } from "abort-controller-x";
+import { isTransientDatabaseError } from "./database.js";
+import { ConflictError, NotFoundError, RefusedError } from "./domain-errors.js";
+import { alreadyExists, failedPrecondition, notFound } from "./errors.js";
+import type { Logger } from "./logger.js";
+import { CORRELATION_HEADER, enterRequest } from "./request-context.js";
+
+const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * Gives every call a correlation id (the client's x-request-id when it is a
+ * sane one, a new UUID otherwise), returns it in the response headers, and
+ * makes it visible to logs and outbound calls for the rest of the call.
+ */
+export async function* requestContextMiddleware<Request, Response>(
+  call: ServerMiddlewareCall<Request, Response>,
+  context: CallContext,
+) {
+  const given = context.metadata.get(CORRELATION_HEADER);
+  const correlationId = typeof given === "string" && CORRELATION_ID.test(given) ? given : randomUUID();
+  context.header.set(CORRELATION_HEADER, correlationId);
+  enterRequest({ correlationId, method: call.method.path });
+  return yield* call.next(call.request, context);
+}
+
+/**
+ * The last line of defence of the error contract: statuses thrown on purpose
+ * pass through; domain errors become their statuses; a database that is away becomes UNAVAILABLE (transient, so a
+ * caller may retry); anything else is a bug, logged with its stack and
+ * answered as INTERNAL without leaking internals to the caller.
+ */
+export function errorBoundaryMiddleware(logger: Logger) {
+  return async function* errorBoundary<Request, Response>(
+    call: ServerMiddlewareCall<Request, Response>,
+    context: CallContext,
+  ) {
+    const started = performance.now();
+    try {
+      const result = yield* call.next(call.request, context);
+      logger.debug({ duration_ms: Math.round(performance.now() - started) }, "call ok");
+      return result;
+    } catch (thrown) {
+      const duration_ms = Math.round(performance.now() - started);
+      const error = domainToStatus(thrown);
+      if (error instanceof ServerError) {
+        const level = error.code === Status.INTERNAL || error.code === Status.UNKNOWN ? "error" : "info";
+        logger[level]({ code: Status[error.code], details: error.details, duration_ms }, "call refused");
+        throw error;
+      }
+      if (isAbortError(error)) {
+        logger.info({ duration_ms }, "call cancelled by the client");
+        throw error;
+      }
+      if (isTransientDatabaseError(error)) {
+        logger.warn({ err: error, duration_ms }, "database unavailable");
+        throw new ServerError(Status.UNAVAILABLE, "database unavailable, try again");
+      }
+      logger.error({ err: error, duration_ms }, "unexpected error");
+      throw new ServerError(Status.INTERNAL, "internal error");
+    }
+  };
+}
+
+function domainToStatus(error: unknown): unknown {
+  if (error instanceof NotFoundError) return notFound(`${error.resource} ${error.id}`);
+  if (error instanceof RefusedError) return failedPrecondition(error.message, error.violations);
+  if (error instanceof ConflictError) return alreadyExists(error.message);
+  return error;
+}
+
+/**
+ * Ends server streams cleanly when the service shuts down: long-lived
+ * streams (health Watch, order tracking) would otherwise keep a graceful
+ * shutdown waiting until its timeout.
+ */
+export function endStreamsOn(signal: AbortSignal) {
+  return async function* endStreams<Request, Response>(call: ServerMiddlewareCall<Request, Response>, context: CallContext) {
+    if (!call.responseStream) return yield* call.next(call.request, context);
+    const iterator = call.next(call.request, context)[Symbol.asyncIterator]();
+    const stopped = new Promise<"stopped">((resolve) => {
+      if (signal.aborted) resolve("stopped");
+      else signal.addEventListener("abort", () => resolve("stopped"), { once: true });
+    });
+    try {
+      for (;;) {
+        const next = await Promise.race([iterator.next(), stopped]);
+        if (next === "stopped" || next.done) return;
+        yield next.value;
+      }
+    } finally {
+      // Not awaited: a generator parked in an await (health Watch waits for
+      // the next change) would hold the return until it wakes up.
+      void iterator.return?.(undefined)?.catch(() => undefined);
+    }
+  };
+}

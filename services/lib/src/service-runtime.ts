@@ -1,0 +1,237 @@
+import { readFileSync } from "node:fs";
+import { once } from "node:events";
+import type { Server as HttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createServer, type CompatServiceDefinition, type Server } from "nice-grpc";
+import { errorDetailsServerMiddleware } from "nice-grpc-error-details";
+import { HealthDefinition, HealthServiceImpl, HealthState } from "nice-grpc-server-health";
+import { ServerReflection, ServerReflectionService } from "nice-grpc-server-reflection";
+import { Registry, collectDefaultMetrics } from "prom-client";
+import { createAdminServer } from "./admin-server.js";
+import type { Config, serviceConfig } from "./config.js";
+import type { Database } from "./database.js";
+import type { Logger } from "./logger.js";
+import { endStreamsOn, errorBoundaryMiddleware, requestContextMiddleware } from "./server-middleware.js";
+
+/** The descriptor set that `npm run generate` builds from proto/. */
+const DESCRIPTOR_PATH = new URL("../descriptor/meshcart.binpb", import.meta.url);
+
+export interface ServiceRegistration {
+  definition: CompatServiceDefinition & { fullName: string };
+  // nice-grpc checks implementations against definitions at the call site.
+  implementation: object;
+}
+
+/** Work a service does besides answering calls (e.g. expiring reservations). */
+export interface BackgroundTask {
+  name: string;
+  /** Runs until `signal` aborts; resolves when it has stopped. */
+  run(signal: AbortSignal): Promise<void>;
+}
+
+export interface RuntimeOptions {
+  name: string;
+  config: Config<typeof serviceConfig>;
+  logger: Logger;
+  services: ServiceRegistration[];
+  /** Readiness and gRPC health follow this database's reachability. */
+  database?: Database;
+  databaseHealthIntervalMs?: number;
+  background?: BackgroundTask[];
+  registry?: Registry;
+  /** Listen address host; all interfaces by default (pods), loopback in tests. */
+  host?: string;
+}
+
+export interface ServiceRuntime {
+  readonly grpcPort: number;
+  readonly adminPort: number;
+  readonly registry: Registry;
+  /** Aborts when shutdown begins: long-running work should wind down. */
+  readonly stopping: AbortSignal;
+  isReady(): boolean;
+  /** Drains and stops everything; idempotent. */
+  shutdown(reason: string): Promise<void>;
+}
+
+/**
+ * Starts a meshcart service: its gRPC API with health and reflection, the
+ * admin HTTP port, database health tracking and background tasks, and the
+ * graceful shutdown that ties them together.
+ */
+export async function startServiceRuntime(options: RuntimeOptions): Promise<ServiceRuntime> {
+  const { config, logger } = options;
+  const host = options.host ?? "0.0.0.0";
+  const registry = options.registry ?? new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  const stopController = new AbortController();
+  const health = HealthState();
+  const serviceNames = options.services.map((s) => s.definition.fullName);
+  let started = false;
+  let databaseHealthy = options.database === undefined;
+  const isReady = () => started && databaseHealthy && !stopController.signal.aborted;
+  const publishHealth = () => {
+    const status = isReady() ? "healthy" : "unhealthy";
+    for (const name of ["", ...serviceNames]) {
+      if (health.getStatus(name) !== status) health.setStatus(status, name);
+    }
+  };
+  publishHealth();
+
+  const server: Server = createServer({
+    "grpc.max_receive_message_length": config.GRPC_MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": config.GRPC_MAX_MESSAGE_BYTES,
+    // Connections come from the local Linkerd proxy (or a client) and are
+    // long-lived; server pings find dead peers without cutting idle ones.
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+  })
+    .use(errorDetailsServerMiddleware)
+    .use(requestContextMiddleware)
+    .use(errorBoundaryMiddleware(logger))
+    .use(endStreamsOn(stopController.signal));
+
+  for (const { definition, implementation } of options.services) {
+    server.add(definition, implementation as never);
+  }
+  server.add(HealthDefinition, HealthServiceImpl(health));
+  server.add(
+    ServerReflectionService,
+    ServerReflection(readFileSync(DESCRIPTOR_PATH), [...serviceNames, HealthDefinition.fullName]),
+  );
+
+  const admin = createAdminServer({ live: () => true, ready: isReady }, registry);
+  admin.listen(config.ADMIN_PORT, host);
+  await once(admin, "listening");
+  const adminPort = (admin.address() as AddressInfo).port;
+  const grpcPort = await server.listen(`${host}:${config.GRPC_PORT}`);
+
+  const databaseWatch = options.database
+    ? watchDatabase(options.database, options.databaseHealthIntervalMs ?? 1_000, stopController.signal, (healthy) => {
+        if (healthy === databaseHealthy) return;
+        databaseHealthy = healthy;
+        logger[healthy ? "info" : "warn"](healthy ? "database reachable: serving" : "database unreachable: not serving");
+        publishHealth();
+      })
+    : Promise.resolve();
+  if (options.database) databaseHealthy = await options.database.ping();
+
+  const background = (options.background ?? []).map((task) =>
+    task.run(stopController.signal).catch((error: unknown) => {
+      logger.error({ err: error, task: task.name }, "background task failed");
+    }),
+  );
+
+  started = true;
+  publishHealth();
+  logger.info({ grpc_port: grpcPort, admin_port: adminPort }, `${options.name} started`);
+
+  let shutdown: Promise<void> | undefined;
+  return {
+    grpcPort,
+    adminPort,
+    registry,
+    stopping: stopController.signal,
+    isReady,
+    shutdown(reason) {
+      shutdown ??= drainAndStop({ reason, options, server, admin, stopController, publishHealth, background, databaseWatch });
+      return shutdown;
+    },
+  };
+}
+
+interface StopParts {
+  reason: string;
+  options: RuntimeOptions;
+  server: Server;
+  admin: HttpServer;
+  stopController: AbortController;
+  publishHealth: () => void;
+  background: Promise<void>[];
+  databaseWatch: Promise<void>;
+}
+
+async function drainAndStop(parts: StopParts): Promise<void> {
+  const { options, server, admin, stopController } = parts;
+  const { logger, config } = options;
+  const begun = performance.now();
+  logger.info({ reason: parts.reason }, "shutting down: not ready any more");
+  stopController.abort();
+  parts.publishHealth();
+
+  // Keep answering while endpoints and proxies learn that this instance is
+  // going away; new calls that still arrive are served, not refused.
+  await sleep(config.SHUTDOWN_DRAIN_DELAY_MS);
+
+  await Promise.all([...parts.background, parts.databaseWatch]);
+
+  let timer: NodeJS.Timeout | undefined;
+  const graceful = server.shutdown().then(() => "drained" as const);
+  const deadline = new Promise<"forced">((resolve) => {
+    timer = setTimeout(() => resolve("forced"), config.SHUTDOWN_TIMEOUT_MS);
+  });
+  const outcome = await Promise.race([graceful, deadline]);
+  clearTimeout(timer);
+  if (outcome === "forced") {
+    logger.warn({ timeout_ms: config.SHUTDOWN_TIMEOUT_MS }, "in-flight calls did not finish in time: cancelling them");
+    server.forceShutdown();
+  }
+
+  await options.database?.close();
+  admin.closeAllConnections();
+  await new Promise<void>((resolve) => admin.close(() => resolve()));
+  logger.info({ duration_ms: Math.round(performance.now() - begun), outcome }, "stopped");
+}
+
+async function watchDatabase(
+  database: Database,
+  intervalMs: number,
+  signal: AbortSignal,
+  report: (healthy: boolean) => void,
+): Promise<void> {
+  while (!signal.aborted) {
+    await sleep(intervalMs, signal);
+    if (signal.aborted) return;
+    report(await database.ping(Math.min(intervalMs, 1_000)));
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}
+
+/**
+ * Wires SIGTERM and SIGINT to a graceful shutdown and exits 0 once it is
+ * done; a second signal exits at once.
+ */
+export function exitOnSignals(runtime: ServiceRuntime, logger: Logger): void {
+  let received = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (received) {
+      logger.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    received = true;
+    runtime.shutdown(signal).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.fatal({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}
