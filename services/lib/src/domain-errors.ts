@@ -34,3 +34,13 @@ export class RefusedError extends DomainError {
 export class ConflictError extends DomainError {
   override name = "ConflictError";
 }
+
+/** A dependency is away; the caller may retry. → UNAVAILABLE */
+export class UnavailableError extends DomainError {
+  override name = "UnavailableError";
+}
+
+/** The outcome is not known within the time the caller may wait. → DEADLINE_EXCEEDED */
+export class StillRunningError extends DomainError {
+  override name = "StillRunningError";
+}

@@ -11,3 +11,4 @@ export * from "./bootstrap.js";
 export * from "./admin-server.js";
 export * from "./server-middleware.js";
 export * from "./service-runtime.js";
+export * from "./clients.js";

@@ -17,7 +17,7 @@ export interface Migration {
 }
 
 export async function readMigrations(directory: string): Promise<Migration[]> {
-  const files = (await readdir(directory)).filter((f) => f.endsWith(".sql")).sort();
+  const files = (await readdir(directory)).filter((f) => f.endsWith(".sql")).sort(byVersion);
   return Promise.all(
     files.map(async (name) => {
       const match = MIGRATION_FILE.exec(name);
@@ -26,6 +26,13 @@ export async function readMigrations(directory: string): Promise<Migration[]> {
       return { version: match[1], name, sql, checksum: createHash("sha256").update(sql).digest("hex") };
     }),
   );
+}
+
+/** By version number, so that 1000_x.sql follows 999_y.sql (a text sort puts it first); then by name. */
+function byVersion(a: string, b: string): number {
+  const version = (name: string) => BigInt(/^\d+/.exec(name)?.[0] ?? "0");
+  const [va, vb] = [version(a), version(b)];
+  return va < vb ? -1 : va > vb ? 1 : a < b ? -1 : a > b ? 1 : 0;
 }
 
 /**

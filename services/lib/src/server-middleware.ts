@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import { ServerError, Status, type CallContext, type ServerMiddlewareCall } from "nice-grpc";
 import { isAbortError } from "abort-controller-x";
 import { isTransientDatabaseError } from "./database.js";
-import { ConflictError, NotFoundError, RefusedError } from "./domain-errors.js";
-import { alreadyExists, failedPrecondition, notFound } from "./errors.js";
+import { ConflictError, NotFoundError, RefusedError, StillRunningError, UnavailableError } from "./domain-errors.js";
+import { alreadyExists, failedPrecondition, notFound, unavailable } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { CORRELATION_HEADER, enterRequest } from "./request-context.js";
 
@@ -67,6 +67,8 @@ function domainToStatus(error: unknown): unknown {
   if (error instanceof NotFoundError) return notFound(`${error.resource} ${error.id}`);
   if (error instanceof RefusedError) return failedPrecondition(error.message, error.violations);
   if (error instanceof ConflictError) return alreadyExists(error.message);
+  if (error instanceof UnavailableError) return unavailable(error.message);
+  if (error instanceof StillRunningError) return new ServerError(Status.DEADLINE_EXCEEDED, error.message);
   return error;
 }
 

@@ -25,7 +25,11 @@ export interface ServiceRegistration {
 /** Work a service does besides answering calls (e.g. expiring reservations). */
 export interface BackgroundTask {
   name: string;
-  /** Runs until `signal` aborts; resolves when it has stopped. */
+  /**
+   * Runs until `signal` aborts; resolves when it has stopped. The signal
+   * aborts only after in-flight calls drained, since those calls may be
+   * waiting on this work.
+   */
   run(signal: AbortSignal): Promise<void>;
 }
 
@@ -66,6 +70,7 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
   collectDefaultMetrics({ register: registry });
 
   const stopController = new AbortController();
+  const backgroundStop = new AbortController();
   const health = HealthState();
   const serviceNames = options.services.map((s) => s.definition.fullName);
   let started = false;
@@ -118,7 +123,7 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
   if (options.database) databaseHealthy = await options.database.ping();
 
   const background = (options.background ?? []).map((task) =>
-    task.run(stopController.signal).catch((error: unknown) => {
+    task.run(backgroundStop.signal).catch((error: unknown) => {
       logger.error({ err: error, task: task.name }, "background task failed");
     }),
   );
@@ -135,7 +140,17 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
     stopping: stopController.signal,
     isReady,
     shutdown(reason) {
-      shutdown ??= drainAndStop({ reason, options, server, admin, stopController, publishHealth, background, databaseWatch });
+      shutdown ??= drainAndStop({
+        reason,
+        options,
+        server,
+        admin,
+        stopController,
+        backgroundStop,
+        publishHealth,
+        background,
+        databaseWatch,
+      });
       return shutdown;
     },
   };
@@ -147,6 +162,7 @@ interface StopParts {
   server: Server;
   admin: HttpServer;
   stopController: AbortController;
+  backgroundStop: AbortController;
   publishHealth: () => void;
   background: Promise<void>[];
   databaseWatch: Promise<void>;
@@ -164,8 +180,6 @@ async function drainAndStop(parts: StopParts): Promise<void> {
   // going away; new calls that still arrive are served, not refused.
   await sleep(config.SHUTDOWN_DRAIN_DELAY_MS);
 
-  await Promise.all([...parts.background, parts.databaseWatch]);
-
   let timer: NodeJS.Timeout | undefined;
   const graceful = server.shutdown().then(() => "drained" as const);
   const deadline = new Promise<"forced">((resolve) => {
@@ -177,6 +191,9 @@ async function drainAndStop(parts: StopParts): Promise<void> {
     logger.warn({ timeout_ms: config.SHUTDOWN_TIMEOUT_MS }, "in-flight calls did not finish in time: cancelling them");
     server.forceShutdown();
   }
+
+  parts.backgroundStop.abort();
+  await Promise.all([...parts.background, parts.databaseWatch]);
 
   await options.database?.close();
   admin.closeAllConnections();

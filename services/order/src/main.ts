@@ -1,0 +1,90 @@
+import { hostname } from "node:os";
+import { fileURLToPath } from "node:url";
+import {
+  createLogger,
+  createServiceClient,
+  exitOnSignals,
+  loadConfig,
+  openChannel,
+  openDatabase,
+  runMain,
+  startServiceRuntime,
+} from "@meshcart/lib";
+import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
+import { OrderServiceDefinition } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
+import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import { orderConfig } from "./config.js";
+import { EventStore } from "./event-store.js";
+import { GrpcInventory, GrpcPayment } from "./grpc-ports.js";
+import { orderHandlers } from "./grpc-handlers.js";
+import { OrderNotifier } from "./order-notifier.js";
+import { Orders } from "./orders.js";
+import { Saga, sagaRecovery } from "./saga.js";
+
+const MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
+
+runMain(async () => {
+  const config = loadConfig(orderConfig);
+  const logger = createLogger({ service: "order", version: config.SERVICE_VERSION, level: config.LOG_LEVEL });
+  const db = await openDatabase("order", config, MIGRATIONS, logger);
+  // Stable across restarts of the same pod (or local port), so a restarted
+  // replica recognises the sagas it was driving and resumes them at once.
+  const owner = config.POD_NAME ?? `${hostname()}:${config.GRPC_PORT}`;
+
+  const clientSettings = { attemptTimeoutMs: config.ORDER_STEP_TIMEOUT_MS, retries: config.ORDER_CLIENT_RETRIES };
+  const inventory = new GrpcInventory(
+    createServiceClient(InventoryServiceDefinition, openChannel(config.INVENTORY_ADDRESS), { address: config.INVENTORY_ADDRESS, ...clientSettings }, logger),
+  );
+  const payment = new GrpcPayment(
+    createServiceClient(PaymentServiceDefinition, openChannel(config.PAYMENT_ADDRESS), { address: config.PAYMENT_ADDRESS, ...clientSettings }, logger),
+  );
+
+  const store = new EventStore(db);
+  const notifier = new OrderNotifier(config.DATABASE_URL, logger);
+  notifier.start();
+  const stopSagas = new AbortController();
+  const saga = new Saga(
+    store,
+    inventory,
+    payment,
+    { owner, leaseMs: config.ORDER_SAGA_LEASE_MS, retryBaseMs: 100, retryMaxMs: config.ORDER_RETRY_MAX_MS },
+    logger,
+    stopSagas.signal,
+    (orderId) => notifier.notify(orderId),
+  );
+  const orders = new Orders(store, saga, inventory, notifier, {
+    owner,
+    leaseMs: config.ORDER_SAGA_LEASE_MS,
+    maxWaitMs: config.ORDER_MAX_WAIT_MS,
+    pollMs: 1_000,
+  });
+
+  // Sagas this replica drove before a restart are resumed at once.
+  const resumed = await store.claimOwn(owner, config.ORDER_SAGA_LEASE_MS);
+  for (const orderId of resumed) saga.start(orderId);
+  if (resumed.length > 0) logger.info({ orders: resumed.length }, "resuming this replica's unfinished sagas");
+
+  const runtime = await startServiceRuntime({
+    name: "order",
+    config,
+    logger,
+    database: db,
+    databaseHealthIntervalMs: config.DB_HEALTH_INTERVAL_MS,
+    services: [{ definition: OrderServiceDefinition, implementation: orderHandlers(orders) }],
+    background: [
+      sagaRecovery(saga, store, { owner, leaseMs: config.ORDER_SAGA_LEASE_MS, intervalMs: config.ORDER_RECOVERY_INTERVAL_MS, batch: 50 }, logger),
+      {
+        name: "saga-drain",
+        // Sagas stop at a step boundary and hand their lease back when the
+        // service stops; the notifier goes last, as waiters use it.
+        async run(signal) {
+          await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+          stopSagas.abort();
+          await saga.drained();
+          await notifier.stop();
+        },
+      },
+    ],
+  });
+  exitOnSignals(runtime, logger);
+});
