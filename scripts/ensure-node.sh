@@ -6,7 +6,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=../versions.env
+# shellcheck source=versions.env
 source "$root/versions.env"
 want_major=${NODE_VERSION%%.*}
 dest="$root/.tools/node"

@@ -236,10 +236,16 @@ export class Inventory {
          ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
         [batchSize],
       );
-      for (const row of rows) {
-        const found = await loadReservation(tx, row.reservation_id);
-        await applyTransition(tx, found!.reservation, "EXPIRED");
-      }
+      const due: Reservation[] = [];
+      for (const row of rows) due.push((await loadReservation(tx, row.reservation_id))!.reservation);
+      // Lock the whole batch's products at once, in SKU order like every
+      // other write: locking them reservation by reservation takes them out
+      // of order and deadlocks against a concurrent sweep or commit.
+      await lockProducts(
+        tx,
+        due.flatMap((r) => r.lines.map((l) => l.sku)),
+      );
+      for (const reservation of due) await applyTransition(tx, reservation, "EXPIRED");
       return rows.length;
     });
   }

@@ -21,13 +21,18 @@ export async function openDatabase(
     applicationName: service,
     logger,
   });
-  for (let delay = 250; !(await db.ping(2_000)); delay = Math.min(delay * 2, 5_000)) {
-    if (signal?.aborted) throw new Error("stopped while waiting for the database");
-    logger.warn({ retry_in_ms: delay }, "database not reachable yet");
-    await new Promise((resolve) => setTimeout(resolve, delay));
+  try {
+    for (let delay = 250; !(await db.ping(2_000)); delay = Math.min(delay * 2, 5_000)) {
+      if (signal?.aborted) throw new Error("stopped while waiting for the database");
+      logger.warn({ retry_in_ms: delay }, "database not reachable yet");
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+    await migrate(db, migrationsDirectory, logger);
+    return db;
+  } catch (error) {
+    await db.close().catch(() => undefined);
+    throw error;
   }
-  await migrate(db, migrationsDirectory, logger);
-  return db;
 }
 
 /**

@@ -72,33 +72,40 @@ export function postgresUrl() {
 
 export const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
-/** Variables every meshcart service reads. */
+/**
+ * Variables every meshcart service reads. Each carries its documentation
+ * (`describe`): the README's configuration table is generated from these
+ * shapes and a test keeps the two equal.
+ */
 export const serviceConfig = {
-  /** Port of the gRPC API. */
-  GRPC_PORT: port(50051),
-  /** Port of the admin HTTP server: /healthz, /readyz, /metrics. */
-  ADMIN_PORT: port(9090),
-  LOG_LEVEL: z.enum(logLevels, { error: `must be one of ${logLevels.join(", ")}` }).default("info"),
-  /** Reported in logs, traces and responses ("served by"). */
-  SERVICE_VERSION: text("dev"),
-  DEPLOYMENT_ENVIRONMENT: text("local"),
-  /** Largest gRPC message accepted or sent, in bytes. */
-  GRPC_MAX_MESSAGE_BYTES: integer(1024, 64 * 1024 * 1024, 1024 * 1024),
-  /**
-   * After SIGTERM, how long to keep serving while reporting not-ready, so
-   * that Kubernetes and the mesh stop routing here before the listener closes.
-   */
-  SHUTDOWN_DRAIN_DELAY_MS: integer(0, 60_000, 0),
-  /** Upper bound for in-flight calls to finish after the drain delay. */
-  SHUTDOWN_TIMEOUT_MS: integer(100, 120_000, 10_000),
+  GRPC_PORT: port(50051).describe("Port of the gRPC API."),
+  ADMIN_PORT: port(9090).describe("Port of the admin HTTP server: /healthz, /readyz, /metrics."),
+  LOG_LEVEL: z
+    .enum(logLevels, { error: `must be one of ${logLevels.join(", ")}` })
+    .default("info")
+    .describe(`Log level: ${logLevels.join(", ")}.`),
+  SERVICE_VERSION: text("dev").describe("Version reported in logs, traces and responses (served_by)."),
+  DEPLOYMENT_ENVIRONMENT: text("local").describe("Environment name reported in logs and traces."),
+  // At least 64 KiB: reflection answers (grpcurl describe) must fit.
+  GRPC_MAX_MESSAGE_BYTES: integer(64 * 1024, 64 * 1024 * 1024, 1024 * 1024).describe(
+    "Largest gRPC message accepted or sent, in bytes; larger ones are refused with RESOURCE_EXHAUSTED.",
+  ),
+  // Kubernetes and the mesh need a moment to stop routing to a terminating
+  // pod; calls that still arrive meanwhile are served, not refused.
+  SHUTDOWN_DRAIN_DELAY_MS: integer(0, 60_000, 0).describe(
+    "After SIGTERM, how long to keep serving while reporting not ready.",
+  ),
+  SHUTDOWN_TIMEOUT_MS: integer(100, 120_000, 10_000).describe(
+    "Upper bound for in-flight calls to finish after the drain delay; then they are cancelled.",
+  ),
 } satisfies ConfigShape;
 
 /** Variables of a service that owns a database. */
 export const databaseConfig = {
-  DATABASE_URL: postgresUrl(),
-  DB_POOL_MAX: integer(1, 100, 10),
-  /** Server-side bound for any one statement. */
-  DB_STATEMENT_TIMEOUT_MS: integer(100, 600_000, 5_000),
-  /** How often the database is pinged to drive health and readiness. */
-  DB_HEALTH_INTERVAL_MS: integer(100, 60_000, 1_000),
+  DATABASE_URL: postgresUrl().describe("The service's own Postgres database (required)."),
+  DB_POOL_MAX: integer(1, 100, 10).describe("Connections in the pool."),
+  DB_STATEMENT_TIMEOUT_MS: integer(100, 600_000, 5_000).describe("Server-side bound for any one statement."),
+  DB_HEALTH_INTERVAL_MS: integer(100, 60_000, 1_000).describe(
+    "How often the database is pinged; health and readiness follow the answer.",
+  ),
 } satisfies ConfigShape;

@@ -32,7 +32,8 @@ export function createLogger(options: LoggerOptions): Logger {
         censor: "[redacted]",
       },
   } satisfies pino.LoggerOptions;
-  // pino's default destination writes synchronously, so the last lines
-  // before an exit are never lost.
-  return options.destination ? pino(settings, options.destination) : pino(settings);
+  // Synchronous writes, so the last lines before an exit are never lost or
+  // reordered: pino's default destination is asynchronous, and its exit
+  // flush can write queued lines ahead of a write still in flight.
+  return pino(settings, options.destination ?? pino.destination({ dest: 1, sync: true }));
 }

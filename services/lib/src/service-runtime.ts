@@ -75,7 +75,8 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
   const serviceNames = options.services.map((s) => s.definition.fullName);
   let started = false;
   let databaseHealthy = options.database === undefined;
-  const isReady = () => started && databaseHealthy && !stopController.signal.aborted;
+  let stopping = false;
+  const isReady = () => started && databaseHealthy && !stopping;
   const publishHealth = () => {
     const status = isReady() ? "healthy" : "unhealthy";
     for (const name of ["", ...serviceNames]) {
@@ -147,6 +148,9 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
         admin,
         stopController,
         backgroundStop,
+        markStopping: () => {
+          stopping = true;
+        },
         publishHealth,
         background,
         databaseWatch,
@@ -163,6 +167,7 @@ interface StopParts {
   admin: HttpServer;
   stopController: AbortController;
   backgroundStop: AbortController;
+  markStopping: () => void;
   publishHealth: () => void;
   background: Promise<void>[];
   databaseWatch: Promise<void>;
@@ -173,8 +178,11 @@ async function drainAndStop(parts: StopParts): Promise<void> {
   const { logger, config } = options;
   const begun = performance.now();
   logger.info({ reason: parts.reason }, "shutting down: not ready any more");
-  stopController.abort();
+  parts.markStopping();
   parts.publishHealth();
+  // Health watchers get NOT_SERVING before their streams are ended.
+  await new Promise((resolve) => setImmediate(resolve));
+  stopController.abort();
 
   // Keep answering while endpoints and proxies learn that this instance is
   // going away; new calls that still arrive are served, not refused.

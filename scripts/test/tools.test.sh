@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# Tests scripts/tools.sh's download path, the one a laptop without go takes,
+# against a fake release mirror: python3's http.server on 127.0.0.1 serving
+# fake archives (a shell script named like each tool) with checksum files
+# laid out like the real releases. go, shellcheck and apt-get are kept off
+# PATH, and every run writes to a temporary folder, never to .tools/.
+# Last line: "N passed, N failed"; exits non-zero if anything failed.
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+tools_sh="$repo/scripts/tools.sh"
+# shellcheck source=/dev/null
+source "$repo/versions.env"
+: "${GRPCURL_VERSION:?}" "${HELM_VERSION:?}" "${KUBECONFORM_VERSION:?}" "${GHZ_VERSION:?}" \
+  "${SHELLCHECK_VERSION:?}"
+
+tmp=$(mktemp -d)
+server_pid=""
+cleanup() {
+  if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+out="$tmp/out"
+err="$tmp/err"
+: >"$out"
+: >"$err"
+
+check() {
+  local name=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "ok - $name"
+  else
+    failed=$((failed + 1))
+    echo "not ok - $name"
+    sed 's/^/    stdout: /' "$out"
+    sed 's/^/    stderr: /' "$err"
+  fi
+}
+
+# --- a PATH without go, shellcheck or apt-get -------------------------------
+
+sysbin="$tmp/sysbin"
+mkdir "$sysbin"
+for cmd in bash env cat sed awk tr grep sha256sum mktemp mkdir rm mv chmod ln \
+  readlink uname dirname tail curl tar gzip xz flock; do
+  if path=$(command -v "$cmd"); then ln -s "$path" "$sysbin/$cmd"; fi
+done
+
+# --- the fake mirror ---------------------------------------------------------
+
+mirror="$tmp/mirror"
+good="$mirror/good"
+gh="$good/github.com"
+grpcurl_dir="$gh/fullstorydev/grpcurl/releases/download/v$GRPCURL_VERSION"
+kubeconform_dir="$gh/yannh/kubeconform/releases/download/v$KUBECONFORM_VERSION"
+ghz_dir="$gh/bojand/ghz/releases/download/v$GHZ_VERSION"
+helm_dir="$good/get.helm.sh"
+shellcheck_dir="$gh/koalaman/shellcheck/releases/download/v$SHELLCHECK_VERSION"
+mkdir -p "$grpcurl_dir" "$kubeconform_dir" "$ghz_dir" "$helm_dir" "$shellcheck_dir"
+
+sha() { sha256sum "$1" | awk '{ print $1 }'; }
+
+# fake_tool DIR NAME OUTPUT: a script that prints OUTPUT, like `NAME --version`
+fake_tool() {
+  mkdir -p "$1"
+  printf '#!/bin/sh\necho "%s"\n' "$3" >"$1/$2"
+  chmod 755 "$1/$2"
+}
+
+# archive OUT SRC MEMBER...: tar.gz or tar.xz, as the real releases ship them
+archive() {
+  local dest=$1 src=$2
+  shift 2
+  case $dest in
+    *.tar.xz) tar -cJf "$dest" -C "$src" "$@" ;;
+    *) tar -czf "$dest" -C "$src" "$@" ;;
+  esac
+}
+
+# make_platform OS ARCH: the five archives of one platform, named as each
+# project names them (written out here, independently of tools.sh).
+make_platform() {
+  local os=$1 arch=$2 x86=$2 osx=$1 aarch=$2 src="$tmp/src-$1-$2"
+  [[ $arch == amd64 ]] && x86=x86_64 && aarch=x86_64
+  [[ $arch == arm64 ]] && aarch=aarch64
+  [[ $os == darwin ]] && osx=osx
+  mkdir -p "$src"
+  echo "fake license" >"$src/LICENSE"
+
+  fake_tool "$src" grpcurl "grpcurl v$GRPCURL_VERSION"
+  local a="grpcurl_${GRPCURL_VERSION}_${osx}_${x86}.tar.gz"
+  archive "$grpcurl_dir/$a" "$src" grpcurl LICENSE
+  echo "$(sha "$grpcurl_dir/$a")  $a" >>"$grpcurl_dir/grpcurl_${GRPCURL_VERSION}_checksums.txt"
+
+  fake_tool "$src" kubeconform "v$KUBECONFORM_VERSION"
+  a="kubeconform-$os-$arch.tar.gz"
+  archive "$kubeconform_dir/$a" "$src" kubeconform LICENSE
+  echo "$(sha "$kubeconform_dir/$a")  $a" >>"$kubeconform_dir/CHECKSUMS"
+
+  fake_tool "$src" ghz "v$GHZ_VERSION"
+  fake_tool "$src" ghz-web "v$GHZ_VERSION"
+  a="ghz-$os-$x86.tar.gz"
+  archive "$ghz_dir/$a" "$src" ghz ghz-web LICENSE
+  sha "$ghz_dir/$a" >"$ghz_dir/$a.sha256"
+
+  fake_tool "$src/$os-$arch" helm "v$HELM_VERSION+gfake"
+  a="helm-v$HELM_VERSION-$os-$arch.tar.gz"
+  archive "$helm_dir/$a" "$src" "$os-$arch/helm"
+  echo "$(sha "$helm_dir/$a")  $a" >"$helm_dir/$a.sha256sum"
+
+  fake_tool "$src/shellcheck-v$SHELLCHECK_VERSION" shellcheck "version: $SHELLCHECK_VERSION"
+  a="shellcheck-v$SHELLCHECK_VERSION.$os.$aarch.tar.xz"
+  archive "$shellcheck_dir/$a" "$src" "shellcheck-v$SHELLCHECK_VERSION/shellcheck"
+}
+
+make_platform linux amd64
+make_platform darwin arm64
+# A decoy line for an asset nobody asks for must not be picked.
+echo "$(printf '0%.0s' {1..64})  grpcurl_${GRPCURL_VERSION}_windows_x86_64.zip" \
+  >>"$grpcurl_dir/grpcurl_${GRPCURL_VERSION}_checksums.txt"
+sc_linux_sha=$(sha "$shellcheck_dir/shellcheck-v$SHELLCHECK_VERSION.linux.x86_64.tar.xz")
+sc_darwin_sha=$(sha "$shellcheck_dir/shellcheck-v$SHELLCHECK_VERSION.darwin.aarch64.tar.xz")
+
+# The bad mirror: the same releases, each with its checksum broken another way.
+bad="$mirror/bad"
+cp -R "$good" "$bad"
+bgh="$bad/github.com"
+b_sums="$bgh/fullstorydev/grpcurl/releases/download/v$GRPCURL_VERSION/grpcurl_${GRPCURL_VERSION}_checksums.txt"
+sed "s/^[0-9a-f]*  \(grpcurl_.*_linux_x86_64.tar.gz\)$/$(printf 'f%.0s' {1..64})  \1/" "$b_sums" >"$b_sums.new"
+mv "$b_sums.new" "$b_sums"
+b_kc="$bgh/yannh/kubeconform/releases/download/v$KUBECONFORM_VERSION/CHECKSUMS"
+grep -v linux-amd64 "$b_kc" >"$b_kc.new"
+mv "$b_kc.new" "$b_kc"
+rm "$bgh/bojand/ghz/releases/download/v$GHZ_VERSION/ghz-linux-x86_64.tar.gz.sha256"
+# helm: the archive was tampered with after its checksum was published
+echo "tampered" >>"$bad/get.helm.sh/helm-v$HELM_VERSION-linux-amd64.tar.gz"
+
+# --- serve it on 127.0.0.1 ---------------------------------------------------
+
+python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$mirror" \
+  >"$tmp/server.out" 2>"$tmp/server.log" &
+server_pid=$!
+port=""
+for _ in $(seq 1 100); do
+  port=$(sed -n 's/.* port \([0-9][0-9]*\).*/\1/p' "$tmp/server.out" | head -n 1)
+  [[ -n $port ]] && break
+  sleep 0.1
+done
+if [[ -z $port ]]; then
+  echo "the fake mirror did not start:"
+  cat "$tmp/server.log"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+good_url="http://127.0.0.1:$port/good"
+bad_url="http://127.0.0.1:$port/bad"
+
+# --- running tools.sh ---------------------------------------------------------
+
+# run [NAME=VALUE...] [tools.sh argument...]: runs tools.sh with a clean
+# environment, the PATH above and the good mirror for linux/amd64; sets rc.
+rc=0
+run() {
+  local envs=()
+  while [[ $# -gt 0 && $1 == *=* ]]; do
+    envs+=("$1")
+    shift
+  done
+  env -i HOME="$tmp/home" PATH="$sysbin" MESHCART_TOOLS_MIRROR="$good_url" \
+    MESHCART_TOOLS_OS=linux MESHCART_TOOLS_ARCH=amd64 "${envs[@]}" \
+    bash "$tools_sh" "$@" >"$out" 2>"$err"
+  rc=$?
+}
+
+succeeded() { [[ $rc -eq 0 ]]; }
+failed_run() { [[ $rc -ne 0 ]]; }
+stdout_has() { grep -qF -- "$1" "$out"; }
+stderr_has() { grep -qF -- "$1" "$err"; }
+line_count() { [[ $(grep -c . "$out") -eq $1 ]]; }
+no_leftovers() { ! compgen -G "$1/.tools-tmp.*" >/dev/null; }
+
+# prints_version DIR TOOL ARGS VERSION: the installed tool runs and reports it
+prints_version() {
+  # shellcheck disable=SC2086 # $3 holds the arguments, split on purpose
+  [[ -x $1/$2 ]] && "$1/$2" $3 | grep -qF -- "$4"
+}
+
+all_pinned() {
+  prints_version "$1" grpcurl -version "v$GRPCURL_VERSION" &&
+    prints_version "$1" helm "version --short" "v$HELM_VERSION" &&
+    prints_version "$1" kubeconform -v "v$KUBECONFORM_VERSION" &&
+    prints_version "$1" ghz --version "v$GHZ_VERSION" &&
+    prints_version "$1" shellcheck --version "$SHELLCHECK_VERSION"
+}
+
+stamps_present() {
+  local t
+  for t in grpcurl helm kubeconform ghz shellcheck; do [[ -s $1/.$t.version ]] || return 1; done
+}
+
+home_is_clean() { [[ ! -e $tmp/home ]]; }
+downloads() { grep -c "GET /good/.*$1" "$tmp/server.log"; }
+
+# --- the tests ----------------------------------------------------------------
+
+check "go, shellcheck and apt-get are hidden from tools.sh's PATH" \
+  env -i PATH="$sysbin" bash -c '! command -v go && ! command -v shellcheck && ! command -v apt-get'
+
+a="$tmp/a/bin"
+run MESHCART_TOOLS_DIR="$a" --print-path
+check "--print-path prints MESHCART_TOOLS_DIR" succeeded
+check "--print-path output is exactly the folder" [ "$(cat "$out")" = "$a" ]
+check "--print-path installs nothing" test ! -e "$a"
+
+copy="$tmp/copy"
+mkdir -p "$copy/scripts"
+cp "$tools_sh" "$copy/scripts/tools.sh"
+cp "$repo/versions.env" "$copy/versions.env"
+env -i PATH="$sysbin" bash "$copy/scripts/tools.sh" --print-path >"$out" 2>"$err"
+check "--print-path defaults to <repo>/.tools/bin" [ "$(cat "$out")" = "$copy/.tools/bin" ]
+env -i PATH="$sysbin" MESHCART_TOOLS_MIRROR="$good_url" MESHCART_TOOLS_OS=linux \
+  MESHCART_TOOLS_ARCH=amd64 bash "$copy/scripts/tools.sh" kubeconform >"$out" 2>"$err"
+check "a copy of the layout installs into its own .tools/bin" \
+  prints_version "$copy/.tools/bin" kubeconform -v "v$KUBECONFORM_VERSION"
+
+run MESHCART_TOOLS_DIR="$a" MESHCART_TOOLS_SHELLCHECK_SHA256="$sc_linux_sha"
+check "first run succeeds" succeeded
+check "first run prints one line per tool" line_count 5
+check "first run reports grpcurl installed" stdout_has "grpcurl $GRPCURL_VERSION installed (download, sha256 verified)"
+check "first run reports helm installed" stdout_has "helm $HELM_VERSION installed (download, sha256 verified)"
+check "first run reports kubeconform installed" stdout_has "kubeconform $KUBECONFORM_VERSION installed"
+check "first run reports ghz installed" stdout_has "ghz $GHZ_VERSION installed"
+check "first run reports shellcheck installed" stdout_has "shellcheck $SHELLCHECK_VERSION installed (download"
+check "all five binaries are installed, executable and pinned" all_pinned "$a"
+check "version stamps are written" stamps_present "$a"
+check "only the named binary is taken from an archive (no ghz-web)" test ! -e "$a/ghz-web"
+check "no temporary folders are left" no_leftovers "$a"
+check "nothing is written outside the bin folder (HOME untouched)" home_is_clean
+
+before=$(ls -li "$a")
+fetched=$(downloads '\.tar\.')
+run MESHCART_TOOLS_DIR="$a" MESHCART_TOOLS_SHELLCHECK_SHA256="$sc_linux_sha"
+check "second run succeeds" succeeded
+check "second run prints one line per tool" line_count 5
+check "second run finds every tool already present" [ "$(grep -c 'already present' "$out")" -eq 5 ]
+check "second run installs nothing" [ "$before" = "$(ls -li "$a")" ]
+check "second run downloads nothing" [ "$(downloads '\.tar\.')" -eq "$fetched" ]
+
+rm "$a/.grpcurl.version"
+run MESHCART_TOOLS_DIR="$a" grpcurl
+check "without a stamp the version output is recognised" stdout_has "grpcurl $GRPCURL_VERSION already present"
+check "the stamp is written again" test -s "$a/.grpcurl.version"
+
+fake_tool "$a" kubeconform "v0.0.1"
+run MESHCART_TOOLS_DIR="$a" kubeconform
+check "a wrong version is replaced" stdout_has "kubeconform $KUBECONFORM_VERSION installed (download, sha256 verified, replaced another version)"
+check "the replacement is the pinned version" prints_version "$a" kubeconform -v "v$KUBECONFORM_VERSION"
+
+b="$tmp/b/bin"
+run MESHCART_TOOLS_DIR="$b" grpcurl helm
+check "named tools: succeeds" succeeded
+check "named tools: one line per named tool" line_count 2
+check "named tools: only those are installed" [ "$(ls "$b")" = "$(printf 'grpcurl\nhelm')" ]
+
+c="$tmp/c/bin"
+run MESHCART_TOOLS_DIR="$c" MESHCART_TOOLS_OS=darwin MESHCART_TOOLS_ARCH=arm64 \
+  MESHCART_TOOLS_SHELLCHECK_SHA256="$sc_darwin_sha"
+check "darwin/arm64: succeeds" succeeded
+check "darwin/arm64: all five installed" all_pinned "$c"
+for asset in "grpcurl_${GRPCURL_VERSION}_osx_arm64.tar.gz" kubeconform-darwin-arm64.tar.gz \
+  ghz-darwin-arm64.tar.gz "helm-v$HELM_VERSION-darwin-arm64.tar.gz" \
+  "shellcheck-v$SHELLCHECK_VERSION.darwin.aarch64.tar.xz"; do
+  check "darwin/arm64: fetched $asset" grep -qF "/$asset " "$tmp/server.log"
+done
+
+d="$tmp/d/bin"
+mkdir -p "$d"
+expect_refused() { # TOOL MESSAGE [NAME=VALUE...]: fails, says why, installs nothing
+  local tool=$1 message=$2
+  shift 2
+  run MESHCART_TOOLS_DIR="$d" MESHCART_TOOLS_MIRROR="$bad_url" "$@" "$tool"
+  check "$tool, $message: fails" failed_run
+  check "$tool, $message: says so" stderr_has "$message"
+  check "$tool, $message: leaves no binary" test ! -e "$d/$tool"
+  check "$tool, $message: leaves no stamp" test ! -e "$d/.$tool.version"
+  check "$tool, $message: leaves no temporary folder" no_leftovers "$d"
+}
+expect_refused grpcurl "checksum mismatch for grpcurl_${GRPCURL_VERSION}_linux_x86_64.tar.gz"
+expect_refused helm "checksum mismatch for helm-v$HELM_VERSION-linux-amd64.tar.gz"
+expect_refused kubeconform "no SHA-256 for kubeconform-linux-amd64.tar.gz"
+expect_refused ghz "cannot fetch the checksum file $bad_url/github.com/bojand/ghz/releases/download/v$GHZ_VERSION/ghz-linux-x86_64.tar.gz.sha256"
+# No override: the pinned hash of the real release must reject the fake.
+expect_refused shellcheck "checksum mismatch for shellcheck-v$SHELLCHECK_VERSION.linux.x86_64.tar.xz"
+check "a refused run names what it refused" stderr_has "refusing to install shellcheck"
+
+e="$tmp/e/bin"
+fetched=$(downloads shellcheck)
+fake_tool "$tmp/onpath" shellcheck "version: 0.9.0"
+run MESHCART_TOOLS_DIR="$e" PATH="$tmp/onpath:$sysbin" shellcheck
+check "a shellcheck on PATH is preferred" stdout_has "shellcheck 0.9.0 already present ($tmp/onpath/shellcheck)"
+check "it is linked into the bin folder" [ "$(readlink "$e/shellcheck")" = "$tmp/onpath/shellcheck" ]
+check "nothing was downloaded for it" [ "$(downloads shellcheck)" -eq "$fetched" ]
+
+run MESHCART_TOOLS_DIR="$e" nosuchtool
+check "an unknown tool is rejected with exit 2" [ "$rc" -eq 2 ]
+check "an unknown tool is named" stderr_has "unknown tool 'nosuchtool'"
+
+run MESHCART_TOOLS_DIR="$e" MESHCART_TOOLS_METHOD=go grpcurl
+check "MESHCART_TOOLS_METHOD=go without go fails clearly" stderr_has "go is not on PATH"
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]

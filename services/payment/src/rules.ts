@@ -1,0 +1,149 @@
+/**
+ * The payment rules: what a payment method does with a charge, how refunds
+ * move a payment's refunded sum and status, and when a repeated idempotency
+ * key asks for something else than its first use. Pure functions: the
+ * Payments module runs them on rows it holds locked, and the migration's
+ * CHECK constraints restate the same invariants as a second line of defence.
+ *
+ * Invariants (hold before and after every refund):
+ *   0 <= refunded <= amount
+ *   DECLINED           => refunded = 0
+ *   CAPTURED           => refunded = 0
+ *   PARTIALLY_REFUNDED => 0 < refunded < amount
+ *   REFUNDED           => refunded = amount
+ */
+
+export type PaymentStatus = "CAPTURED" | "DECLINED" | "PARTIALLY_REFUNDED" | "REFUNDED";
+export type DeclineReason = "CARD_DECLINED" | "INSUFFICIENT_FUNDS";
+
+export type ChargeOutcome = { status: "CAPTURED" } | { status: "DECLINED"; reason: DeclineReason };
+
+/**
+ * The test payment methods and what each does (the table in payment.proto).
+ * There is no real processor behind them: the outcome depends on the method
+ * alone, so a charge can be decided inside the database transaction that
+ * records it, and a replay on any version decides the same.
+ */
+const METHODS: Readonly<Record<string, ChargeOutcome>> = {
+  pm_card_visa: { status: "CAPTURED" },
+  pm_card_mastercard: { status: "CAPTURED" },
+  pm_card_declined: { status: "DECLINED", reason: "CARD_DECLINED" },
+  pm_card_insufficient_funds: { status: "DECLINED", reason: "INSUFFICIENT_FUNDS" },
+};
+
+export const PAYMENT_METHODS: readonly string[] = Object.keys(METHODS);
+
+export function isKnownMethod(method: string): boolean {
+  return Object.hasOwn(METHODS, method);
+}
+
+export class RulesError extends Error {
+  override name = "RulesError";
+}
+
+/** What charging with `method` does. Unknown methods are refused by validation first. */
+export function chargeOutcome(method: string): ChargeOutcome {
+  if (!isKnownMethod(method)) throw new RulesError(`unknown payment method ${method}`);
+  return METHODS[method]!;
+}
+
+/** The status that goes with `refunded` of a captured `amount`. */
+export function capturedStatus(amount: number, refunded: number): PaymentStatus {
+  if (refunded === 0) return "CAPTURED";
+  return refunded === amount ? "REFUNDED" : "PARTIALLY_REFUNDED";
+}
+
+/** The part of a payment's money that a refund decision reads. */
+export interface RefundablePayment {
+  status: PaymentStatus;
+  currencyCode: string;
+  amountMinor: number;
+  refundedMinor: number;
+}
+
+export interface Money {
+  currencyCode: string;
+  minorUnits: number;
+}
+
+export type RefundRefusal = "DECLINED" | "CURRENCY" | "NOTHING_LEFT" | "EXCEEDS_REMAINING";
+
+/**
+ * What a refund of `requested` (undefined: everything left) does to
+ * `payment`: either the amount to give back with the payment's new refunded
+ * sum and status, or why it cannot happen.
+ */
+export type RefundDecision =
+  | { kind: "refund"; amountMinor: number; refundedMinor: number; status: PaymentStatus }
+  | { kind: "refuse"; refusal: RefundRefusal; reason: string };
+
+export function remaining(payment: RefundablePayment): number {
+  return payment.status === "DECLINED" ? 0 : payment.amountMinor - payment.refundedMinor;
+}
+
+export function decideRefund(payment: RefundablePayment, requested: Money | undefined): RefundDecision {
+  if (payment.status === "DECLINED") {
+    return { kind: "refuse", refusal: "DECLINED", reason: "the payment was declined: nothing was taken, so nothing can be refunded" };
+  }
+  const left = remaining(payment);
+  if (requested && requested.currencyCode !== payment.currencyCode) {
+    return {
+      kind: "refuse",
+      refusal: "CURRENCY",
+      reason: `the payment is in ${payment.currencyCode}, the refund asks for ${requested.currencyCode}`,
+    };
+  }
+  if (left === 0) return { kind: "refuse", refusal: "NOTHING_LEFT", reason: "the payment is already refunded in full" };
+  const amount = requested ? requested.minorUnits : left;
+  if (!Number.isSafeInteger(amount) || amount <= 0) throw new RulesError(`refund amount ${amount} is not a positive whole number`);
+  if (amount > left) {
+    return {
+      kind: "refuse",
+      refusal: "EXCEEDS_REMAINING",
+      reason: `the refund of ${amount} exceeds the ${left} ${payment.currencyCode} minor units not yet refunded`,
+    };
+  }
+  const refunded = payment.refundedMinor + amount;
+  return { kind: "refund", amountMinor: amount, refundedMinor: refunded, status: capturedStatus(payment.amountMinor, refunded) };
+}
+
+/** What a Charge asks for; the same key must always ask for the same. */
+export interface ChargeTerms {
+  customerId: string;
+  currencyCode: string;
+  amountMinor: number;
+  paymentMethod: string;
+  orderId: string;
+}
+
+/** The proto names of the fields where `again` differs from `first`; empty for a true replay. */
+export function chargeDifferences(first: ChargeTerms, again: ChargeTerms): string[] {
+  const differences: string[] = [];
+  if (first.customerId !== again.customerId) differences.push("customer_id");
+  if (first.amountMinor !== again.amountMinor) differences.push("amount.minor_units");
+  if (first.currencyCode !== again.currencyCode) differences.push("amount.currency_code");
+  if (first.paymentMethod !== again.paymentMethod) differences.push("payment_method");
+  if (first.orderId !== again.orderId) differences.push("order_id");
+  return differences;
+}
+
+/** What a Refund asks for; `amount` undefined means everything left. */
+export interface RefundTerms {
+  paymentId: string;
+  amount: Money | undefined;
+  reason: string;
+}
+
+export function refundDifferences(first: RefundTerms, again: RefundTerms): string[] {
+  const differences: string[] = [];
+  if (first.paymentId !== again.paymentId) differences.push("payment_id");
+  if (!first.amount || !again.amount) {
+    // One of them asked for "everything left", the other for an amount.
+    if (first.amount !== again.amount) differences.push("amount");
+  } else {
+    if (first.amount.minorUnits !== again.amount.minorUnits) differences.push("amount.minor_units");
+    if (first.amount.currencyCode !== again.amount.currencyCode) differences.push("amount.currency_code");
+  }
+  if (first.reason !== again.reason) differences.push("reason");
+  return differences;
+}
