@@ -86,6 +86,9 @@ export const serviceConfig = {
     .describe(`Log level: ${logLevels.join(", ")}.`),
   SERVICE_VERSION: text("dev").describe("Version reported in logs, traces and responses (served_by)."),
   DEPLOYMENT_ENVIRONMENT: text("local").describe("Environment name reported in logs and traces."),
+  POD_NAME: text()
+    .optional()
+    .describe("This instance's name (the pod name in Kubernetes): payment's served_by, order's saga leases; host-based when unset."),
   // At least 64 KiB: reflection answers (grpcurl describe) must fit.
   GRPC_MAX_MESSAGE_BYTES: integer(64 * 1024, 64 * 1024 * 1024, 1024 * 1024).describe(
     "Largest gRPC message accepted or sent, in bytes; larger ones are refused with RESOURCE_EXHAUSTED.",

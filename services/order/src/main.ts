@@ -13,6 +13,7 @@ import {
 import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
 import { OrderServiceDefinition } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import { crashHook } from "./chaos.js";
 import { orderConfig } from "./config.js";
 import { EventStore } from "./event-store.js";
 import { GrpcInventory, GrpcPayment } from "./grpc-ports.js";
@@ -47,7 +48,13 @@ runMain(async () => {
     store,
     inventory,
     payment,
-    { owner, leaseMs: config.ORDER_SAGA_LEASE_MS, retryBaseMs: 100, retryMaxMs: config.ORDER_RETRY_MAX_MS },
+    {
+      owner,
+      leaseMs: config.ORDER_SAGA_LEASE_MS,
+      retryBaseMs: 100,
+      retryMaxMs: config.ORDER_RETRY_MAX_MS,
+      crash: crashHook(config.ORDER_CRASH_POINT, logger),
+    },
     logger,
     stopSagas.signal,
     (orderId) => notifier.notify(orderId),

@@ -1,4 +1,5 @@
 import type { BackgroundTask, Logger } from "@meshcart/lib";
+import type { CrashHook } from "./chaos.js";
 import { ConcurrentAppendError, type EventStore } from "./event-store.js";
 import {
   chargeKeyFor,
@@ -19,6 +20,8 @@ export interface SagaSettings {
   /** Backoff bounds for compensation and cancellation steps, which retry until done. */
   retryBaseMs: number;
   retryMaxMs: number;
+  /** Chaos hook for crash tests (chaos.ts, ORDER_CRASH_POINT); off when absent. */
+  crash?: CrashHook;
 }
 
 /**
@@ -111,7 +114,7 @@ export class Saga {
     switch (step.kind) {
       case "reserve":
         return this.forward("reserve", async () => {
-          const outcome = await this.inventory.reserve(order.reservationId, order.items);
+          const outcome = await this.call("reserve", () => this.inventory.reserve(order.reservationId, order.items));
           if (outcome.kind === "unavailable") {
             return [
               { type: "STOCK_UNAVAILABLE", reason: outcome.reason },
@@ -130,20 +133,21 @@ export class Saga {
         });
       case "charge":
         return this.forward("charge", async () => {
-          const outcome = await this.payment.charge(this.chargeRequest(order));
+          const request = this.chargeRequest(order);
+          const outcome = await this.call("charge", () => this.payment.charge(request));
           return outcome.kind === "captured"
             ? [{ type: "PAYMENT_CAPTURED", paymentId: outcome.paymentId }]
             : [{ type: "PAYMENT_DECLINED", paymentId: outcome.paymentId, reason: outcome.reason }];
         });
       case "commit":
         return this.forward("commit", async () => {
-          await this.inventory.commit(order.reservationId);
+          await this.call("commit", () => this.inventory.commit(order.reservationId));
           return [{ type: "RESERVATION_COMMITTED" }, { type: "ORDER_CONFIRMED" }];
         });
       case "refund":
-        return [await this.refund(order, step.purpose)];
+        return [await this.call("refund", () => this.refund(order, step.purpose))];
       case "release":
-        return [{ type: "STOCK_RELEASED", detail: await this.releaseStock(order) }];
+        return [{ type: "STOCK_RELEASED", detail: await this.call("release", () => this.releaseStock(order)) }];
       case "return":
         await this.inventory.returnStock(order.reservationId);
         return [{ type: "STOCK_RETURNED" }];
@@ -163,6 +167,20 @@ export class Saga {
     } catch (error) {
       if (!(error instanceof TransientFailure || error instanceof PermanentFailure)) throw error;
       return [{ type: "STEP_FAILED", step, reason: error.message }];
+    }
+  }
+
+  /**
+   * One step's calls to another service, between the chaos hook's crash
+   * points: `before:` just before, `after:` once they settled and before
+   * their outcome is appended (the lost-answer case).
+   */
+  private async call<T>(step: "reserve" | "charge" | "commit" | "refund" | "release", run: () => Promise<T>): Promise<T> {
+    this.settings.crash?.(`before:${step}`);
+    try {
+      return await run();
+    } finally {
+      this.settings.crash?.(`after:${step}`);
     }
   }
 

@@ -1,0 +1,66 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { formatBanner } from "../src/banner.js";
+import { repoRoot } from "../src/paths.js";
+import { devPostgresPort, localPorts, localServices, serviceEnv } from "../src/services.js";
+import { extractWalkthrough, readWalkthrough } from "../src/walkthrough.js";
+
+describe("walkthrough", () => {
+  it("is the README's sh block between the walkthrough markers", () => {
+    const readme = ["intro", "<!-- walkthrough:begin -->", "```sh", "grpcurl a", "grpcurl b", "```", "<!-- walkthrough:end -->", "```sh", "not this", "```"].join("\n");
+    expect(extractWalkthrough(readme)).toBe("grpcurl a\ngrpcurl b\n");
+    expect(() => extractWalkthrough("no markers")).toThrow(/markers/);
+  });
+
+  it("calls every local service of the README's port table", () => {
+    const walkthrough = readWalkthrough(repoRoot);
+    for (const service of localServices) expect(walkthrough).toContain(`localhost:${service.grpcPort}`);
+    const readme = readFileSync(path.join(repoRoot, "README.md"), "utf8");
+    for (const service of localServices) {
+      expect(readme).toContain(`| ${service.name} | \`localhost:${service.grpcPort}\` | \`localhost:${service.adminPort}\` | \`${service.database}\` |`);
+    }
+  });
+
+  it("is printed in the banner with every service and the database", () => {
+    const banner = formatBanner({
+      services: localServices,
+      postgres: { where: "127.0.0.1:5433  data in .data/postgres", url: (db) => `postgres://postgres:postgres@127.0.0.1:5433/${db}` },
+      walkthrough: readWalkthrough(repoRoot),
+    });
+    for (const line of readWalkthrough(repoRoot).split("\n").filter(Boolean)) expect(banner).toContain(`  ${line}\n`);
+    expect(banner).toContain("postgres   127.0.0.1:5433  data in .data/postgres");
+    expect(banner).toContain(
+      "inventory  gRPC localhost:50053  admin http://localhost:9053/readyz  database postgres://postgres:postgres@127.0.0.1:5433/meshcart_inventory",
+    );
+  });
+});
+
+describe("local services table", () => {
+  it("starts each service after those it calls, on distinct ports, each with its own database", () => {
+    expect(localServices.map((s) => s.name)).toEqual(["inventory", "payment", "order"]);
+    const ports = Object.values(localPorts).flatMap((service) => [service.grpc, service.admin]);
+    expect(new Set(ports).size).toBe(ports.length);
+    expect(ports).not.toContain(devPostgresPort);
+    expect(new Set(localServices.map((s) => s.database)).size).toBe(localServices.length);
+    for (const service of localServices) {
+      expect(Object.values(localPorts)).toContainEqual({ grpc: service.grpcPort, admin: service.adminPort });
+    }
+  });
+
+  it("points order at inventory and payment and gives each the kit's environment contract", () => {
+    const order = localServices.find((s) => s.name === "order")!;
+    const env = serviceEnv(order, { databaseUrl: "postgres://db/x", logLevel: "debug" });
+    expect(env).toMatchObject({
+      GRPC_PORT: "50051",
+      ADMIN_PORT: "9051",
+      DATABASE_URL: "postgres://db/x",
+      LOG_LEVEL: "debug",
+      SERVICE_VERSION: "dev",
+      DEPLOYMENT_ENVIRONMENT: "local",
+      INVENTORY_ADDRESS: `localhost:${localPorts.inventory.grpc}`,
+      PAYMENT_ADDRESS: `localhost:${localPorts.payment.grpc}`,
+    });
+    expect(serviceEnv(localServices[0]!, { databaseUrl: "u", logLevel: "info" }).INVENTORY_SEED_CATALOGUE).toBe("true");
+  });
+});
