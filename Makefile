@@ -47,7 +47,7 @@ dev: build ## Run every service on localhost with an embedded Postgres (Ctrl-C s
 test: $(DEPS) ## Run the whole test suite (installs grpcurl first)
 	scripts/tools.sh grpcurl
 	tsc -b
-	vitest run
+	scripts/run-tests.sh
 
 .PHONY: lint
 lint: $(DEPS) ## ESLint, buf lint, buf breaking, generated-code check, shellcheck
