@@ -92,6 +92,9 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
     // long-lived; server pings find dead peers without cutting idle ones.
     "grpc.keepalive_time_ms": 60_000,
     "grpc.keepalive_timeout_ms": 20_000,
+    // A second instance on a taken port must fail to start, never share the
+    // port with the first (SO_REUSEPORT): explicit, whatever the default.
+    "grpc.so_reuseport": 0,
   })
     .use(errorDetailsServerMiddleware)
     .use(requestContextMiddleware)
