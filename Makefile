@@ -43,25 +43,106 @@ build: $(DEPS) ## Compile every workspace (tsc -b)
 dev: build ## Run every service on localhost with an embedded Postgres (Ctrl-C stops)
 	$(NODE) dev/dist/dev.js
 
+.PHONY: token
+token: | $(DEPS) ## Print a demo shopper token for the storefront: make -s token CUSTOMER=alice [TTL=1h]
+	@test -f services/storefront/dist/mint-token.js || tsc -b services/storefront >&2
+	@$(NODE) services/storefront/dist/mint-token.js --customer "$(CUSTOMER)" --ttl "$(TTL)"
+
+.PHONY: verify
+verify: build ## Reconcile the databases of make dev (VERIFY_DATABASE_URL for another Postgres); exit 1 on any violation
+	$(NODE) dev/dist/verify-main.js
+
+.PHONY: load
+load: build ## Shopper traffic through make dev's storefront: make load [RPS=10] [DURATION=30s|forever] [REQUESTS=] [CONCURRENCY=] [SHOPPERS=] [MIX=] [MAX_ERROR_RATE=] [TARGET=]
+	@OTEL_EXPORTER_OTLP_ENDPOINT="$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://localhost:4317}" OTEL_EXPORTER_OTLP_PROTOCOL="$${OTEL_EXPORTER_OTLP_PROTOCOL:-grpc}" \
+	  $(NODE) services/loadgen/dist/cli.js --rps "$(RPS)" --duration "$(DURATION)" --requests "$(REQUESTS)" \
+	  --concurrency "$(CONCURRENCY)" --shoppers "$(SHOPPERS)" --mix "$(MIX)" --max-error-rate "$(MAX_ERROR_RATE)" --target "$(TARGET)"
+
+.PHONY: faults
+faults: build ## Show or set make dev's injected faults: make faults [SERVICE=payment|inventory|all] [SPEC='{"Charge":{"rate":0.5}}' | SPEC=off]
+	@$(NODE) dev/dist/faults-main.js --service "$(SERVICE)" --spec "$${SPEC:-}"
+
 .PHONY: test
-test: $(DEPS) ## Run the whole test suite (installs grpcurl first)
-	scripts/tools.sh grpcurl
+test: $(DEPS) ## Run the whole test suite (installs grpcurl and helm first)
+	scripts/tools.sh grpcurl helm shellcheck
 	tsc -b
 	scripts/run-tests.sh
 
 .PHONY: lint
 lint: $(DEPS) ## ESLint, buf lint, buf breaking, generated-code check, shellcheck
 	eslint .
+	tsc -p test
 	buf lint
 	scripts/check-breaking.sh
 	scripts/check-generated.sh
 	scripts/tools.sh shellcheck >/dev/null
-	shellcheck -x scripts/*.sh scripts/test/*.sh .ci/run
+	shellcheck -x scripts/*.sh scripts/test/*.sh scripts/deploy/*.sh test/deploy/stand-ins/*.sh .ci/run
 
 .PHONY: proto-release
 proto-release: $(DEPS) ## Record the current contracts as the released API (the breaking-change baseline)
 	buf build -o proto/released-api.binpb
 	@echo "proto/released-api.binpb updated: commit it with the release"
+
+# --- Deploy to kind with Linkerd (docs/deploy.md). The scripts skip what is
+# in place already; DRY_RUN=1 prints the commands a real run would execute.
+DEPLOY := scripts/deploy
+
+.PHONY: doctor
+doctor: ## Check Docker (memory, disk), kind, kubectl, helm and linkerd for make deploy, with fixes
+	@$(DEPLOY)/doctor.sh
+
+.PHONY: cluster
+cluster: ## Create the kind cluster of k8s/kind-config.yaml (kept if it exists)
+	@$(DEPLOY)/cluster.sh
+
+.PHONY: mesh
+mesh: ## Install Gateway API CRDs, Linkerd (proxy tracing to Jaeger) and viz on the cluster
+	@$(DEPLOY)/mesh.sh
+
+.PHONY: images
+images: | $(DEPS) ## Build the service images (tags derived from content) and load them into kind
+	@$(DEPLOY)/images.sh
+
+.PHONY: deploy
+deploy: | $(DEPS) ## cluster + mesh + images + the Helm chart, then the next steps [VALUES=file] [DRY_RUN=1]
+	@scripts/tools.sh helm >/dev/null
+	@$(DEPLOY)/deploy.sh
+
+.PHONY: smoke
+smoke: | $(DEPS) ## From the host through storefront's proxy: list, place an order, read it back
+	@test -f services/storefront/dist/mint-token.js || tsc -b services/storefront >&2
+	@scripts/tools.sh grpcurl >/dev/null
+	@$(DEPLOY)/smoke.sh
+
+.PHONY: dashboard
+dashboard: ## Open the Linkerd viz dashboard
+	@$(DEPLOY)/open.sh dashboard
+
+.PHONY: traces
+traces: ## Jaeger UI on http://localhost:16686 (port-forward; Ctrl-C stops)
+	@$(DEPLOY)/open.sh traces
+
+.PHONY: grafana
+grafana: ## Grafana on http://localhost:3000 (port-forward; Ctrl-C stops)
+	@$(DEPLOY)/open.sh grafana
+
+.PHONY: down
+down: ## Delete the kind cluster
+	@$(DEPLOY)/down.sh
+
+.PHONY: e2e
+e2e: | $(DEPS) ## The whole path on a real kind cluster: deploy, smoke, mTLS edges, helm test, teardown
+	@scripts/tools.sh helm grpcurl >/dev/null
+	@test -f services/storefront/dist/mint-token.js || tsc -b services/storefront >&2
+	@$(DEPLOY)/e2e.sh
+
+.PHONY: chart-test
+chart-test: | $(DEPS) ## helm lint, kubeconform (strict, real CRDs), then the chart and deploy-script tests
+	scripts/tools.sh helm kubeconform shellcheck >/dev/null
+	scripts/deploy/schemas.sh
+	scripts/deploy/chart-test.sh
+	tsc -b
+	scripts/run-tests.sh test/deploy/chart.test.ts test/deploy/scripts.test.ts
 
 .PHONY: clean
 clean: ## Remove build output (keeps .data and .tools)

@@ -7,7 +7,7 @@ import { defineConfig } from "vitest/config";
  */
 export default defineConfig({
   test: {
-    include: ["services/*/test/**/*.test.ts", "dev/test/**/*.test.ts"],
+    include: ["services/*/test/**/*.test.ts", "dev/test/**/*.test.ts", "test/**/*.test.ts"],
     globalSetup: ["dev/src/testing/global-setup.ts"],
     // Files start real processes (Postgres, services): bounds, not targets.
     testTimeout: 60_000,

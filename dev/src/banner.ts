@@ -19,7 +19,8 @@ export function formatBanner({ services, postgres, walkthrough }: BannerInput): 
     ...services.map(
       (service) =>
         `  ${service.name.padEnd(width)}  gRPC localhost:${service.grpcPort}  ` +
-        `admin http://localhost:${service.adminPort}/readyz  database ${postgres.url(service.database)}`,
+        `admin http://localhost:${service.adminPort}/readyz  ` +
+        (service.database ? `database ${postgres.url(service.database)}` : "no database"),
     ),
   ];
   if (walkthrough) {

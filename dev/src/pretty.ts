@@ -22,8 +22,14 @@ export function createLinePrinter(options: PrinterOptions): (line: string) => st
   const pretty = prettyFactory({
     colorize: options.colorize,
     translateTime: "SYS:HH:MM:ss.l",
-    // The label already names the service, and the version is always "dev" here.
-    ignore: "pid,hostname,service,version",
+    // The label already names the service, and the version is always "dev"
+    // here; the trace id moves onto the message line, where it is easy to
+    // copy into Jaeger's search (the span id is left to the JSON).
+    ignore: "pid,hostname,service,version,trace_id,span_id",
+    messageFormat: (log, messageKey) => {
+      const message = String(log[messageKey] ?? "");
+      return typeof log.trace_id === "string" ? `${message}  [trace ${log.trace_id}]` : message;
+    },
   });
   const padded = `${options.label.padEnd(options.width)} │ `;
   const prefix = options.colorize ? styleText(options.color ?? "cyan", padded, { validateStream: false }) : padded;

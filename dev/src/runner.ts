@@ -69,14 +69,17 @@ export async function runDev(options: DevOptions): Promise<number> {
     }
     for (const [index, service] of services.entries()) {
       if (shutdown.aborted) break;
-      await postgres.ensureDatabase(service.database);
+      if (service.database) await postgres.ensureDatabase(service.database);
       note(`starting ${service.name}`);
       const print = createLinePrinter({ label: service.name, width, colorize, color: palette[index % palette.length] });
       started.push(
         await startService({
           name: service.name,
           entry: path.resolve(options.repoRoot, service.entry),
-          env: serviceEnv(service, { databaseUrl: postgres.url(service.database), logLevel: options.logLevel }),
+          env: serviceEnv(service, {
+            ...(service.database ? { databaseUrl: postgres.url(service.database) } : {}),
+            logLevel: options.logLevel,
+          }),
           adminPort: service.adminPort,
           onLine: (_name, line) => write(print(line)),
           keepLines: 200,

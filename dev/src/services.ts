@@ -10,21 +10,42 @@ export interface LocalService {
   grpcPort: number;
   /** Serves /healthz, /readyz and /metrics. */
   adminPort: number;
-  /** Created in the local Postgres if missing. */
-  database: string;
+  /** Created in the local Postgres if missing; none for a service without one (storefront). */
+  database?: string;
   /** Service-specific variables, on top of the shared contract (see serviceEnv). */
   env: Readonly<Record<string, string>>;
+  /** Takes injected faults: its fault-control endpoint listens on faultControlPort(row). */
+  faults?: boolean;
 }
 
 /**
- * Every service's fixed local ports, including those of services without a
- * row yet, so that nothing else claims them meanwhile.
+ * The fault-control port of a row that takes faults: its admin port + 100
+ * (make dev: payment 9152, inventory 9153; `make faults` calls them).
+ */
+export function faultControlPort(service: Pick<LocalService, "adminPort" | "faults">): number | undefined {
+  return service.faults ? service.adminPort + 100 : undefined;
+}
+
+/**
+ * Every service's fixed local ports (also kept out of the tests' free
+ * ports, dev/src/net.ts).
  */
 export const localPorts = {
   storefront: { grpc: 50050, admin: 9050 },
   order: { grpc: 50051, admin: 9051 },
   payment: { grpc: 50052, admin: 9052 },
   inventory: { grpc: 50053, admin: 9053 },
+} as const;
+
+/**
+ * The storefront's demo token settings: `make token` signs with the same
+ * (services/storefront/src/demo-tokens.ts; a test keeps the two equal). A
+ * public key, for a laptop only.
+ */
+export const demoJwt = {
+  secret: "meshcart-demo-signing-key-for-local-use-only",
+  issuer: "meshcart-demo",
+  audience: "meshcart-storefront",
 } as const;
 
 /** Not 5432, which a Postgres the developer runs anyway is likely to hold. */
@@ -38,6 +59,7 @@ export const localServices: readonly LocalService[] = [
     adminPort: localPorts.inventory.admin,
     database: "meshcart_inventory",
     env: { INVENTORY_SEED_CATALOGUE: "true" },
+    faults: true,
   },
   {
     name: "payment",
@@ -46,6 +68,7 @@ export const localServices: readonly LocalService[] = [
     adminPort: localPorts.payment.admin,
     database: "meshcart_payment",
     env: {},
+    faults: true,
   },
   {
     name: "order",
@@ -59,22 +82,58 @@ export const localServices: readonly LocalService[] = [
       PAYMENT_ADDRESS: `localhost:${localPorts.payment.grpc}`,
     },
   },
+  {
+    name: "storefront",
+    entry: "services/storefront/dist/main.js",
+    grpcPort: localPorts.storefront.grpc,
+    adminPort: localPorts.storefront.admin,
+    // The public edge owns no data.
+    env: {
+      ORDER_ADDRESS: `localhost:${localPorts.order.grpc}`,
+      INVENTORY_ADDRESS: `localhost:${localPorts.inventory.grpc}`,
+      PAYMENT_ADDRESS: `localhost:${localPorts.payment.grpc}`,
+      STOREFRONT_JWT_SECRET: demoJwt.secret,
+      STOREFRONT_JWT_ISSUER: demoJwt.issuer,
+      STOREFRONT_JWT_AUDIENCE: demoJwt.audience,
+    },
+  },
 ];
 
+/**
+ * Traces go to a local OTLP collector (the README's Jaeger one-liner) when
+ * one runs; without one the services say so once and drop their spans. A
+ * developer's own OTEL_EXPORTER_OTLP_* (inherited) wins over these.
+ */
+export const localTelemetry: Readonly<Record<string, string>> = {
+  OTEL_EXPORTER_OTLP_ENDPOINT: "http://localhost:4317",
+  OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+  // Traces show up within a second rather than five.
+  OTEL_BSP_SCHEDULE_DELAY: "1000",
+};
+
+function telemetryEnv(): Readonly<Record<string, string>> {
+  const own = process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  return own ? {} : localTelemetry;
+}
+
 export interface RunContext {
-  databaseUrl: string;
+  /** The service's database; unset for a service without one. */
+  databaseUrl?: string;
   logLevel: string;
 }
 
 /** The environment a row runs with: the variables every service reads, then the row's own. */
 export function serviceEnv(service: LocalService, context: RunContext): Record<string, string> {
+  const faultPort = faultControlPort(service);
   return {
     GRPC_PORT: String(service.grpcPort),
     ADMIN_PORT: String(service.adminPort),
-    DATABASE_URL: context.databaseUrl,
+    ...(faultPort === undefined ? {} : { FAULT_CONTROL_PORT: String(faultPort) }),
+    ...(context.databaseUrl === undefined ? {} : { DATABASE_URL: context.databaseUrl }),
     LOG_LEVEL: context.logLevel,
     SERVICE_VERSION: "dev",
     DEPLOYMENT_ENVIRONMENT: "local",
+    ...telemetryEnv(),
     ...service.env,
   };
 }

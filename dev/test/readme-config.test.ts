@@ -13,7 +13,9 @@ describe("README configuration table", () => {
     const module = (await import(path.join(repoRoot, "scripts", "config-table.mjs"))) as ConfigTableModule;
     const readme = readFileSync(path.join(repoRoot, "README.md"), "utf8");
     const generated = await module.configTable();
-    expect(generated).toMatch(/\| `DATABASE_URL` \| all \| required \|/);
+    expect(generated).toMatch(/\| `GRPC_PORT` \| all \| `50051` \|/);
+    expect(generated).toMatch(/\| `DATABASE_URL` \| inventory, payment, order \| required \|/);
+    expect(generated).toMatch(/\| `STOREFRONT_JWT_SECRET` \| storefront, loadgen \| required \|/);
     expect(module.readmeTable(readme)).toBe(generated);
   });
 });

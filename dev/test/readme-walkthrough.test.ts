@@ -14,6 +14,17 @@ const run = promisify(execFile);
 const toolsBin = path.join(repoRoot, ".tools", "bin");
 
 /**
+ * A reader's shell: grpcurl on the PATH, and none of the variables of a
+ * `make test` around this run (with them, the walkthrough's own `make -s
+ * token` would be a sub-make, printing "Entering directory" into $TOKEN).
+ */
+function shellEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${toolsBin}:${process.env.PATH ?? ""}` };
+  for (const name of ["MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR"]) delete env[name];
+  return env;
+}
+
+/**
  * The README's grpcurl walkthrough, run verbatim with bash and the real
  * grpcurl against what `make dev` starts (the same runner, the real
  * services on their documented ports, with a throwaway Postgres).
@@ -61,7 +72,9 @@ describe("README walkthrough against make dev", () => {
     const script = `set -euo pipefail\n${readWalkthrough(repoRoot)}`;
     try {
       const { stdout, stderr } = await run("bash", ["-c", script], {
-        env: { ...process.env, PATH: `${toolsBin}:${process.env.PATH ?? ""}` },
+        env: shellEnv(),
+        // The README's commands run from the repository root (make token).
+        cwd: repoRoot,
         maxBuffer: 16 * 1024 * 1024,
         timeout: 90_000,
       });
@@ -74,23 +87,35 @@ describe("README walkthrough against make dev", () => {
 
   it("runs verbatim, and the calls do what the README says", async () => {
     const out = await walk();
-    expect(out).toContain("meshcart.inventory.v1.InventoryService");
+    // Through the storefront, with a token from `make -s token`.
+    expect(out).toContain("meshcart.storefront.v1.StorefrontService");
     expect(out).toMatch(/"sku": "MESH-TSHIRT"/);
-    expect(out).toMatch(/"state": "ORDER_STATE_CONFIRMED"/);
+    expect(out).toMatch(/"status": "ORDER_STATUS_CONFIRMED"/);
+    // The correlation id comes back in the response headers.
+    expect(out).toMatch(/Response headers received:[\s\S]*?x-request-id: walkthrough-1/);
     expect(out).toMatch(/order: ord_[0-9a-f]+/);
-    expect(out).toContain("ORDER_EVENT_TYPE_ORDER_CONFIRMED");
-    expect(out).toMatch(/"state": "ORDER_STATE_REJECTED"/);
+    expect(out).toContain('"event": "ORDER_CONFIRMED"');
+    expect(out).toMatch(/"paymentStatus": \{\}/);
+    expect(out).toMatch(/"productsStatus": \{\}/);
+    expect(out).toContain('"status": "CAPTURED"');
+    expect(out).toMatch(/"status": "ORDER_STATUS_REJECTED"/);
+    // Behind the edge, the request_id is the shopper's own, namespaced.
+    expect(out).toContain('"requestId": "alice:walkthrough-1"');
     expect(out).toContain("PAYMENT_STATUS_CAPTURED");
-    expect(out).toMatch(/"state": "ORDER_STATE_CANCELLED"/);
+    expect(out).toMatch(/"status": "ORDER_STATUS_CANCELLED"/);
     expect(out).toContain("Code: InvalidArgument");
     expect(out).toContain('"field": "items[0].quantity"');
     expect(out).toContain('"field": "items[1].sku"');
+    expect(out).toContain("Code: Unauthenticated");
+    expect(out).toMatch(/Code: NotFound\s+Message: order ord_[0-9a-f]+ not found/);
+    expect(out).toContain("meshcart.inventory.v1.InventoryService");
     expect(out).toContain('"status": "SERVING"');
   });
 
   it("runs again on the same data: every step is a replay, not a second effect", async () => {
     const out = await walk();
-    expect(out).toMatch(/"state": "ORDER_STATE_CANCELLED"/);
+    expect(out).toMatch(/"status": "ORDER_STATUS_CANCELLED"/);
+    expect(out).toMatch(/"status": "ORDER_STATUS_REJECTED"/);
     const payments = /"payments": \[([\s\S]*?)\n {2}\]/.exec(out)?.[1] ?? "";
     expect(payments.match(/"paymentId"/g)).toHaveLength(1);
   });

@@ -3,7 +3,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { formatBanner } from "../src/banner.js";
 import { repoRoot } from "../src/paths.js";
-import { devPostgresPort, localPorts, localServices, serviceEnv } from "../src/services.js";
+import { demoJwt, devPostgresPort, localPorts, localServices, serviceEnv } from "../src/services.js";
 import { extractWalkthrough, readWalkthrough } from "../src/walkthrough.js";
 
 describe("walkthrough", () => {
@@ -18,7 +18,8 @@ describe("walkthrough", () => {
     for (const service of localServices) expect(walkthrough).toContain(`localhost:${service.grpcPort}`);
     const readme = readFileSync(path.join(repoRoot, "README.md"), "utf8");
     for (const service of localServices) {
-      expect(readme).toContain(`| ${service.name} | \`localhost:${service.grpcPort}\` | \`localhost:${service.adminPort}\` | \`${service.database}\` |`);
+      const database = service.database ? `\`${service.database}\`` : "none";
+      expect(readme).toContain(`| ${service.name} | \`localhost:${service.grpcPort}\` | \`localhost:${service.adminPort}\` | ${database} |`);
     }
   });
 
@@ -29,20 +30,23 @@ describe("walkthrough", () => {
       walkthrough: readWalkthrough(repoRoot),
     });
     for (const line of readWalkthrough(repoRoot).split("\n").filter(Boolean)) expect(banner).toContain(`  ${line}\n`);
-    expect(banner).toContain("postgres   127.0.0.1:5433  data in .data/postgres");
+    expect(banner).toContain("postgres    127.0.0.1:5433  data in .data/postgres");
     expect(banner).toContain(
-      "inventory  gRPC localhost:50053  admin http://localhost:9053/readyz  database postgres://postgres:postgres@127.0.0.1:5433/meshcart_inventory",
+      "inventory   gRPC localhost:50053  admin http://localhost:9053/readyz  database postgres://postgres:postgres@127.0.0.1:5433/meshcart_inventory",
     );
+    expect(banner).toContain("storefront  gRPC localhost:50050  admin http://localhost:9050/readyz  no database");
   });
 });
 
 describe("local services table", () => {
   it("starts each service after those it calls, on distinct ports, each with its own database", () => {
-    expect(localServices.map((s) => s.name)).toEqual(["inventory", "payment", "order"]);
+    expect(localServices.map((s) => s.name)).toEqual(["inventory", "payment", "order", "storefront"]);
     const ports = Object.values(localPorts).flatMap((service) => [service.grpc, service.admin]);
     expect(new Set(ports).size).toBe(ports.length);
     expect(ports).not.toContain(devPostgresPort);
-    expect(new Set(localServices.map((s) => s.database)).size).toBe(localServices.length);
+    const databases = localServices.flatMap((s) => (s.database ? [s.database] : []));
+    expect(databases).toHaveLength(3);
+    expect(new Set(databases).size).toBe(databases.length);
     for (const service of localServices) {
       expect(Object.values(localPorts)).toContainEqual({ grpc: service.grpcPort, admin: service.adminPort });
     }
@@ -62,5 +66,20 @@ describe("local services table", () => {
       PAYMENT_ADDRESS: `localhost:${localPorts.payment.grpc}`,
     });
     expect(serviceEnv(localServices[0]!, { databaseUrl: "u", logLevel: "info" }).INVENTORY_SEED_CATALOGUE).toBe("true");
+  });
+
+  it("points storefront at order, inventory and payment with the demo token key, and gives it no database", () => {
+    const storefront = localServices.find((s) => s.name === "storefront")!;
+    const env = serviceEnv(storefront, { logLevel: "info" });
+    expect(env).toMatchObject({
+      GRPC_PORT: "50050",
+      ADMIN_PORT: "9050",
+      ORDER_ADDRESS: `localhost:${localPorts.order.grpc}`,
+      INVENTORY_ADDRESS: `localhost:${localPorts.inventory.grpc}`,
+      PAYMENT_ADDRESS: `localhost:${localPorts.payment.grpc}`,
+      STOREFRONT_JWT_SECRET: demoJwt.secret,
+    });
+    expect(env).not.toHaveProperty("DATABASE_URL");
+    expect(storefront.database).toBeUndefined();
   });
 });

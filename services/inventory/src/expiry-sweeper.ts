@@ -5,7 +5,12 @@ import type { Inventory } from "./inventory.js";
  * Frees reservations whose hold ran out, so that a checkout that died
  * between reserving and committing never keeps stock locked away.
  */
-export function expirySweeper(inventory: Inventory, intervalMs: number, logger: Logger): BackgroundTask {
+export function expirySweeper(
+  inventory: Inventory,
+  intervalMs: number,
+  logger: Logger,
+  onExpired: (count: number) => void = () => undefined,
+): BackgroundTask {
   return {
     name: "reservation-expiry",
     async run(signal) {
@@ -15,7 +20,10 @@ export function expirySweeper(inventory: Inventory, intervalMs: number, logger: 
           let expired: number;
           do {
             expired = await inventory.expireDue(100);
-            if (expired > 0) logger.info({ expired }, "released expired reservations");
+            if (expired > 0) {
+              logger.info({ expired }, "released expired reservations");
+              onExpired(expired);
+            }
           } while (expired === 100 && !signal.aborted);
         } catch (error) {
           logger.warn({ err: error }, "reservation expiry sweep failed; will retry");

@@ -1,4 +1,4 @@
-import { decodePageToken, encodePageToken, pageSize, validate } from "@meshcart/lib";
+import { SpanAttributes, annotateSpan, decodePageToken, encodePageToken, pageSize, validate } from "@meshcart/lib";
 import {
   ReservationState,
   type InventoryServiceImplementation,
@@ -48,6 +48,7 @@ export function inventoryHandlers(inventory: Inventory, defaultTtlMs: number): I
           v.add("ttl", "must be from 1s to 1h");
         }
       });
+      annotateSpan({ [SpanAttributes.reservationId]: request.reservationId });
       const reservation = await inventory.reserve(request.reservationId, request.items, ttlMs);
       return { reservation: reservationMessage(reservation) };
     },
@@ -59,16 +60,19 @@ export function inventoryHandlers(inventory: Inventory, defaultTtlMs: number): I
 
     async commitReservation(request) {
       validate((v) => v.id("reservation_id", request.reservationId));
+      annotateSpan({ [SpanAttributes.reservationId]: request.reservationId });
       return { reservation: reservationMessage(await inventory.commit(request.reservationId)) };
     },
 
     async releaseReservation(request) {
       validate((v) => v.id("reservation_id", request.reservationId));
+      annotateSpan({ [SpanAttributes.reservationId]: request.reservationId });
       return { reservation: reservationMessage(await inventory.release(request.reservationId)) };
     },
 
     async returnStock(request) {
       validate((v) => v.id("reservation_id", request.reservationId));
+      annotateSpan({ [SpanAttributes.reservationId]: request.reservationId });
       return { reservation: reservationMessage(await inventory.returnStock(request.reservationId)) };
     },
 

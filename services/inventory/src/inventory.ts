@@ -35,6 +35,13 @@ export interface ItemQuantity {
   quantity: number;
 }
 
+/** A SKU's stock as the metrics endpoint shows it. */
+export interface StockLevel {
+  sku: string;
+  available: number;
+  reserved: number;
+}
+
 export interface NewProduct {
   sku: string;
   name: string;
@@ -248,6 +255,14 @@ export class Inventory {
       for (const reservation of due) await applyTransition(tx, reservation, "EXPIRED");
       return rows.length;
     });
+  }
+
+  /** Every SKU's available and reserved units (for /metrics). */
+  async stockLevels(): Promise<StockLevel[]> {
+    const { rows } = await this.db.query<StockLevel>(
+      "SELECT sku, on_hand - reserved AS available, reserved FROM products ORDER BY sku",
+    );
+    return rows;
   }
 
   /** Adds the products that are missing; existing ones are left as they are. */

@@ -1,11 +1,14 @@
+// First: starts tracing before anything loads @grpc/grpc-js or pg.
+import "./telemetry.js";
 import { fileURLToPath } from "node:url";
-import { createLogger, exitOnSignals, loadConfig, openDatabase, runMain, startServiceRuntime } from "@meshcart/lib";
+import { Registry, createLogger, exitOnSignals, loadConfig, openDatabase, runMain, startFaults, startServiceRuntime } from "@meshcart/lib";
 import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
 import { demoCatalogue } from "./catalogue.js";
 import { inventoryConfig } from "./config.js";
 import { expirySweeper } from "./expiry-sweeper.js";
 import { inventoryHandlers } from "./grpc-handlers.js";
 import { Inventory } from "./inventory.js";
+import { InventoryMetrics } from "./metrics.js";
 
 const MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
 
@@ -18,19 +21,28 @@ runMain(async () => {
     const added = await inventory.seed(demoCatalogue);
     logger.info({ added, catalogue: demoCatalogue.length }, "demo catalogue seeded");
   }
+  const registry = new Registry();
+  // Fault injection (FAULTS, FAULT_CONTROL_PORT): this replica only.
+  const faults = await startFaults({ service: "inventory", config, definitions: [InventoryServiceDefinition], logger, registry });
+  const metrics = new InventoryMetrics(registry, () => inventory.stockLevels(), logger);
   const runtime = await startServiceRuntime({
     name: "inventory",
     config,
     logger,
+    registry,
     database: db,
     databaseHealthIntervalMs: config.DB_HEALTH_INTERVAL_MS,
+    faults: faults.injector,
     services: [
       {
         definition: InventoryServiceDefinition,
         implementation: inventoryHandlers(inventory, config.RESERVATION_TTL_SECONDS * 1000),
       },
     ],
-    background: [expirySweeper(inventory, config.EXPIRY_SWEEP_INTERVAL_MS, logger)],
+    background: [
+      ...faults.tasks,
+      expirySweeper(inventory, config.EXPIRY_SWEEP_INTERVAL_MS, logger, (count) => metrics.expiredReservations.inc(count)),
+    ],
   });
   exitOnSignals(runtime, logger);
 });

@@ -14,6 +14,7 @@ import { deadlineMiddleware, type DeadlineOptions } from "nice-grpc-client-middl
 import { retryMiddleware, type RetryOptions } from "nice-grpc-client-middleware-retry";
 import { errorDetailsClientMiddleware } from "nice-grpc-error-details";
 import type { Logger } from "./logger.js";
+import { grpcClientAttemptMetrics, grpcClientCallMetrics, type Registry } from "./metrics.js";
 import { CORRELATION_HEADER, currentRequest } from "./request-context.js";
 
 export interface ClientSettings {
@@ -29,6 +30,8 @@ export interface ClientSettings {
   retries: number;
   retryBaseDelayMs?: number;
   retryMaxDelayMs?: number;
+  /** The process's metrics registry: client RED metrics per attempt and per call go there. */
+  registry?: Registry;
 }
 
 export type ServiceClient<D extends CompatServiceDefinition> = Client<D, DeadlineOptions & RetryOptions>;
@@ -47,6 +50,10 @@ async function* propagateCorrelation<Request, Response>(call: ClientMiddlewareCa
   return yield* call.next(call.request, { ...options, metadata });
 }
 
+async function* passThrough<Request, Response>(call: ClientMiddlewareCall<Request, Response>, options: CallOptions) {
+  return yield* call.next(call.request, options);
+}
+
 export function openChannel(address: string): Channel {
   return createChannel(address, ChannelCredentials.createInsecure(), {
     // Retries belong to one deliberate layer (this client or the mesh);
@@ -61,8 +68,11 @@ export function openChannel(address: string): Channel {
  * A client for another meshcart service: every attempt has a deadline, the
  * correlation id travels along, rich error details are decoded, and (when
  * enabled) transient failures are retried with jittered exponential backoff.
- * Middleware order matters: the retry middleware is outermost so that each
- * attempt gets its own deadline.
+ * Middleware order matters (on a client the last `.use()` is outermost):
+ * the retry middleware is outside the deadline so that each attempt gets its
+ * own deadline; per-attempt metrics sit inside the retry, per-call metrics
+ * outside it. (Client spans come from the gRPC instrumentation, one per
+ * attempt, with the traceparent in the metadata.)
  */
 export function createServiceClient<D extends CompatServiceDefinition>(
   definition: D,
@@ -70,11 +80,13 @@ export function createServiceClient<D extends CompatServiceDefinition>(
   settings: ClientSettings,
   logger: Logger,
 ): ServiceClient<D> {
-  const factory = createClientFactory()
-    .use(errorDetailsClientMiddleware)
+  const registry = settings.registry;
+  const base = createClientFactory().use(errorDetailsClientMiddleware);
+  const factory = (registry ? base.use(grpcClientAttemptMetrics(registry)) : base)
     .use(propagateCorrelation)
     .use(deadlineMiddleware)
-    .use(retryMiddleware);
+    .use(retryMiddleware)
+    .use(registry ? grpcClientCallMetrics(registry) : passThrough);
   return factory.create(definition, channel, {
     "*": {
       deadline: settings.attemptTimeoutMs,

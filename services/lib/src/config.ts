@@ -16,6 +16,8 @@ export class ConfigError extends Error {
   }
 }
 
+const SECRET_NAME = /SECRET|PASSWORD|TOKEN/;
+
 export function loadConfig<S extends ConfigShape>(
   shape: S,
   env: Record<string, string | undefined> = process.env,
@@ -33,7 +35,9 @@ export function loadConfig<S extends ConfigShape>(
     result.error.issues.map((issue) => {
       const key = String(issue.path[0] ?? "");
       const got = input[key];
-      return `${key}: ${issue.message}${got === undefined ? " (not set)" : ` (got ${JSON.stringify(got)})`}`;
+      // A secret's value never reaches the logs, even a wrong one.
+      const shown = SECRET_NAME.test(key) ? "[redacted]" : JSON.stringify(got);
+      return `${key}: ${issue.message}${got === undefined ? " (not set)" : ` (got ${shown})`}`;
     }),
   );
 }
@@ -89,6 +93,9 @@ export const serviceConfig = {
   POD_NAME: text()
     .optional()
     .describe("This instance's name (the pod name in Kubernetes): payment's served_by, order's saga leases; host-based when unset."),
+  POD_NAMESPACE: text()
+    .optional()
+    .describe("The Kubernetes namespace (downward API), reported in traces as k8s.namespace.name."),
   // At least 64 KiB: reflection answers (grpcurl describe) must fit.
   GRPC_MAX_MESSAGE_BYTES: integer(64 * 1024, 64 * 1024 * 1024, 1024 * 1024).describe(
     "Largest gRPC message accepted or sent, in bytes; larger ones are refused with RESOURCE_EXHAUSTED.",

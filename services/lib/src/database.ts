@@ -52,10 +52,13 @@ export function isUniqueViolation(error: unknown): boolean {
 
 export class Database {
   readonly pool: pg.Pool;
+  /** The pool's size limit. */
+  readonly maxConnections: number;
   private readonly logger: Logger;
 
   constructor(options: DatabaseOptions) {
     this.logger = options.logger;
+    this.maxConnections = options.poolMax;
     this.pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolMax,

@@ -12,3 +12,7 @@ export * from "./admin-server.js";
 export * from "./server-middleware.js";
 export * from "./service-runtime.js";
 export * from "./clients.js";
+export * from "./deadline.js";
+export * from "./tracing.js";
+export * from "./metrics.js";
+export * from "./faults.js";

@@ -7,8 +7,11 @@ import { AsyncLocalStorage } from "node:async_hooks";
 export interface RequestContext {
   /** The correlation id a shopper quotes to support (x-request-id). */
   correlationId: string;
-  /** Full gRPC method path, e.g. /meshcart.inventory.v1.InventoryService/GetProduct. */
-  method: string;
+  /**
+   * Full gRPC method path, e.g. /meshcart.inventory.v1.InventoryService/GetProduct;
+   * absent for work that runs outside a call (a saga resumed by recovery).
+   */
+  method?: string;
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

@@ -6,13 +6,15 @@ import { ConflictError, NotFoundError, RefusedError, StillRunningError, Unavaila
 import { alreadyExists, failedPrecondition, notFound, unavailable } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { CORRELATION_HEADER, enterRequest } from "./request-context.js";
+import { SpanAttributes, annotateSpan } from "./tracing.js";
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * Gives every call a correlation id (the client's x-request-id when it is a
  * sane one, a new UUID otherwise), returns it in the response headers, and
- * makes it visible to logs and outbound calls for the rest of the call.
+ * makes it visible to logs, outbound calls and the call's span for the
+ * rest of the call.
  */
 export async function* requestContextMiddleware<Request, Response>(
   call: ServerMiddlewareCall<Request, Response>,
@@ -22,6 +24,8 @@ export async function* requestContextMiddleware<Request, Response>(
   const correlationId = typeof given === "string" && CORRELATION_ID.test(given) ? given : randomUUID();
   context.header.set(CORRELATION_HEADER, correlationId);
   enterRequest({ correlationId, method: call.method.path });
+  // The server span (gRPC instrumentation) is the active one here.
+  annotateSpan({ [SpanAttributes.correlationId]: correlationId });
   return yield* call.next(call.request, context);
 }
 

@@ -6,12 +6,16 @@ import { createServer, type CompatServiceDefinition, type Server } from "nice-gr
 import { errorDetailsServerMiddleware } from "nice-grpc-error-details";
 import { HealthDefinition, HealthServiceImpl, HealthState } from "nice-grpc-server-health";
 import { ServerReflection, ServerReflectionService } from "nice-grpc-server-reflection";
-import { Registry, collectDefaultMetrics } from "prom-client";
+import { Registry } from "prom-client";
 import { createAdminServer } from "./admin-server.js";
 import type { Config, serviceConfig } from "./config.js";
 import type { Database } from "./database.js";
+import { exposeDeadline } from "./deadline.js";
 import type { Logger } from "./logger.js";
+import { grpcServerMetrics, registerDatabaseMetrics, registerProcessMetrics } from "./metrics.js";
+import { flushTelemetry } from "./tracing.js";
 import { endStreamsOn, errorBoundaryMiddleware, requestContextMiddleware } from "./server-middleware.js";
+import { faultMiddleware, type FaultInjector } from "./faults.js";
 
 /** The descriptor set that `npm run generate` builds from proto/. */
 const DESCRIPTOR_PATH = new URL("../descriptor/meshcart.binpb", import.meta.url);
@@ -42,6 +46,15 @@ export interface RuntimeOptions {
   database?: Database;
   databaseHealthIntervalMs?: number;
   background?: BackgroundTask[];
+  /** Fault injection (faults.ts) applied to the services' own methods; none when omitted. */
+  faults?: FaultInjector;
+  /** A further readiness condition of the service's own (the load generator: it is generating); /readyz follows it. */
+  ready?: () => boolean;
+  /**
+   * The process's metrics registry, shared with its clients and domain
+   * metrics (a new one when omitted). The runtime adds process, gRPC server
+   * and database pool metrics to it.
+   */
   registry?: Registry;
   /** Listen address host; all interfaces by default (pods), loopback in tests. */
   host?: string;
@@ -67,7 +80,7 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
   const { config, logger } = options;
   const host = options.host ?? "0.0.0.0";
   const registry = options.registry ?? new Registry();
-  collectDefaultMetrics({ register: registry });
+  registerProcessMetrics(registry, options.name, config.SERVICE_VERSION);
 
   const stopController = new AbortController();
   const backgroundStop = new AbortController();
@@ -76,7 +89,7 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
   let started = false;
   let databaseHealthy = options.database === undefined;
   let stopping = false;
-  const isReady = () => started && databaseHealthy && !stopping;
+  const isReady = () => started && databaseHealthy && !stopping && (options.ready?.() ?? true);
   const publishHealth = () => {
     const status = isReady() ? "healthy" : "unhealthy";
     for (const name of ["", ...serviceNames]) {
@@ -95,11 +108,17 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
     // A second instance on a taken port must fail to start, never share the
     // port with the first (SO_REUSEPORT): explicit, whatever the default.
     "grpc.so_reuseport": 0,
+    // Handlers can read the caller's deadline (callDeadline in deadline.ts).
+    interceptors: [exposeDeadline],
   })
+    // Outermost: every call counts once, with the status the client gets.
+    .use(grpcServerMetrics(registry))
     .use(errorDetailsServerMiddleware)
     .use(requestContextMiddleware)
     .use(errorBoundaryMiddleware(logger))
-    .use(endStreamsOn(stopController.signal));
+    .use(endStreamsOn(stopController.signal))
+    // Innermost: a fault is counted, logged and traced like any refusal.
+    .use(faultMiddleware(options.faults));
 
   for (const { definition, implementation } of options.services) {
     server.add(definition, implementation as never);
@@ -110,6 +129,7 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
     ServerReflection(readFileSync(DESCRIPTOR_PATH), [...serviceNames, HealthDefinition.fullName]),
   );
 
+  if (options.database) registerDatabaseMetrics(registry, options.database, () => databaseHealthy);
   const admin = createAdminServer({ live: () => true, ready: isReady }, registry);
   admin.listen(config.ADMIN_PORT, host);
   await once(admin, "listening");
@@ -209,6 +229,8 @@ async function drainAndStop(parts: StopParts): Promise<void> {
   await options.database?.close();
   admin.closeAllConnections();
   await new Promise<void>((resolve) => admin.close(() => resolve()));
+  // The spans of the last calls, before the process exits.
+  await flushTelemetry(2_000);
   logger.info({ duration_ms: Math.round(performance.now() - begun), outcome }, "stopped");
 }
 

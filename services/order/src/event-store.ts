@@ -22,6 +22,22 @@ export interface NewOrder {
   paymentMethod: string;
 }
 
+/**
+ * The call that started a saga run, kept with the run so that whoever
+ * drives it (after a crash, another replica) continues its trace and its
+ * correlation id.
+ */
+export interface SagaTrigger {
+  /** W3C traceparent of the starting call's span. */
+  traceparent?: string;
+  correlationId?: string;
+}
+
+/** Where a saga run belongs: its trigger, and the trace that placed the order. */
+export interface SagaContext extends SagaTrigger {
+  orderTraceparent?: string;
+}
+
 /** Another writer appended to the order first. */
 export class ConcurrentAppendError extends Error {
   override name = "ConcurrentAppendError";
@@ -65,7 +81,12 @@ export class EventStore {
    * held by `owner`. When the request id exists already (a racing
    * duplicate), nothing is written and that order is returned instead.
    */
-  async place(order: NewOrder, owner: string, leaseMs: number): Promise<{ orderId: string; digest: string; created: boolean }> {
+  async place(
+    order: NewOrder,
+    owner: string,
+    leaseMs: number,
+    trigger: SagaTrigger = {},
+  ): Promise<{ orderId: string; digest: string; created: boolean }> {
     const digest = requestDigest(order);
     const orderId = `ord_${randomUUID().replaceAll("-", "")}`;
     try {
@@ -73,14 +94,15 @@ export class EventStore {
         const placed: OrderEventData = { type: "ORDER_PLACED", orderId, ...order };
         const now = new Date();
         await tx.query(
-          `INSERT INTO orders (order_id, request_id, request_digest, customer_id, state, version, payment_method, lines, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, 'PENDING', 1, $5, $6, $7, $7)`,
-          [orderId, order.requestId, digest, order.customerId, order.paymentMethod, JSON.stringify(order.items), now],
+          `INSERT INTO orders (order_id, request_id, request_digest, customer_id, state, version, payment_method, lines, created_at, updated_at, traceparent)
+           VALUES ($1, $2, $3, $4, 'PENDING', 1, $5, $6, $7, $7, $8)`,
+          [orderId, order.requestId, digest, order.customerId, order.paymentMethod, JSON.stringify(order.items), now, trigger.traceparent ?? null],
         );
         await insertEvent(tx, orderId, 1, placed, "PENDING", now);
         await tx.query(
-          `INSERT INTO saga_runs (order_id, owner, lease_until) VALUES ($1, $2, now() + make_interval(secs => $3::double precision / 1000))`,
-          [orderId, owner, leaseMs],
+          `INSERT INTO saga_runs (order_id, owner, lease_until, traceparent, correlation_id)
+           VALUES ($1, $2, now() + make_interval(secs => $3::double precision / 1000), $4, $5)`,
+          [orderId, owner, leaseMs, trigger.traceparent ?? null, trigger.correlationId ?? null],
         );
         await tx.query("SELECT pg_notify($1, $2)", [NOTIFY_CHANNEL, orderId]);
       });
@@ -112,7 +134,7 @@ export class EventStore {
     orderId: string,
     expectedVersion: number,
     newEvents: OrderEventData[],
-    options: { startRun?: { owner: string; leaseMs: number } } = {},
+    options: { startRun?: { owner: string; leaseMs: number; trigger?: SagaTrigger } } = {},
   ): Promise<Order> {
     try {
       return await this.db.transaction(async (tx) => {
@@ -149,11 +171,13 @@ export class EventStore {
         if (isFinal(order.state)) {
           await tx.query("DELETE FROM saga_runs WHERE order_id = $1", [orderId]);
         } else if (options.startRun) {
+          const trigger = options.startRun.trigger ?? {};
           await tx.query(
-            `INSERT INTO saga_runs (order_id, owner, lease_until)
-             VALUES ($1, $2, now() + make_interval(secs => $3::double precision / 1000))
-             ON CONFLICT (order_id) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until`,
-            [orderId, options.startRun.owner, options.startRun.leaseMs],
+            `INSERT INTO saga_runs (order_id, owner, lease_until, traceparent, correlation_id)
+             VALUES ($1, $2, now() + make_interval(secs => $3::double precision / 1000), $4, $5)
+             ON CONFLICT (order_id) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until,
+               traceparent = EXCLUDED.traceparent, correlation_id = EXCLUDED.correlation_id`,
+            [orderId, options.startRun.owner, options.startRun.leaseMs, trigger.traceparent ?? null, trigger.correlationId ?? null],
           );
         }
         await tx.query("SELECT pg_notify($1, $2)", [NOTIFY_CHANNEL, orderId]);
@@ -203,6 +227,21 @@ export class EventStore {
       [owner, leaseMs],
     );
     return rows.map((r) => r.order_id);
+  }
+
+  /** The trace and correlation id a saga run continues (empty for orders placed before they were kept). */
+  async sagaContext(orderId: string): Promise<SagaContext> {
+    const { rows } = await this.db.query<{ traceparent: string | null; correlation_id: string | null; order_traceparent: string | null }>(
+      `SELECT r.traceparent, r.correlation_id, o.traceparent AS order_traceparent
+       FROM orders o LEFT JOIN saga_runs r USING (order_id) WHERE o.order_id = $1`,
+      [orderId],
+    );
+    const row = rows[0];
+    return {
+      traceparent: row?.traceparent ?? undefined,
+      correlationId: row?.correlation_id ?? undefined,
+      orderTraceparent: row?.order_traceparent ?? undefined,
+    };
   }
 
   /** Extends the lease; false when another driver owns the saga now. */

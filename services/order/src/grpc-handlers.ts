@@ -1,4 +1,4 @@
-import { decodePageToken, encodePageToken, pageSize, validate } from "@meshcart/lib";
+import { SpanAttributes, annotateSpan, decodePageToken, encodePageToken, pageSize, validate } from "@meshcart/lib";
 import {
   OrderEventType,
   OrderState as OrderStateMessage,
@@ -39,11 +39,13 @@ export function orderHandlers(orders: Orders): OrderServiceImplementation {
         },
         context.signal,
       );
+      annotateSpan({ [SpanAttributes.orderState]: order.state });
       return { order: orderMessage(order, order.history) };
     },
 
     async getOrder(request) {
       validate((v) => v.id("order_id", request.orderId));
+      annotateSpan({ [SpanAttributes.orderId]: request.orderId });
       const order = await orders.get(request.orderId);
       return { order: orderMessage(order, order.history) };
     },
@@ -66,12 +68,15 @@ export function orderHandlers(orders: Orders): OrderServiceImplementation {
         v.id("order_id", request.orderId);
         v.maxLength("reason", request.reason, LIMITS.maxReason);
       });
+      annotateSpan({ [SpanAttributes.orderId]: request.orderId });
       const order = await orders.cancel(request.orderId, request.reason, context.signal);
+      annotateSpan({ [SpanAttributes.orderState]: order.state });
       return { order: orderMessage(order, order.history) };
     },
 
     async *watchOrder(request, context) {
       validate((v) => v.id("order_id", request.orderId));
+      annotateSpan({ [SpanAttributes.orderId]: request.orderId });
       for await (const { event, order } of orders.watch(request.orderId, context.signal)) {
         yield { event: eventMessage(event), order: orderMessage(order, []) };
       }

@@ -1,6 +1,9 @@
+// First: starts tracing before anything loads @grpc/grpc-js or pg.
+import "./telemetry.js";
 import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import {
+  Registry,
   createLogger,
   createServiceClient,
   exitOnSignals,
@@ -18,6 +21,7 @@ import { orderConfig } from "./config.js";
 import { EventStore } from "./event-store.js";
 import { GrpcInventory, GrpcPayment } from "./grpc-ports.js";
 import { orderHandlers } from "./grpc-handlers.js";
+import { OrderMetrics } from "./metrics.js";
 import { OrderNotifier } from "./order-notifier.js";
 import { Orders } from "./orders.js";
 import { Saga, sagaRecovery } from "./saga.js";
@@ -32,7 +36,9 @@ runMain(async () => {
   // replica recognises the sagas it was driving and resumes them at once.
   const owner = config.POD_NAME ?? `${hostname()}:${config.GRPC_PORT}`;
 
-  const clientSettings = { attemptTimeoutMs: config.ORDER_STEP_TIMEOUT_MS, retries: config.ORDER_CLIENT_RETRIES };
+  // One registry for the process: the runtime's, the clients' and the saga's metrics.
+  const registry = new Registry();
+  const clientSettings = { attemptTimeoutMs: config.ORDER_STEP_TIMEOUT_MS, retries: config.ORDER_CLIENT_RETRIES, registry };
   const inventory = new GrpcInventory(
     createServiceClient(InventoryServiceDefinition, openChannel(config.INVENTORY_ADDRESS), { address: config.INVENTORY_ADDRESS, ...clientSettings }, logger),
   );
@@ -58,6 +64,7 @@ runMain(async () => {
     logger,
     stopSagas.signal,
     (orderId) => notifier.notify(orderId),
+    new OrderMetrics(registry),
   );
   const orders = new Orders(store, saga, inventory, notifier, {
     owner,
@@ -68,13 +75,14 @@ runMain(async () => {
 
   // Sagas this replica drove before a restart are resumed at once.
   const resumed = await store.claimOwn(owner, config.ORDER_SAGA_LEASE_MS);
-  for (const orderId of resumed) saga.start(orderId);
+  for (const orderId of resumed) saga.start(orderId, "recovered");
   if (resumed.length > 0) logger.info({ orders: resumed.length }, "resuming this replica's unfinished sagas");
 
   const runtime = await startServiceRuntime({
     name: "order",
     config,
     logger,
+    registry,
     database: db,
     databaseHealthIntervalMs: config.DB_HEALTH_INTERVAL_MS,
     services: [{ definition: OrderServiceDefinition, implementation: orderHandlers(orders) }],

@@ -2,10 +2,14 @@ import {
   ConflictError,
   NotFoundError,
   RefusedError,
+  SpanAttributes,
   StillRunningError,
   UnavailableError,
+  activeTraceparent,
+  annotateSpan,
+  currentRequest,
 } from "@meshcart/lib";
-import { ConcurrentAppendError, requestDigest, type EventStore, type NewOrder } from "./event-store.js";
+import { ConcurrentAppendError, requestDigest, type EventStore, type NewOrder, type SagaTrigger } from "./event-store.js";
 import type { OrderNotifier } from "./order-notifier.js";
 import { fold, isFinal, type Order, type OrderEvent, type OrderSummary } from "./order-state.js";
 import { TransientFailure, type InventoryPort } from "./ports.js";
@@ -35,7 +39,10 @@ export class Orders {
 
   async create(request: NewOrder, signal: AbortSignal): Promise<Order> {
     const existing = await this.store.findByRequestId(request.requestId);
-    if (existing) return this.replay(existing, request, signal);
+    if (existing) {
+      annotateSpan({ [SpanAttributes.orderId]: existing.orderId, [SpanAttributes.replayed]: true });
+      return this.replay(existing, request, signal);
+    }
 
     // Unknown SKUs are refused before anything is written.
     let missing: string[];
@@ -47,7 +54,8 @@ export class Orders {
     }
     if (missing.length > 0) throw new NotFoundError("product", missing.sort().join(", "));
 
-    const placed = await this.store.place(request, this.settings.owner, this.settings.leaseMs);
+    const placed = await this.store.place(request, this.settings.owner, this.settings.leaseMs, sagaTrigger());
+    annotateSpan({ [SpanAttributes.orderId]: placed.orderId, [SpanAttributes.replayed]: !placed.created });
     if (!placed.created) return this.replay(placed, request, signal);
     this.saga.start(placed.orderId);
     return this.waitUntilFinal(placed.orderId, signal);
@@ -80,7 +88,7 @@ export class Orders {
       }
       try {
         await this.store.append(orderId, order.version, [{ type: "CANCELLATION_REQUESTED", reason }], {
-          startRun: { owner: this.settings.owner, leaseMs: this.settings.leaseMs },
+          startRun: { owner: this.settings.owner, leaseMs: this.settings.leaseMs, trigger: sagaTrigger() },
         });
       } catch (error) {
         if (error instanceof ConcurrentAppendError) continue;
@@ -135,4 +143,9 @@ export class Orders {
       await this.notifier.changed(orderId, this.settings.pollMs, giveUp);
     }
   }
+}
+
+/** The call in progress, as the saga run it starts will continue it. */
+function sagaTrigger(): SagaTrigger {
+  return { traceparent: activeTraceparent(), correlationId: currentRequest()?.correlationId };
 }

@@ -1,6 +1,17 @@
-import type { BackgroundTask, Logger } from "@meshcart/lib";
+import {
+  SpanAttributes,
+  contextFromTraceparent,
+  inSpan,
+  linkTo,
+  recordError,
+  runInRequest,
+  type BackgroundTask,
+  type Logger,
+  type Span,
+} from "@meshcart/lib";
 import type { CrashHook } from "./chaos.js";
 import { ConcurrentAppendError, type EventStore } from "./event-store.js";
+import { OrderMetrics, outcomeOf } from "./metrics.js";
 import {
   chargeKeyFor,
   nextStep,
@@ -44,12 +55,20 @@ export class Saga {
     private readonly logger: Logger,
     private readonly stopping: AbortSignal,
     private readonly onAppend: (orderId: string) => void = () => undefined,
-  ) {}
+    private readonly metrics: OrderMetrics = new OrderMetrics(),
+  ) {
+    metrics.trackRunning(() => this.running.size);
+  }
 
-  /** Starts driving an order whose lease this replica holds; no-op if already driving it. */
-  start(orderId: string): void {
+  /**
+   * Starts driving an order whose lease this replica holds; no-op if already
+   * driving it. `recovered`: the saga is resumed (by recovery, or at start
+   * after a restart), not started by the call that placed or cancelled it.
+   */
+  start(orderId: string, how: "started" | "recovered" = "started"): void {
     if (this.running.has(orderId) || this.stopping.aborted) return;
-    const run = this.drive(orderId)
+    if (how === "recovered") this.metrics.recoveries.inc();
+    const run = this.traced(orderId, how === "recovered")
       .catch((error: unknown) => this.logger.error({ err: error, order_id: orderId }, "saga driver crashed"))
       .finally(() => this.running.delete(orderId));
     this.running.set(orderId, run);
@@ -64,47 +83,133 @@ export class Saga {
     await Promise.all([...this.running.values()]);
   }
 
-  private async drive(orderId: string): Promise<void> {
+  /**
+   * Drives the saga inside its trace: a span `order.saga` whose parent is
+   * the call that started the run (its traceparent is stored with the run,
+   * so a saga resumed elsewhere or after a restart continues the same
+   * trace), one child span per step, and the run's correlation id on every
+   * log line and outbound call.
+   */
+  private async traced(orderId: string, recovered: boolean): Promise<void> {
+    const trigger = await this.store.sagaContext(orderId);
+    const parent = contextFromTraceparent(trigger.traceparent);
+    // A later run (a cancellation) has a trace of its own; it links to the
+    // trace that placed the order.
+    const placed = trigger.orderTraceparent !== trigger.traceparent ? linkTo(trigger.orderTraceparent, { "meshcart.link": "order placed" }) : undefined;
+    const run = () =>
+      inSpan(
+        "order.saga",
+        {
+          parent,
+          links: placed ? [placed] : [],
+          attributes: {
+            [SpanAttributes.orderId]: orderId,
+            [SpanAttributes.sagaRecovered]: recovered,
+            ...(trigger.correlationId ? { [SpanAttributes.correlationId]: trigger.correlationId } : {}),
+          },
+        },
+        (span) => this.drive(orderId, span),
+      );
+    return trigger.correlationId ? runInRequest({ correlationId: trigger.correlationId }, run) : run();
+  }
+
+  private async drive(orderId: string, sagaSpan: Span): Promise<void> {
     const log = this.logger.child({ order_id: orderId });
     let failures = 0;
     for (;;) {
       const order = await this.store.load(orderId);
       if (!order) throw new Error(`order ${orderId} has no events`);
       const step = nextStep(order);
-      if (step.kind === "none") return;
+      if (step.kind === "none") {
+        sagaSpan.setAttributes({
+          [SpanAttributes.orderState]: order.state,
+          ...(outcomeOf(order.state) ? { [SpanAttributes.sagaOutcome]: outcomeOf(order.state) } : {}),
+        });
+        return;
+      }
       if (this.stopping.aborted) {
         // Hand the saga over now rather than after the lease runs out.
         await this.store.releaseLease(orderId, this.settings.owner);
         log.info({ state: order.state }, "saga handed over at shutdown");
+        sagaSpan.setAttributes({ [SpanAttributes.orderState]: order.state, [SpanAttributes.sagaOutcome]: "handed over" });
         return;
       }
       if (!(await this.store.renewLease(orderId, this.settings.owner, this.settings.leaseMs))) {
         log.info({ state: order.state }, "saga taken over by another replica");
+        sagaSpan.setAttributes({ [SpanAttributes.orderState]: order.state, [SpanAttributes.sagaOutcome]: "taken over" });
         return;
       }
-      let events: OrderEventData[];
-      try {
-        events = await this.execute(order, step);
-      } catch (error) {
-        // Only compensation and cancellation steps get here: they are
-        // retried until done, with backoff, across restarts if need be.
-        failures += 1;
-        const delay = Math.min(this.settings.retryMaxMs, this.settings.retryBaseMs * 2 ** Math.min(failures, 10));
-        log.warn({ err: error, step: step.kind, attempt: failures, retry_in_ms: delay }, "saga step failed, will retry");
-        await sleep(delay, this.stopping);
-        continue;
-      }
-      failures = 0;
-      try {
-        const after = await this.store.append(orderId, order.version, events);
-        this.onAppend(orderId);
-        log.info({ step: step.kind, events: events.map((e) => e.type), state: after.state }, "saga step done");
-      } catch (error) {
-        if (error instanceof ConcurrentAppendError) {
-          log.info("order changed under the saga; re-reading");
-          continue;
-        }
-        throw error;
+      const result = await inSpan(
+        `order.saga.${step.kind}`,
+        {
+          attributes: {
+            [SpanAttributes.orderId]: orderId,
+            [SpanAttributes.sagaStep]: step.kind,
+            [SpanAttributes.sagaCompensating]: order.state === "COMPENSATING",
+          },
+        },
+        async (span) => {
+          let events: OrderEventData[];
+          try {
+            events = await this.execute(order, step);
+          } catch (error) {
+            // Only compensation and cancellation steps get here: they are
+            // retried until done, with backoff, across restarts if need be.
+            failures += 1;
+            const delay = Math.min(this.settings.retryMaxMs, this.settings.retryBaseMs * 2 ** Math.min(failures, 10));
+            log.warn({ err: error, step: step.kind, attempt: failures, retry_in_ms: delay }, "saga step failed, will retry");
+            this.metrics.steps.inc({ step: step.kind, result: "retry" });
+            recordError(span, error);
+            span.setAttributes({ [SpanAttributes.sagaOutcome]: "retry", [SpanAttributes.sagaAttempt]: failures });
+            return { retryInMs: delay };
+          }
+          failures = 0;
+          try {
+            const after = await this.store.append(orderId, order.version, events);
+            this.onAppend(orderId);
+            this.recordStep(span, step.kind, order, events, after.state);
+            log.info({ step: step.kind, events: events.map((e) => e.type), state: after.state }, "saga step done");
+          } catch (error) {
+            if (error instanceof ConcurrentAppendError) {
+              log.info("order changed under the saga; re-reading");
+              span.setAttribute(SpanAttributes.sagaOutcome, "superseded");
+              return undefined;
+            }
+            throw error;
+          }
+          return undefined;
+        },
+      );
+      if (result) await sleep(result.retryInMs, this.stopping);
+    }
+  }
+
+  /** What a step did, on its span and in the metrics. */
+  private recordStep(span: Span, step: NextStep["kind"], before: Order, events: OrderEventData[], after: Order["state"]): void {
+    this.metrics.steps.inc({ step, result: "ok" });
+    const cancelling = [...before.history].reverse().find((e) => e.data.type === "CANCELLATION_REQUESTED");
+    const started = after === "CANCELLED" && cancelling ? cancelling.occurredAt : before.createdAt;
+    this.metrics.recordAppended(events, before.state, after, started);
+    span.setAttributes({
+      [SpanAttributes.sagaEvents]: events.map((e) => e.type),
+      [SpanAttributes.orderState]: after,
+      [SpanAttributes.sagaOutcome]: outcomeOf(after) ?? "ok",
+    });
+    for (const event of events) {
+      if (event.type === "PAYMENT_DECLINED") {
+        span.addEvent("compensation.started", {
+          [SpanAttributes.compensationStep]: "charge",
+          [SpanAttributes.compensationCause]: "declined",
+          [SpanAttributes.compensationReason]: event.reason,
+        });
+      } else if (event.type === "STEP_FAILED") {
+        span.addEvent("compensation.started", {
+          [SpanAttributes.compensationStep]: event.step,
+          [SpanAttributes.compensationCause]: "failed",
+          [SpanAttributes.compensationReason]: event.reason,
+        });
+      } else if (before.state === "COMPENSATING") {
+        span.addEvent(`compensation.${event.type.toLowerCase()}`);
       }
     }
   }
@@ -247,7 +352,7 @@ export function sagaRecovery(
         try {
           const claimed = await store.claimAbandoned(settings.owner, settings.leaseMs, settings.batch);
           if (claimed.length > 0) logger.info({ orders: claimed.length }, "recovering abandoned sagas");
-          for (const orderId of claimed) saga.start(orderId);
+          for (const orderId of claimed) saga.start(orderId, "recovered");
         } catch (error) {
           logger.warn({ err: error }, "saga recovery scan failed; will retry");
         }

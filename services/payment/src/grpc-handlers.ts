@@ -1,4 +1,13 @@
-import { MAX_PAGE_SIZE, decodePageToken, encodePageToken, pageSize, validate, type Violations } from "@meshcart/lib";
+import {
+  MAX_PAGE_SIZE,
+  SpanAttributes,
+  annotateSpan,
+  decodePageToken,
+  encodePageToken,
+  pageSize,
+  validate,
+  type Violations,
+} from "@meshcart/lib";
 import type { Money } from "@meshcart/lib/gen/meshcart/common/v1/money.js";
 import {
   DeclineReason,
@@ -8,6 +17,7 @@ import {
   type RefundRecord,
   type ServedBy,
 } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import { PaymentMetrics } from "./metrics.js";
 import type { Payment, PaymentFilter, Payments, Refund } from "./payments.js";
 import { PAYMENT_METHODS, isKnownMethod, type DeclineReason as Decline, type PaymentStatus as Status } from "./rules.js";
 
@@ -24,7 +34,11 @@ const CURRENCY_CODE = /^[A-Z]{3}$/;
  * before the domain runs, so bad input writes nothing. `served` names this
  * process in every response.
  */
-export function paymentHandlers(payments: Payments, served: ServedBy): PaymentServiceImplementation {
+export function paymentHandlers(
+  payments: Payments,
+  served: ServedBy,
+  metrics: PaymentMetrics = new PaymentMetrics(),
+): PaymentServiceImplementation {
   return {
     async charge(request) {
       validate((v) => {
@@ -46,6 +60,14 @@ export function paymentHandlers(payments: Payments, served: ServedBy): PaymentSe
         paymentMethod: request.paymentMethod,
         orderId: request.orderId,
       });
+      if (!replayed) metrics.charged(payment.status, payment.declineReason);
+      annotateSpan({
+        [SpanAttributes.orderId]: request.orderId,
+        [SpanAttributes.paymentId]: payment.paymentId,
+        [SpanAttributes.paymentOutcome]: payment.status === "DECLINED" ? "declined" : "captured",
+        [SpanAttributes.replayed]: replayed,
+        ...(payment.declineReason ? { [SpanAttributes.declineReason]: payment.declineReason.toLowerCase() } : {}),
+      });
       return { payment: paymentMessage(payment), replayed, servedBy: served };
     },
 
@@ -62,6 +84,8 @@ export function paymentHandlers(payments: Payments, served: ServedBy): PaymentSe
         amount: request.amount ? { currencyCode: request.amount.currencyCode, minorUnits: request.amount.minorUnits } : undefined,
         reason: request.reason,
       });
+      if (!replayed) metrics.refunds.inc();
+      annotateSpan({ [SpanAttributes.paymentId]: request.paymentId, [SpanAttributes.orderId]: payment.orderId, [SpanAttributes.replayed]: replayed });
       return { refund: refundMessage(refund), payment: paymentMessage(payment), replayed, servedBy: served };
     },
 

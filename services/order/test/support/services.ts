@@ -33,6 +33,8 @@ type Name = keyof typeof ENTRIES;
 
 interface Slot {
   grpcPort: number;
+  /** Of the running process. */
+  adminPort?: number;
   databaseUrl: string;
   process?: ServiceProcess;
   channel?: Channel;
@@ -45,10 +47,11 @@ export class Mesh {
   /** Direct access to the order service's database, for what the API does not show. */
   orderSql!: pg.Pool;
 
-  private constructor() {}
+  /** `env`: added to every process's environment (e.g. the OTLP endpoint). */
+  private constructor(private readonly env: Record<string, string>) {}
 
-  static async create(databases: TestDatabases, prefix: string): Promise<Mesh> {
-    const mesh = new Mesh();
+  static async create(databases: TestDatabases, prefix: string, options: { env?: Record<string, string> } = {}): Promise<Mesh> {
+    const mesh = new Mesh(options.env ?? {});
     for (const name of ["inventory", "payment", "order"] as const) {
       const database = await databases.create(`${prefix}_${name}`);
       mesh.slots.set(name, { grpcPort: await freePort(), databaseUrl: database.url, history: [] });
@@ -142,6 +145,15 @@ export class Mesh {
 
   get order(): OrderServiceClient {
     return clientFactory.create(OrderServiceDefinition, this.channel("order"));
+  }
+
+  /** The Prometheus text a running service serves on its admin port's /metrics. */
+  async metrics(name: Name): Promise<string> {
+    const port = this.slot(name).adminPort;
+    if (!this.isRunning(name) || port === undefined) throw new Error(`${name} is not running`);
+    const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+    if (!response.ok) throw new Error(`${name} /metrics answered ${response.status}`);
+    return response.text();
   }
 
   /** Every log line of every process a service ran. */
@@ -264,12 +276,14 @@ export class Mesh {
         DATABASE_URL: slot.databaseUrl,
         LOG_LEVEL: "info",
         SHUTDOWN_TIMEOUT_MS: "3000",
+        ...this.env,
         ...env,
       },
     });
     slot.history.push(process);
     if (ownSlot) {
       slot.process = process;
+      slot.adminPort = adminPort;
       this.dropChannel(slot);
     }
     return process;

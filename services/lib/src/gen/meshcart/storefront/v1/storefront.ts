@@ -2632,6 +2632,9 @@ export const GetOrderDetailsResponse: MessageFns<GetOrderDetailsResponse> = {
  * change their own orders (`make token CUSTOMER=alice` mints a demo token).
  * A call may carry `x-request-id`; otherwise the storefront makes one. It is
  * returned in the response headers and is the id to quote to support.
+ * A call without a deadline gets the storefront's default one, and a very
+ * long deadline is capped (TrackOrder streams have their own, longer bound);
+ * the calls the storefront makes on the shopper's behalf carry what is left.
  * The messages here are the storefront's own: the internal APIs behind it can
  * change without changing this contract.
  */

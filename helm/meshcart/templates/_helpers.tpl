@@ -1,0 +1,112 @@
+{{/*
+Shared names, labels and pod fragments. Object names are fixed (one release
+per namespace), so that documentation and commands can name them:
+deploy/order, svc/payment-v1, ...
+*/}}
+
+{{/* Labels every object of the release carries. */}}
+{{- define "meshcart.labels" -}}
+app.kubernetes.io/part-of: meshcart
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{/*
+Selector labels of a component: (dict "root" $ "name" "order" ["version" "v1"]).
+Object names are fixed, one release per namespace, so the release's name
+(in "meshcart.labels") is not needed to tell pods apart.
+*/}}
+{{- define "meshcart.selectorLabels" -}}
+app.kubernetes.io/name: {{ .name }}
+{{- with .version }}
+version: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The meshcart workloads: one entry per Deployment, in the order they are
+rendered. `service` is the gRPC service (and ServiceAccount: the mesh
+identity, which payment's versions share), `values` its values block.
+*/}}
+{{- define "meshcart.workloads" -}}
+{{- $v := .Values -}}
+storefront: {service: storefront, version: v1, replicas: {{ $v.storefront.replicas }}, database: false}
+order: {service: order, version: v1, replicas: {{ $v.order.replicas }}, database: true}
+payment-v1: {service: payment, version: v1, replicas: {{ $v.payment.v1.replicas }}, database: true}
+{{- if $v.payment.v2.enabled }}
+payment-v2: {service: payment, version: v2, replicas: {{ $v.payment.v2.replicas }}, database: true}
+{{- end }}
+inventory: {service: inventory, version: v1, replicas: {{ $v.inventory.replicas }}, database: true}
+{{- if $v.loadgen.enabled }}
+loadgen: {service: loadgen, version: v1, replicas: {{ $v.loadgen.replicas }}, database: false}
+{{- end }}
+{{- end }}
+
+{{/* The services that own a database (Postgres creates one role and database each). */}}
+{{- define "meshcart.databaseServices" -}}
+[inventory, payment, order]
+{{- end }}
+
+{{/* A service's in-cluster gRPC address: (dict "root" $ "name" "order"). */}}
+{{- define "meshcart.address" -}}
+{{ .name }}.{{ .root.Release.Namespace }}.svc.{{ .root.Values.clusterDomain }}:{{ .root.Values.services.grpcPort }}
+{{- end }}
+
+{{/* A meshcart image: (dict "root" $ "service" "order"). The tag is content-derived and required. */}}
+{{- define "meshcart.image" -}}
+{{- $values := index .root.Values .service -}}
+{{- $tag := required (printf "%s.image.tag is required: `make deploy` sets it from the image's content (node scripts/deploy/image-tag.mjs --values)" .service) $values.image.tag -}}
+{{ .root.Values.image.repository }}/{{ .service }}:{{ $tag }}
+{{- end }}
+
+{{/* Pod annotations for Linkerd: injection and the proxy's resources. */}}
+{{- define "meshcart.meshAnnotations" -}}
+{{- if .Values.mesh.inject -}}
+linkerd.io/inject: enabled
+config.linkerd.io/proxy-cpu-request: {{ .Values.mesh.proxy.cpuRequest | quote }}
+config.linkerd.io/proxy-memory-request: {{ .Values.mesh.proxy.memoryRequest | quote }}
+config.linkerd.io/proxy-memory-limit: {{ .Values.mesh.proxy.memoryLimit | quote }}
+{{- else -}}
+linkerd.io/inject: disabled
+{{- end }}
+{{- end }}
+
+{{/* Pod-level security: a numeric non-root user, the runtime's default seccomp profile. */}}
+{{- define "meshcart.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+{{- with .fsGroup }}
+fsGroup: {{ . }}
+{{- end }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Container-level security, the same for every container of the chart. */}}
+{{- define "meshcart.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* terminationGracePeriodSeconds: above the drain delay plus the shutdown timeout. */}}
+{{- define "meshcart.terminationGracePeriodSeconds" -}}
+{{- $s := .Values.services.shutdown -}}
+{{ add (div (add $s.drainDelayMs $s.timeoutMs 999) 1000) 10 }}
+{{- end }}
+
+{{/* Viz's Prometheus URL, unless grafana.prometheusUrl names another. */}}
+{{- define "meshcart.prometheusUrl" -}}
+{{- .Values.grafana.prometheusUrl | default (printf "http://prometheus.%s.svc.%s:9090" .Values.mesh.vizNamespace .Values.clusterDomain) -}}
+{{- end }}
+
+{{/* The OTLP endpoint the services export to (Jaeger's gRPC receiver). */}}
+{{- define "meshcart.otlpEndpoint" -}}
+http://jaeger-collector.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}:4317
+{{- end }}

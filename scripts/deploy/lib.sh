@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Shared by the scripts of `make deploy` and friends; sourced, never run.
+#
+# Two kinds of commands:
+#   query ...   reads the cluster or the machine (what exists already?); runs
+#               in every mode and changes nothing;
+#   run ...     changes something; traced on stderr as "+ <command>". With
+#               DRY_RUN=1 it is printed on stdout instead of run, so
+#               `DRY_RUN=1 make deploy` prints exactly the commands a real
+#               run would execute, one per line, ready to paste.
+#   run_pipe 'producer...' -- consumer...   the same, for "a | b".
+# Messages go to stderr, so that stdout of a dry run is only commands.
+#
+# Settings (environment): MESHCART_CLUSTER (kind cluster, default meshcart),
+# MESHCART_NAMESPACE (default meshcart), MESHCART_RELEASE (Helm release,
+# default meshcart), VALUES (an extra values file for the chart), DRY_RUN.
+
+deploy_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=/dev/null
+source "$deploy_root/versions.env"
+
+# Used by the scripts that source this file.
+# shellcheck disable=SC2034
+{
+CLUSTER=${MESHCART_CLUSTER:-meshcart}
+NAMESPACE=${MESHCART_NAMESPACE:-meshcart}
+RELEASE=${MESHCART_RELEASE:-meshcart}
+CONTEXT="kind-$CLUSTER"
+DRY_RUN=${DRY_RUN:-0}
+# The storefront's port on the host (k8s/kind-config.yaml, chart value storefront.nodePort).
+STOREFRONT_PORT=30050
+}
+
+dry_run() { [[ $DRY_RUN == 1 ]]; }
+
+say() { printf '==> %s\n' "$*" >&2; }
+note() { printf '    %s\n' "$*" >&2; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+# A command line as the shell would read it back.
+quoted() {
+  local out="" arg
+  for arg in "$@"; do
+    if [[ $arg =~ ^[A-Za-z0-9_./:=@,+%^-]+$ ]]; then out+=" $arg"; else out+=" $(printf '%q' "$arg")"; fi
+  done
+  printf '%s' "${out# }"
+}
+
+run() {
+  if dry_run; then
+    printf '%s\n' "$(quoted "$@")"
+    return 0
+  fi
+  printf '+ %s\n' "$(quoted "$@")" >&2
+  "$@"
+}
+
+run_pipe() {
+  local producer=() arg
+  while [[ $# -gt 0 ]]; do
+    arg=$1
+    shift
+    [[ $arg == -- ]] && break
+    producer+=("$arg")
+  done
+  if dry_run; then
+    printf '%s | %s\n' "$(quoted "${producer[@]}")" "$(quoted "$@")"
+    return 0
+  fi
+  printf '+ %s | %s\n' "$(quoted "${producer[@]}")" "$(quoted "$@")" >&2
+  "${producer[@]}" | "$@"
+}
+
+query() { "$@" 2>/dev/null; }
+
+# The first 16 hex digits of the SHA-256 of stdin.
+sha16() {
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi | cut -c1-16
+}
+
+# The tools, always aimed at the meshcart cluster, never at the current context.
+k() { kubectl --context "$CONTEXT" "$@"; }
+
+# --- what each tool is and how to get it (make doctor prints the same) --------
+
+advice() {
+  case $1 in
+    docker) echo "install Docker (Docker Desktop, or Docker Engine: https://docs.docker.com/engine/install/) and start it" ;;
+    docker-daemon) echo "start Docker Desktop, or 'sudo systemctl start docker'; on Linux also add yourself to the docker group" ;;
+    kind) echo "install kind ${KIND_VERSION}: 'go install sigs.k8s.io/kind@v${KIND_VERSION}' (then add \$(go env GOPATH)/bin to PATH), or 'brew install kind', or https://kind.sigs.k8s.io/docs/user/quick-start/#installation" ;;
+    kubectl) echo "install kubectl ${KUBECTL_MIN_VERSION%.*} or newer (within one minor version of Kubernetes 1.35): 'brew install kubectl', or https://kubernetes.io/docs/tasks/tools/" ;;
+    helm) echo "run 'make tools' (pinned helm ${HELM_VERSION} in .tools/bin, which make puts on PATH)" ;;
+    linkerd) echo "install the linkerd CLI ${LINKERD_VERSION}: curl --proto '=https' --tlsv1.2 -sSfL https://run.linkerd.io/install-edge | LINKERD2_VERSION=${LINKERD_VERSION} sh, then add ~/.linkerd2/bin to PATH" ;;
+    grpcurl) echo "run 'make tools' (pinned grpcurl ${GRPCURL_VERSION} in .tools/bin)" ;;
+    node) echo "run 'make deps' (Node ${NODE_VERSION} in .tools/node)" ;;
+    *) echo "install $1" ;;
+  esac
+}
+
+# Stops with `make doctor`'s advice when a tool is missing.
+require() {
+  local tool missing=0
+  for tool in "$@"; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+      printf 'error: %s is not installed: %s\n' "$tool" "$(advice "$tool")" >&2
+      missing=1
+    fi
+  done
+  if [[ $missing -eq 1 ]]; then
+    echo "('make doctor' checks everything make deploy needs)" >&2
+    exit 1
+  fi
+}
+
+require_docker() {
+  require docker
+  query docker info >/dev/null || die "the Docker daemon is not answering: $(advice docker-daemon)"
+}
+
+cluster_exists() {
+  query kind get clusters | grep -qx "$CLUSTER"
+}
+
+# The services of the Dockerfile and their content-derived tags ("name tag" lines).
+image_tags() {
+  node "$deploy_root/scripts/deploy/image-tag.mjs"
+}
+
+image_ref() { echo "meshcart/$1:$2"; }

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# make mesh: on the kind cluster, in this order
+#   1. the Gateway API CRDs (GATEWAY_API_VERSION, standard channel): Linkerd
+#      2.19+ does not install them and refuses to install without them;
+#   2. Linkerd's CRDs and control plane (LINKERD_VERSION), with the proxies
+#      sending their spans to the chart's Jaeger;
+#   3. the viz extension, whose Prometheus also scrapes the services
+#      (k8s/linkerd-viz-values.yaml).
+# Each part is skipped when it is installed with the same settings (a hash of
+# them is kept as an annotation on its namespace) and upgraded when they
+# changed. The CLI makes the trust anchor itself on the first install.
+set -euo pipefail
+# shellcheck source=scripts/deploy/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$deploy_root"
+
+require kubectl linkerd
+
+settings_key=meshcart/mesh-config
+settings_of() { query kubectl --context "$CONTEXT" get namespace "$1" -o "jsonpath={.metadata.annotations.meshcart/mesh-config}" || true; }
+
+# --- 1. Gateway API ------------------------------------------------------------
+say "Gateway API $GATEWAY_API_VERSION CRDs"
+gateway_installed=$(query kubectl --context "$CONTEXT" get crd grpcroutes.gateway.networking.k8s.io \
+  -o 'jsonpath={.metadata.annotations.gateway\.networking\.k8s\.io/bundle-version}' || true)
+if [[ $gateway_installed == "$GATEWAY_API_VERSION" ]]; then
+  note "installed: kept"
+else
+  [[ -z $gateway_installed ]] || note "installed: $gateway_installed; applying $GATEWAY_API_VERSION"
+  run kubectl --context "$CONTEXT" apply --server-side \
+    -f "https://github.com/kubernetes-sigs/gateway-api/releases/download/${GATEWAY_API_VERSION}/standard-install.yaml"
+fi
+
+# --- 2. Linkerd control plane ---------------------------------------------------
+# The proxies export spans to Jaeger (helm/meshcart) and authenticate it by
+# its ServiceAccount.
+control_plane=(
+  --set proxy.tracing.enabled=true
+  --set "proxy.tracing.collector.endpoint=jaeger-collector.${NAMESPACE}.svc.cluster.local:4317"
+  --set proxy.tracing.collector.meshIdentity.serviceAccountName=jaeger
+  --set "proxy.tracing.collector.meshIdentity.namespace=${NAMESPACE}"
+)
+wanted=$(printf '%s\n' "$LINKERD_VERSION" "${control_plane[@]}" | sha16)
+say "Linkerd $LINKERD_VERSION control plane"
+if ! query kubectl --context "$CONTEXT" get deployment linkerd-destination -n linkerd >/dev/null; then
+  run linkerd --context "$CONTEXT" check --pre
+  if ! query kubectl --context "$CONTEXT" get crd servers.policy.linkerd.io >/dev/null; then
+    run_pipe linkerd --context "$CONTEXT" install --crds -- kubectl --context "$CONTEXT" apply -f -
+  fi
+  run_pipe linkerd --context "$CONTEXT" install "${control_plane[@]}" -- kubectl --context "$CONTEXT" apply -f -
+  run linkerd --context "$CONTEXT" check
+  run kubectl --context "$CONTEXT" annotate namespace linkerd --overwrite "$settings_key=$wanted"
+elif [[ "$(settings_of linkerd)" == "$wanted" ]]; then
+  note "installed with these settings: kept"
+else
+  note "installed with other settings or another version: upgrading"
+  run_pipe linkerd --context "$CONTEXT" upgrade --crds -- kubectl --context "$CONTEXT" apply -f -
+  run_pipe linkerd --context "$CONTEXT" upgrade "${control_plane[@]}" -- kubectl --context "$CONTEXT" apply -f -
+  run linkerd --context "$CONTEXT" check
+  run kubectl --context "$CONTEXT" annotate namespace linkerd --overwrite "$settings_key=$wanted"
+fi
+
+# --- 3. viz ---------------------------------------------------------------------
+viz_values=k8s/linkerd-viz-values.yaml
+wanted=$( { echo "$LINKERD_VERSION"; cat "$viz_values"; } | sha16)
+say "Linkerd viz (Prometheus also scraping the services)"
+if [[ "$(settings_of linkerd-viz)" == "$wanted" ]]; then
+  note "installed with these settings: kept"
+else
+  run_pipe linkerd --context "$CONTEXT" viz install -f "$viz_values" -- kubectl --context "$CONTEXT" apply -f -
+  run linkerd --context "$CONTEXT" viz check
+  run kubectl --context "$CONTEXT" annotate namespace linkerd-viz --overwrite "$settings_key=$wanted"
+fi

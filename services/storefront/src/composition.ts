@@ -1,0 +1,59 @@
+import { ClientError, ServerError, Status } from "nice-grpc";
+import type { Logger } from "@meshcart/lib";
+import type { Status as RpcStatus } from "@meshcart/lib/gen/google/rpc/status.js";
+import type { Product as InventoryProduct } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
+import type { Order as InternalOrder } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
+import type { Payment } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import type { GetOrderDetailsResponse } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import { edgeError, type Backend } from "./backends.js";
+import { paymentSummary, publicOrder, publicProduct } from "./messages.js";
+
+export const OK: RpcStatus = { code: Status.OK, message: "", details: [] };
+
+/** One part of a composed answer: its value, or the status saying why it is missing. */
+export interface Part<T> {
+  value: T | undefined;
+  status: RpcStatus;
+}
+
+/**
+ * Fetches an optional part. A gRPC failure becomes the part's status (with
+ * the same mapping as a failed call at the edge) instead of failing the
+ * whole answer; anything else (the caller cancelled, a bug) still does.
+ */
+export async function fetchPart<T>(backend: Backend, fetch: () => Promise<T>, logger: Logger): Promise<Part<T>> {
+  try {
+    return { value: await fetch(), status: OK };
+  } catch (error) {
+    if (!(error instanceof ClientError)) throw error;
+    const mapped = edgeError(error, backend, logger);
+    const status = mapped instanceof ServerError ? mapped : new ServerError(Status.INTERNAL, "internal error");
+    logger.warn({ backend, code: Status[status.code] }, `answering without the ${backend} part`);
+    return { value: undefined, status: { code: status.code, message: `${backend}: ${status.details}`, details: [] } };
+  }
+}
+
+/**
+ * GetOrderDetails' answer: the order (required; the caller fetched it) with
+ * its payment and its lines' current catalogue entries, each part with its
+ * own status.
+ */
+export function orderDetails(
+  order: InternalOrder,
+  payment: Part<Payment | undefined>,
+  products: Part<Map<string, InventoryProduct>>,
+): GetOrderDetailsResponse {
+  return {
+    order: publicOrder(order, false),
+    payment: payment.value ? paymentSummary(payment.value) : undefined,
+    lines: order.lines.map((line) => {
+      const product = products.value?.get(line.sku);
+      return {
+        line: { sku: line.sku, quantity: line.quantity, unitPrice: line.unitPrice, lineTotal: line.lineTotal },
+        product: product ? publicProduct(product) : undefined,
+      };
+    }),
+    paymentStatus: payment.status,
+    productsStatus: products.status,
+  };
+}

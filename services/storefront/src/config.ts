@@ -1,0 +1,41 @@
+import { ConfigError, integer, serviceConfig, text, type Config } from "@meshcart/lib";
+import { DEMO_TOKENS } from "./demo-tokens.js";
+
+/** Every environment variable the storefront reads. It owns no database. */
+export const storefrontConfig = {
+  ...serviceConfig,
+  ORDER_ADDRESS: text("localhost:50051").describe("host:port of the order service."),
+  INVENTORY_ADDRESS: text("localhost:50053").describe("host:port of the inventory service."),
+  PAYMENT_ADDRESS: text("localhost:50052").describe("host:port of the payment service."),
+  // No default on purpose: a deployment that forgets it must not start with
+  // a key everybody knows. `make dev` and `make token` share a demo key.
+  STOREFRONT_JWT_SECRET: text()
+    .refine((value: string) => value.length >= 32, "must be at least 32 characters")
+    .describe("HS256 key that signs shoppers' bearer tokens, at least 32 characters (required; make dev sets a demo key that make token also uses)."),
+  STOREFRONT_JWT_ISSUER: text(DEMO_TOKENS.issuer).describe("The iss claim every token must carry."),
+  STOREFRONT_JWT_AUDIENCE: text(DEMO_TOKENS.audience).describe("The aud claim every token must carry."),
+  STOREFRONT_DEFAULT_DEADLINE_MS: integer(100, 300_000, 5_000).describe(
+    "Deadline of a unary call that brings none; every call it makes to the services behind carries it.",
+  ),
+  STOREFRONT_MAX_DEADLINE_MS: integer(100, 600_000, 30_000).describe(
+    "Cap on a unary call's deadline: whatever the caller brings, the services behind are not held longer.",
+  ),
+  STOREFRONT_MAX_STREAM_MS: integer(1_000, 3_600_000, 600_000).describe(
+    "Deadline of a TrackOrder stream that brings none, and cap on the one it brings.",
+  ),
+  STOREFRONT_PART_TIMEOUT_MS: integer(50, 60_000, 2_000).describe(
+    "Longest GetOrderDetails waits for its payment or product part before answering without it.",
+  ),
+};
+
+export type StorefrontConfig = Config<typeof storefrontConfig>;
+
+/** Rules that span variables, reported like loadConfig's own problems. */
+export function checkStorefrontConfig(config: StorefrontConfig): StorefrontConfig {
+  const problems: string[] = [];
+  if (config.STOREFRONT_DEFAULT_DEADLINE_MS > config.STOREFRONT_MAX_DEADLINE_MS) {
+    problems.push("STOREFRONT_DEFAULT_DEADLINE_MS: must not exceed STOREFRONT_MAX_DEADLINE_MS");
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

@@ -1,0 +1,254 @@
+import { Status, type CallContext } from "nice-grpc";
+import {
+  callDeadline,
+  currentRequest,
+  notFound,
+  pageSize,
+  ServerError,
+  validate,
+  type Logger,
+} from "@meshcart/lib";
+import type { Order as InternalOrder } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
+import type { StorefrontServiceImplementation } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import { edgeError, type Backends, type Clients } from "./backends.js";
+import { fetchPart, orderDetails } from "./composition.js";
+import { effectiveDeadline, partDeadline, type CallKind, type DeadlinePolicy } from "./deadlines.js";
+import { orderUpdate, publicOrder, publicProduct } from "./messages.js";
+import { orderRequestId } from "./request-ids.js";
+import { bearerToken, TokenRejected, type Shopper, type TokenVerifier } from "./tokens.js";
+
+/** The same limits order applies, checked here first so that bad input never travels. */
+export const LIMITS = { maxLines: 50, maxQuantity: 1000, maxReason: 500, maxPageToken: 512 };
+
+export const PAYMENT_METHODS = ["pm_card_visa", "pm_card_mastercard", "pm_card_declined", "pm_card_insufficient_funds"];
+
+export interface StorefrontDeps {
+  backends: Backends;
+  tokens: TokenVerifier;
+  deadlines: DeadlinePolicy;
+  /** Longest GetOrderDetails waits for an optional part. */
+  partTimeoutMs: number;
+  logger: Logger;
+}
+
+const HINTS = {
+  placeOrder: {
+    [Status.DEADLINE_EXCEEDED]:
+      "the order's outcome is not known yet, and the order goes on: place it again with the same request_id " +
+      "(or x-request-id) to get it, or find it with ListOrders and follow it with TrackOrder",
+  },
+  cancelOrder: {
+    [Status.DEADLINE_EXCEEDED]: "the cancellation goes on: follow it with TrackOrder or GetOrder",
+  },
+  trackOrder: {
+    [Status.DEADLINE_EXCEEDED]: "the stream reached its deadline before the order was final: call TrackOrder again to go on",
+  },
+};
+
+/**
+ * The public API. Each call: authenticate (catalogue reads may be
+ * anonymous), validate completely, work out the deadline, then call the
+ * services behind with that deadline and the call's correlation id, and
+ * translate their answers into the storefront's own messages and statuses.
+ */
+export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImplementation {
+  const { backends, logger } = deps;
+
+  async function shopper(context: CallContext): Promise<Shopper> {
+    const found = await optionalShopper(context);
+    if (!found) {
+      throw new ServerError(
+        Status.UNAUTHENTICATED,
+        'this call needs "authorization: Bearer <token>" metadata (make token CUSTOMER=<id> mints a demo token)',
+      );
+    }
+    return found;
+  }
+
+  /** The caller, if a token came; a token that came must be valid. */
+  async function optionalShopper(context: CallContext): Promise<Shopper | undefined> {
+    try {
+      const header = context.metadata.get("authorization");
+      const token = bearerToken(typeof header === "string" ? header : undefined);
+      return token === undefined ? undefined : await deps.tokens.verify(token);
+    } catch (error) {
+      if (error instanceof TokenRejected) throw new ServerError(Status.UNAUTHENTICATED, error.message);
+      throw error;
+    }
+  }
+
+  function deadline(context: CallContext, kind: CallKind = "unary"): Date {
+    return effectiveDeadline(callDeadline(context), kind, deps.deadlines);
+  }
+
+  /**
+   * The order, if it is the shopper's. Another shopper's order is NOT_FOUND,
+   * with the same message as an order that does not exist: its existence
+   * is not disclosed.
+   */
+  async function ownOrder(clients: Clients, who: Shopper, orderId: string, signal: AbortSignal): Promise<InternalOrder> {
+    let order: InternalOrder | undefined;
+    try {
+      order = (await clients.order.getOrder({ orderId }, { signal })).order;
+    } catch (error) {
+      throw edgeError(error, "order", logger);
+    }
+    if (order && order.customerId !== who.customerId) {
+      // For support, who can look this request up by its correlation id.
+      logger.info({ order_id: orderId }, "order of another customer: answered NOT_FOUND");
+    }
+    if (!order || order.customerId !== who.customerId) throw notFound(`order ${orderId}`);
+    return order;
+  }
+
+  return {
+    async listProducts(request, context) {
+      await optionalShopper(context);
+      const limit = pageSize(request.pageSize);
+      validate((v) => v.maxLength("page_token", request.pageToken, LIMITS.maxPageToken));
+      const clients = backends.at(deadline(context));
+      try {
+        const page = await clients.inventory.listProducts({ pageSize: limit, pageToken: request.pageToken }, { signal: context.signal });
+        return { products: page.products.map(publicProduct), nextPageToken: page.nextPageToken };
+      } catch (error) {
+        throw edgeError(error, "inventory", logger);
+      }
+    },
+
+    async getProduct(request, context) {
+      await optionalShopper(context);
+      validate((v) => v.sku("sku", request.sku));
+      const clients = backends.at(deadline(context));
+      try {
+        const { product } = await clients.inventory.getProduct({ sku: request.sku }, { signal: context.signal });
+        if (!product) throw notFound(`product ${request.sku}`);
+        return { product: publicProduct(product) };
+      } catch (error) {
+        throw edgeError(error, "inventory", logger);
+      }
+    },
+
+    async placeOrder(request, context) {
+      const who = await shopper(context);
+      validate((v) => {
+        if (request.requestId) v.id("request_id", request.requestId);
+        v.itemLines("items", request.items, LIMITS);
+        if (!request.paymentMethod) v.add("payment_method", "is required");
+        else if (!PAYMENT_METHODS.includes(request.paymentMethod)) {
+          v.add("payment_method", `must be one of ${PAYMENT_METHODS.join(", ")}`);
+        }
+      });
+      // Without a request_id the call's correlation id is the key: a client
+      // that retries with the same x-request-id gets the same order.
+      const requestId = request.requestId || currentRequest()?.correlationId;
+      if (!requestId) throw new ServerError(Status.INTERNAL, "internal error: no correlation id");
+      const clients = backends.at(deadline(context));
+      try {
+        const { order } = await clients.order.createOrder(
+          {
+            requestId: orderRequestId(who.customerId, requestId),
+            customerId: who.customerId,
+            items: request.items.map((item) => ({ sku: item.sku, quantity: item.quantity })),
+            paymentMethod: request.paymentMethod,
+          },
+          { signal: context.signal },
+        );
+        if (!order) throw new ServerError(Status.INTERNAL, "internal error");
+        return { order: publicOrder(order, true) };
+      } catch (error) {
+        throw edgeError(error, "order", logger, HINTS.placeOrder);
+      }
+    },
+
+    async getOrder(request, context) {
+      const who = await shopper(context);
+      validate((v) => v.id("order_id", request.orderId));
+      const order = await ownOrder(backends.at(deadline(context)), who, request.orderId, context.signal);
+      return { order: publicOrder(order, true) };
+    },
+
+    async listOrders(request, context) {
+      const who = await shopper(context);
+      const limit = pageSize(request.pageSize);
+      validate((v) => v.maxLength("page_token", request.pageToken, LIMITS.maxPageToken));
+      const clients = backends.at(deadline(context));
+      try {
+        const page = await clients.order.listOrders(
+          { customerId: who.customerId, pageSize: limit, pageToken: request.pageToken },
+          { signal: context.signal },
+        );
+        return { orders: page.orders.map((o) => publicOrder(o, false)), nextPageToken: page.nextPageToken };
+      } catch (error) {
+        throw edgeError(error, "order", logger);
+      }
+    },
+
+    async *trackOrder(request, context) {
+      const who = await shopper(context);
+      validate((v) => v.id("order_id", request.orderId));
+      await ownOrder(backends.at(deadline(context)), who, request.orderId, context.signal);
+      // The stream has its own, longer deadline: the unary default would cut
+      // a healthy stream short.
+      const clients = backends.at(deadline(context, "stream"));
+      try {
+        for await (const { event, order } of clients.order.watchOrder({ orderId: request.orderId }, { signal: context.signal })) {
+          if (!event || !order) continue;
+          yield { update: orderUpdate(event), order: publicOrder(order, false) };
+        }
+      } catch (error) {
+        throw edgeError(error, "order", logger, HINTS.trackOrder);
+      }
+    },
+
+    async cancelOrder(request, context) {
+      const who = await shopper(context);
+      validate((v) => {
+        v.id("order_id", request.orderId);
+        v.maxLength("reason", request.reason, LIMITS.maxReason);
+      });
+      const clients = backends.at(deadline(context));
+      await ownOrder(clients, who, request.orderId, context.signal);
+      try {
+        const { order } = await clients.order.cancelOrder({ orderId: request.orderId, reason: request.reason }, { signal: context.signal });
+        if (!order) throw new ServerError(Status.INTERNAL, "internal error");
+        return { order: publicOrder(order, true) };
+      } catch (error) {
+        throw edgeError(error, "order", logger, HINTS.cancelOrder);
+      }
+    },
+
+    async getOrderDetails(request, context) {
+      const who = await shopper(context);
+      validate((v) => v.id("order_id", request.orderId));
+      const callDeadline = deadline(context);
+      const order = await ownOrder(backends.at(callDeadline), who, request.orderId, context.signal);
+      // The optional parts, in parallel, each giving up in time for the
+      // answer to go out with what the others returned.
+      const parts = backends.at(partDeadline(callDeadline, deps.partTimeoutMs));
+      const signal = context.signal;
+      const skus = [...new Set(order.lines.map((line) => line.sku))];
+      const [payment, products] = await Promise.all([
+        fetchPart(
+          "payment",
+          async () => {
+            const page = await parts.payment.listPayments(
+              { filter: { $case: "orderId", value: order.orderId }, pageSize: 1, pageToken: "" },
+              { signal },
+            );
+            return page.payments[0];
+          },
+          logger,
+        ),
+        fetchPart(
+          "inventory",
+          async () => {
+            const found = await Promise.all(skus.map((sku) => parts.inventory.getProduct({ sku }, { signal })));
+            return new Map(found.flatMap(({ product }) => (product ? [[product.sku, product] as const] : [])));
+          },
+          logger,
+        ),
+      ]);
+      return orderDetails(order, payment, products);
+    },
+  };
+}

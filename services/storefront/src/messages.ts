@@ -1,0 +1,92 @@
+import type { Product as InventoryProduct } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
+import {
+  OrderEventType,
+  OrderState,
+  type Order as InternalOrder,
+  type OrderEvent,
+} from "@meshcart/lib/gen/meshcart/order/v1/order.js";
+import { PaymentStatus, type Payment } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import {
+  OrderStatus,
+  type Order,
+  type OrderUpdate,
+  type PaymentSummary,
+  type Product,
+} from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+
+/**
+ * The storefront's own messages, made from the internal ones. The public
+ * contract names what a shopper cares about; saga states, reservation ids
+ * and idempotency keys stay inside.
+ */
+
+const STATUS_OF_STATE: Record<OrderState, OrderStatus> = {
+  [OrderState.ORDER_STATE_UNSPECIFIED]: OrderStatus.ORDER_STATUS_UNSPECIFIED,
+  [OrderState.ORDER_STATE_PENDING]: OrderStatus.ORDER_STATUS_PROCESSING,
+  [OrderState.ORDER_STATE_STOCK_RESERVED]: OrderStatus.ORDER_STATUS_PROCESSING,
+  [OrderState.ORDER_STATE_PAYMENT_CAPTURED]: OrderStatus.ORDER_STATUS_PROCESSING,
+  [OrderState.ORDER_STATE_COMPENSATING]: OrderStatus.ORDER_STATUS_PROCESSING,
+  [OrderState.ORDER_STATE_CONFIRMED]: OrderStatus.ORDER_STATUS_CONFIRMED,
+  [OrderState.ORDER_STATE_REJECTED]: OrderStatus.ORDER_STATUS_REJECTED,
+  [OrderState.ORDER_STATE_FAILED]: OrderStatus.ORDER_STATUS_FAILED,
+  [OrderState.ORDER_STATE_CANCELLING]: OrderStatus.ORDER_STATUS_CANCELLING,
+  [OrderState.ORDER_STATE_CANCELLED]: OrderStatus.ORDER_STATUS_CANCELLED,
+  [OrderState.UNRECOGNIZED]: OrderStatus.ORDER_STATUS_PROCESSING,
+};
+
+export function orderStatus(state: OrderState): OrderStatus {
+  return STATUS_OF_STATE[state] ?? OrderStatus.ORDER_STATUS_PROCESSING;
+}
+
+function stateName(state: OrderState): string {
+  return OrderState[state] ?? "ORDER_STATE_UNSPECIFIED";
+}
+
+export function orderUpdate(event: OrderEvent): OrderUpdate {
+  return {
+    sequence: event.sequence,
+    event: (OrderEventType[event.type] ?? "UNKNOWN").replace(/^ORDER_EVENT_TYPE_/, ""),
+    status: orderStatus(event.stateAfter),
+    detail: event.detail,
+    occurredAt: event.occurredAt,
+  };
+}
+
+export function publicOrder(order: InternalOrder, withHistory: boolean): Order {
+  return {
+    orderId: order.orderId,
+    status: orderStatus(order.state),
+    state: stateName(order.state),
+    lines: order.lines.map((line) => ({
+      sku: line.sku,
+      quantity: line.quantity,
+      unitPrice: line.unitPrice,
+      lineTotal: line.lineTotal,
+    })),
+    total: order.total,
+    reason: order.failureReason,
+    createdAt: order.createdAt,
+    updatedAt: order.updatedAt,
+    history: withHistory ? order.history.map(orderUpdate) : [],
+  };
+}
+
+export function publicProduct(product: InventoryProduct): Product {
+  return {
+    sku: product.sku,
+    name: product.name,
+    description: product.description,
+    price: product.unitPrice,
+    available: product.stock?.available ?? 0,
+  };
+}
+
+export function paymentSummary(payment: Payment): PaymentSummary {
+  return {
+    paymentId: payment.paymentId,
+    status: (PaymentStatus[payment.status] ?? "PAYMENT_STATUS_UNSPECIFIED").replace(/^PAYMENT_STATUS_/, ""),
+    amount: payment.amount,
+    refunded: payment.refunded,
+    chargedByVersion: payment.chargedByVersion,
+  };
+}

