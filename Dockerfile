@@ -83,3 +83,8 @@ CMD ["node", "--enable-source-maps", "services/order/dist/main.js"]
 
 FROM runtime AS storefront
 CMD ["node", "--enable-source-maps", "services/storefront/dist/main.js"]
+
+# The load generator: a client only (gRPC health and the admin port, no API).
+# Not part of make dev; the chart runs it against the storefront.
+FROM runtime AS loadgen
+CMD ["node", "--enable-source-maps", "services/loadgen/dist/main.js"]

@@ -206,7 +206,7 @@ describe("the chart's defaults", () => {
     const replicas = Object.fromEntries(
       objects.filter((o) => o.kind === "Deployment" || o.kind === "StatefulSet").map((o) => [o.metadata.name, o.spec.replicas]),
     );
-    expect(replicas).toEqual({ storefront: 2, order: 2, "payment-v1": 2, inventory: 2, postgres: 1, jaeger: 1, grafana: 1 });
+    expect(replicas).toEqual({ storefront: 2, order: 2, "payment-v1": 2, inventory: 2, loadgen: 1, postgres: 1, jaeger: 1, grafana: 1 });
   });
 
   it("labels payment's versions and gives each its own Service, v2 off", async () => {
@@ -277,10 +277,43 @@ describe("the chart's defaults", () => {
     expect(readmeTable(readme), "regenerate with: node scripts/deploy/values-table.mjs").toBe(valuesTable());
   });
 
-  it("renders the load generator only once its service exists", () => {
-    const hasService = existsSync(path.join(repoRoot, "services/loadgen/src/config.ts"));
-    const rendered = objects.some((o) => o.metadata.name === "loadgen");
-    expect(rendered && !hasService).toBe(false);
+  it("runs the load generator against the storefront, forever and gently, with the storefront's key and no Service", async () => {
+    const loadgen = objects.find((o) => o.kind === "Deployment" && o.metadata.name === "loadgen")!;
+    expect(loadgen, "the load generator is on by default").toBeDefined();
+    const pod = loadgen.spec.template.spec;
+    expect(pod.serviceAccountName).toBe("loadgen");
+    const env = Object.fromEntries(pod.containers[0].env.map((e: Manifest) => [e.name, e]));
+    expect(env.STOREFRONT_ADDRESS.value).toBe("storefront.meshcart.svc.cluster.local:50051");
+    expect(env.INVENTORY_ADDRESS.value).toBe("inventory.meshcart.svc.cluster.local:50051");
+    expect(env.STOREFRONT_JWT_SECRET.valueFrom).toEqual({ secretKeyRef: { name: "storefront-jwt", key: "secret" } });
+    const storefront = objects.find((o) => o.kind === "Deployment" && o.metadata.name === "storefront")!;
+    const storefrontEnv = storefront.spec.template.spec.containers[0].env.find((e: Manifest) => e.name === "STOREFRONT_JWT_SECRET");
+    expect(env.STOREFRONT_JWT_SECRET.valueFrom).toEqual(storefrontEnv.valueFrom);
+    expect(env.LOADGEN_RPS.value).toBe("5");
+    expect(env.LOADGEN_DURATION.value).toBe("forever");
+    expect(objects.some((o) => o.kind === "Service" && o.metadata.name === "loadgen")).toBe(false);
+    // The name e2e.sh and images.sh find it by: the Dockerfile's target.
+    expect(meshcartServices).toContain("loadgen");
+    const off = await render(["--set", "loadgen.enabled=false"]);
+    expect(off.some((o) => o.metadata.name === "loadgen")).toBe(false);
+  });
+
+  it("opens the fault-control endpoint on payment and inventory only, on a named port no Service exposes", () => {
+    for (const d of objects.filter((o) => o.kind === "Deployment" && o.spec.template.spec.containers.some((c: Manifest) => serviceOf(c)))) {
+      const c = d.spec.template.spec.containers[0];
+      const env = (c.env ?? []).find((e: Manifest) => e.name === "FAULT_CONTROL_PORT");
+      const port = (c.ports ?? []).find((p: Manifest) => p.name === "faults");
+      if (["payment", "inventory"].includes(serviceOf(c)!)) {
+        expect(env?.value, d.metadata.name).toBe("9150");
+        expect(port?.containerPort, d.metadata.name).toBe(9150);
+      } else {
+        expect(env, d.metadata.name).toBeUndefined();
+        expect(port, d.metadata.name).toBeUndefined();
+      }
+    }
+    for (const svc of objects.filter((o) => o.kind === "Service")) {
+      for (const port of svc.spec.ports) expect(port.targetPort, `Service ${svc.metadata.name}`).not.toBe("faults");
+    }
   });
 });
 

@@ -20,6 +20,12 @@ const dockerfile = readFileSync(path.join(repoRoot, "Dockerfile"), "utf8");
 const targets = serviceTargets(parseDockerfile(dockerfile));
 
 /**
+ * Images that make dev does not run: the load generator is a client the
+ * chart deploys against the storefront (make load runs its CLI instead).
+ */
+const imageOnly = ["loadgen"];
+
+/**
  * No image can be built here, so this test builds what the Dockerfile
  * describes without Docker (test/deploy/support/assemble.ts: the same COPY
  * sources after .dockerignore, the same npm and tsc commands, npm reading
@@ -52,8 +58,8 @@ describe("the Dockerfile's artefact", () => {
     if (scratch) await fs.rm(scratch, { recursive: true, force: true });
   });
 
-  it("has one target per service that make dev runs, on the Node version versions.env pins", () => {
-    expect(targets.sort()).toEqual(localServices.map((s) => s.name).sort());
+  it("has one target per service that make dev runs, plus the load generator, on the Node version versions.env pins", () => {
+    expect([...targets].sort()).toEqual([...localServices.map((s) => s.name), ...imageOnly].sort());
     const { NODE_VERSION } = readVersions();
     expect(dockerfile).toContain(`ARG NODE_VERSION=${NODE_VERSION}\n`);
     expect(process.versions.node).toBe(NODE_VERSION);
@@ -132,6 +138,26 @@ describe("the Dockerfile's artefact", () => {
         Object.assign(env, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: "grpc", OTEL_BSP_SCHEDULE_DELAY: "100" });
         processes.push(await startFromArtefact(service.name, artefact, env, own.admin));
       }
+      // The load generator, with the storefront's key, at the chart's gentle rate.
+      const loadgen = { grpc: await freePort(), admin: await freePort() };
+      ports.set("loadgen", loadgen);
+      const storefront = localServices.find((s) => s.name === "storefront")!;
+      processes.push(
+        await startFromArtefact("loadgen", artefacts.get("loadgen")!, {
+          GRPC_PORT: String(loadgen.grpc),
+          ADMIN_PORT: String(loadgen.admin),
+          LOG_LEVEL: "warn",
+          SERVICE_VERSION: "dev",
+          DEPLOYMENT_ENVIRONMENT: "local",
+          STOREFRONT_ADDRESS: `localhost:${ports.get("storefront")!.grpc}`,
+          INVENTORY_ADDRESS: `localhost:${ports.get("inventory")!.grpc}`,
+          STOREFRONT_JWT_SECRET: storefront.env.STOREFRONT_JWT_SECRET!,
+          LOADGEN_RPS: "5",
+          LOADGEN_DURATION: "forever",
+          LOADGEN_SHOPPERS: "3",
+          OTEL_SDK_DISABLED: "true",
+        }, loadgen.admin),
+      );
     }, 120_000);
 
     afterAll(async () => {
@@ -145,7 +171,8 @@ describe("the Dockerfile's artefact", () => {
       await receiver?.stop();
     });
 
-    it.each(targets)("%s answers its health check and lists its API by reflection", async (target) => {
+    const apiTargets = targets.filter((t) => !imageOnly.includes(t));
+    it.each(apiTargets)("%s answers its health check and lists its API by reflection", async (target) => {
       const { grpc } = ports.get(target)!;
       const grpcurl = path.join(toolsBin, "grpcurl");
       if (!existsSync(grpcurl)) throw new Error("grpcurl is missing: run `make tools` (make test installs it)");
@@ -153,6 +180,28 @@ describe("the Dockerfile's artefact", () => {
       expect(health.stdout).toContain("SERVING");
       const list = await run(grpcurl, ["-plaintext", `localhost:${grpc}`, "list"]);
       expect(list.stdout).toContain(`meshcart.${target}.v1.`);
+    });
+
+    /**
+     * The load generator, started from its artefact against the storefront
+     * and inventory above, as the chart starts it: a gentle forever load
+     * (ready while it is sending), gRPC health and the admin port only.
+     */
+    it("loadgen sends its shoppers' traffic through the storefront, healthy on its admin port", async () => {
+      const { grpc, admin } = ports.get("loadgen")!;
+      expect(await answers(admin, "/healthz")).toBe(true);
+      expect(await answers(admin, "/readyz")).toBe(true);
+      const grpcurl = path.join(toolsBin, "grpcurl");
+      const health = await run(grpcurl, ["-plaintext", `localhost:${grpc}`, "grpc.health.v1.Health/Check"]);
+      expect(health.stdout).toContain("SERVING");
+      const deadline = Date.now() + 20_000;
+      let sent = 0;
+      while (sent === 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        const metrics = await get(admin, "/metrics");
+        sent = [...metrics.matchAll(/^meshcart_loadgen_requests_total\{[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+      }
+      expect(sent, processes.find((p) => p.name === "loadgen")!.output()).toBeGreaterThan(0);
     });
 
     /**
@@ -190,13 +239,17 @@ describe("the Dockerfile's artefact", () => {
     });
 
     it("traces that order through every service and its database (tracing works in the image)", async () => {
+      // Any PlaceOrder will do: the load generator's orders are traced too,
+      // and some of them (out of stock, invalid) never reach every service.
       const trace = await receiver.waitFor("one trace of PlaceOrder across the services, with Postgres spans", (spans) => {
-        const root = spans.find((s) => s.service === "storefront" && s.kind === "SERVER" && s.name.endsWith("/PlaceOrder"));
-        if (!root) return undefined;
-        const trace = spans.filter((s) => s.traceId === root.traceId);
-        const services = new Set(trace.map((s) => s.service));
-        const database = trace.some((s) => [s.attributes["db.system"], s.attributes["db.system.name"]].includes("postgresql"));
-        return localServices.every((s) => services.has(s.name)) && database ? trace : undefined;
+        const roots = spans.filter((s) => s.service === "storefront" && s.kind === "SERVER" && s.name.endsWith("/PlaceOrder"));
+        for (const root of roots) {
+          const trace = spans.filter((s) => s.traceId === root.traceId);
+          const services = new Set(trace.map((s) => s.service));
+          const database = trace.some((s) => [s.attributes["db.system"], s.attributes["db.system.name"]].includes("postgresql"));
+          if (localServices.every((s) => services.has(s.name)) && database) return trace;
+        }
+        return undefined;
       });
       expect(trace.length).toBeGreaterThan(localServices.length);
     });
@@ -239,6 +292,19 @@ async function startFromArtefact(name: string, artefact: Artefact, env: Record<s
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return { name, child, output: () => output };
+}
+
+function get(port: number, urlPath: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = http.get({ host: "127.0.0.1", port, path: urlPath, agent: false, timeout: 2_000 }, (response) => {
+      let body = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk: string) => (body += chunk));
+      response.on("end", () => resolve(body));
+    });
+    request.once("timeout", () => request.destroy(new Error(`GET ${urlPath}: timeout`)));
+    request.once("error", reject);
+  });
 }
 
 function answers(port: number, urlPath: string): Promise<boolean> {
