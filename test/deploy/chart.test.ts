@@ -130,7 +130,7 @@ describe.each(valueSets)("the chart with $name values", ({ file }) => {
           expect(tag, `${c.image} is not the content tag`).toBe(expected[service]);
           expect(c.imagePullPolicy).toBe("IfNotPresent");
         } else {
-          expect(tag, c.image).toMatch(/^[0-9]+\.[0-9]+(\.[0-9]+)?/);
+          expect(tag, c.image).toMatch(/^v?[0-9]+\.[0-9]+(\.[0-9]+)?/);
         }
       }
     }
@@ -202,11 +202,11 @@ describe("the chart's defaults", () => {
     objects = await render();
   });
 
-  it("runs two pods of storefront, order, payment v1 and inventory, one of the rest", () => {
+  it("runs two pods of storefront, order, payment v1 and inventory, one of the rest (presenter included)", () => {
     const replicas = Object.fromEntries(
       objects.filter((o) => o.kind === "Deployment" || o.kind === "StatefulSet").map((o) => [o.metadata.name, o.spec.replicas]),
     );
-    expect(replicas).toEqual({ storefront: 2, order: 2, "payment-v1": 2, inventory: 2, loadgen: 1, postgres: 1, jaeger: 1, grafana: 1 });
+    expect(replicas).toEqual({ storefront: 2, order: 2, "payment-v1": 2, inventory: 2, loadgen: 1, presenter: 1, postgres: 1, jaeger: 1, grafana: 1 });
   });
 
   it("labels payment's versions and gives each its own Service, v2 off", async () => {

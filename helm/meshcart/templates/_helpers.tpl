@@ -64,6 +64,7 @@ loadgen: {service: loadgen, version: v1, replicas: {{ $v.loadgen.replicas }}, da
 {{- define "meshcart.meshAnnotations" -}}
 {{- if .Values.mesh.inject -}}
 linkerd.io/inject: enabled
+config.linkerd.io/default-inbound-policy: {{ .Values.mesh.defaultInboundPolicy }}
 config.linkerd.io/proxy-cpu-request: {{ .Values.mesh.proxy.cpuRequest | quote }}
 config.linkerd.io/proxy-memory-request: {{ .Values.mesh.proxy.memoryRequest | quote }}
 config.linkerd.io/proxy-memory-limit: {{ .Values.mesh.proxy.memoryLimit | quote }}
@@ -109,4 +110,23 @@ seccompProfile:
 {{/* The OTLP endpoint the services export to (Jaeger's gRPC receiver). */}}
 {{- define "meshcart.otlpEndpoint" -}}
 http://jaeger-collector.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}:4317
+{{- end }}
+
+{{/*
+The backends of every payment route (mesh-routes.yaml): while payment v2
+runs, each route splits between the version Services by
+payment.canary.weight, so that a call lands on the same version whatever
+its method. Without v2, no backendRefs: the parent Service itself.
+*/}}
+{{- define "meshcart.canaryBackends" -}}
+{{- if .Values.payment.v2.enabled -}}
+{{- $weight := int .Values.payment.canary.weight -}}
+backendRefs:
+  - name: payment-v1
+    port: {{ .Values.services.grpcPort }}
+    weight: {{ sub 100 $weight }}
+  - name: payment-v2
+    port: {{ .Values.services.grpcPort }}
+    weight: {{ $weight }}
+{{- end }}
 {{- end }}

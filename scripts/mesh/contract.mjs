@@ -1,0 +1,194 @@
+// The mesh contract (proto/mesh.yaml): loading, validation against the
+// .proto files, and the groupings the chart's Linkerd objects are made of.
+// Used by the generator (render.mjs), the chart tests and make e2e.
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import YAML from "yaml";
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const contractPath = path.join(root, "proto/mesh.yaml");
+
+const RETRY_CODES = new Set(["cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"]);
+const DURATION = /^\d+(ms|s|m)$/;
+
+/** Milliseconds of a Linkerd duration ("600ms", "2s", "1m"). */
+export function durationMs(value) {
+  const match = /^(\d+)(ms|s|m)$/.exec(value);
+  if (!match) throw new Error(`not a duration: ${value}`);
+  return Number(match[1]) * { ms: 1, s: 1000, m: 60_000 }[match[2]];
+}
+
+/** The RPCs a .proto declares: { service: "pkg.Service", methods: [{ name, serverStreaming }] }[]. */
+export function protoServices(protoFile) {
+  const text = fs.readFileSync(path.join(root, protoFile), "utf8").replace(/\/\/.*$/gm, "");
+  const pkg = /^\s*package\s+([\w.]+)\s*;/m.exec(text)?.[1];
+  const services = [];
+  for (const match of text.matchAll(/service\s+(\w+)\s*\{([\s\S]*?)\n\}/g)) {
+    const methods = [...match[2].matchAll(/rpc\s+(\w+)\s*\(\s*(stream\s+)?[\w.]+\s*\)\s*returns\s*\(\s*(stream\s+)?[\w.]+\s*\)/g)].map((m) => ({
+      name: m[1],
+      clientStreaming: Boolean(m[2]),
+      serverStreaming: Boolean(m[3]),
+    }));
+    services.push({ service: `${pkg}.${match[1]}`, methods });
+  }
+  return services;
+}
+
+/** Reads and validates the contract; throws one error listing every problem. */
+export function loadContract(file = contractPath) {
+  const contract = YAML.parse(fs.readFileSync(file, "utf8"));
+  const problems = validate(contract);
+  if (problems.length > 0) throw new Error(`${path.relative(root, file)}:\n  ${problems.join("\n  ")}`);
+  return contract;
+}
+
+export function validate(contract) {
+  const problems = [];
+  const identities = contract.identities ?? {};
+  for (const [name, id] of Object.entries(identities)) {
+    const kinds = ["serviceAccount", "networks", "meshed"].filter((k) => id[k] !== undefined);
+    if (kinds.length !== 1) problems.push(`identity ${name}: needs exactly one of serviceAccount, networks, meshed`);
+    if (!id.about) problems.push(`identity ${name}: say who it is (about)`);
+  }
+  const known = (who, where) => {
+    for (const caller of who ?? []) if (!identities[caller]) problems.push(`${where}: unknown identity ${caller}`);
+  };
+  for (const [name, svc] of Object.entries(contract.services ?? {})) {
+    const declared = protoServices(svc.proto).find((s) => s.service === svc.service);
+    if (!declared) {
+      problems.push(`service ${name}: ${svc.service} is not in ${svc.proto}`);
+      continue;
+    }
+    const listed = Object.keys(svc.rpcs ?? {});
+    for (const method of declared.methods) {
+      if (!listed.includes(method.name)) problems.push(`service ${name}: ${method.name} is in the .proto but not in the contract`);
+    }
+    const routes = new Map();
+    for (const [method, rpc] of Object.entries(svc.rpcs ?? {})) {
+      const where = `${name}.${method}`;
+      const proto = declared.methods.find((m) => m.name === method);
+      if (!proto) {
+        problems.push(`${where}: no such RPC in ${svc.proto}`);
+        continue;
+      }
+      if (!rpc.callers?.length) problems.push(`${where}: no callers`);
+      known(rpc.callers, where);
+      if (typeof rpc.idempotent !== "boolean") problems.push(`${where}: idempotent must be true or false`);
+      if (!rpc.why) problems.push(`${where}: say why (why)`);
+      if (!rpc.route) problems.push(`${where}: name its route`);
+      if (Boolean(rpc.streaming) !== (proto.serverStreaming || proto.clientStreaming)) {
+        problems.push(`${where}: streaming is ${Boolean(rpc.streaming)} but the .proto says ${proto.serverStreaming || proto.clientStreaming}`);
+      }
+      const retry = rpc.retry ?? [];
+      for (const code of retry) if (!RETRY_CODES.has(code)) problems.push(`${where}: Linkerd cannot retry on ${code}`);
+      if (retry.length > 0 && !rpc.idempotent) problems.push(`${where}: retried but not idempotent`);
+      if (retry.length > 0 && !(Number.isInteger(rpc.limit) && rpc.limit >= 1)) problems.push(`${where}: a retried RPC needs a limit ≥ 1`);
+      if (retry.length === 0 && rpc.limit !== undefined) problems.push(`${where}: limit without retry codes`);
+      if (name === contract.rateLimit?.server && retry.includes("resource-exhausted")) {
+        problems.push(`${where}: never retry RESOURCE_EXHAUSTED toward a rate-limited service`);
+      }
+      for (const key of ["attempt", "request"]) {
+        if (rpc[key] !== undefined && !DURATION.test(rpc[key])) problems.push(`${where}: ${key} must be a duration like 500ms or 2s`);
+      }
+      if (rpc.streaming && (rpc.request || rpc.attempt || retry.length > 0)) {
+        problems.push(`${where}: a stream gets no request timeout, attempt timeout or retries`);
+      }
+      if (!rpc.streaming && !rpc.request) problems.push(`${where}: a unary RPC needs a request timeout`);
+      if (rpc.attempt && rpc.request && durationMs(rpc.attempt) >= durationMs(rpc.request)) {
+        problems.push(`${where}: the attempt timeout must be shorter than the request timeout`);
+      }
+      if (rpc.attempt && retry.length === 0) problems.push(`${where}: an attempt timeout only means something with retries`);
+      const policy = JSON.stringify([retry, rpc.limit, rpc.attempt, rpc.request, Boolean(rpc.streaming)]);
+      const seen = routes.get(rpc.route);
+      if (seen && seen.policy !== policy) problems.push(`${where}: route ${rpc.route} mixes policies (${seen.method} differs)`);
+      if (!seen) routes.set(rpc.route, { policy, method });
+    }
+  }
+  for (const [service, std] of Object.entries(contract.standard ?? {})) {
+    known(std.callers, service);
+    known(std.edgeCallers, service);
+  }
+  for (const edge of contract.edges ?? []) {
+    known([edge.from].flat(), `edge ${edge.name}`);
+    if (!edge.why) problems.push(`edge ${edge.name}: say why (why)`);
+  }
+  const rl = contract.rateLimit;
+  if (rl) {
+    if (!contract.services?.[rl.server]) problems.push(`rateLimit: unknown service ${rl.server}`);
+    for (const o of rl.overrides ?? []) {
+      if (!identities[o.identity]?.serviceAccount) problems.push(`rateLimit: override ${o.identity} is not a ServiceAccount identity`);
+      if (o.requestsPerSecond > rl.total) problems.push(`rateLimit: override ${o.identity} exceeds the total`);
+    }
+    if (rl.perIdentity > rl.total) problems.push("rateLimit: perIdentity exceeds the total");
+  }
+  return problems;
+}
+
+/** Every RPC as a flat record: { service, fqService, method, ...rpc }. */
+export function rpcs(contract) {
+  return Object.entries(contract.services).flatMap(([service, svc]) =>
+    Object.entries(svc.rpcs).map(([method, rpc]) => ({ service, fqService: svc.service, method, ...rpc })),
+  );
+}
+
+/**
+ * Outbound routes of a service: RPCs grouped by their `route`, in the order
+ * of first appearance, plus a "standard" route for health and reflection
+ * (once a route is attached to a Service, a call no route matches fails).
+ */
+export function outboundRoutes(contract, service) {
+  const routes = new Map();
+  for (const rpc of rpcs(contract).filter((r) => r.service === service)) {
+    const route = routes.get(rpc.route) ?? { name: `${service}-${rpc.route}`, service, methods: [], policy: rpc };
+    route.methods.push({ service: rpc.fqService, method: rpc.method });
+    routes.set(rpc.route, route);
+  }
+  const standard = {
+    name: `${service}-standard`,
+    service,
+    methods: Object.keys(contract.standard).map((s) => ({ service: s })),
+    policy: { retry: ["unavailable"], limit: 1, request: "5s", why: "health and reflection" },
+  };
+  return [...routes.values(), standard];
+}
+
+/**
+ * Inbound authorization of a service's gRPC port: methods grouped by the
+ * exact set of identities allowed to call them. Each group becomes one
+ * inbound GRPCRoute, and each of its callers one AuthorizationPolicy.
+ */
+export function inboundGroups(contract, service) {
+  const groups = new Map();
+  const add = (callers, match) => {
+    const sorted = [...new Set(callers)].sort();
+    const key = sorted.join("+");
+    const group = groups.get(key) ?? { name: `${service}-grpc-${sorted.join("-")}`, callers: sorted, methods: [] };
+    group.methods.push(match);
+    groups.set(key, group);
+  };
+  for (const rpc of rpcs(contract).filter((r) => r.service === service)) add(rpc.callers, { service: rpc.fqService, method: rpc.method });
+  const edge = contract.rateLimit?.server === service;
+  for (const [std, rule] of Object.entries(contract.standard)) add(edge ? rule.edgeCallers : rule.callers, { service: std });
+  return [...groups.values()];
+}
+
+/** Every authorized edge as "caller -> target:port[ what]" strings, for comparing with rendered policies. */
+export function authorizedEdges(contract) {
+  const edges = [];
+  for (const service of Object.keys(contract.services)) {
+    for (const group of inboundGroups(contract, service)) {
+      for (const caller of group.callers) {
+        for (const m of group.methods) edges.push(`${caller} -> ${service}:grpc ${m.service}${m.method ? `/${m.method}` : ""}`);
+      }
+    }
+  }
+  for (const edge of contract.edges) {
+    for (const from of [edge.from].flat()) {
+      for (const to of edge.to) {
+        for (const p of edge.paths ?? [""]) edges.push(`${from} -> ${to}:${edge.port}${p ? ` ${p}` : ""}`);
+      }
+    }
+  }
+  return edges.sort();
+}
