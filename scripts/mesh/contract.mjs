@@ -192,3 +192,24 @@ export function authorizedEdges(contract) {
   }
   return edges.sort();
 }
+
+/**
+ * The unary RPCs an identity may not call, on the services only meshed
+ * callers reach (the storefront is public): what make e2e calls from that
+ * identity, expecting PERMISSION_DENIED. "<service> <fq service>/<method>".
+ */
+export function deniedFor(contract, identity) {
+  return rpcs(contract)
+    .filter((r) => !r.streaming && !r.callers.includes(identity) && !r.callers.some((c) => contract.identities[c]?.networks))
+    .map((r) => `${r.service} ${r.fqService}/${r.method}`);
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  // node scripts/mesh/contract.mjs denied presenter
+  const [verb, identity] = process.argv.slice(2);
+  if (verb !== "denied" || !identity) {
+    console.error("usage: node scripts/mesh/contract.mjs denied <identity>");
+    process.exit(2);
+  }
+  console.log(deniedFor(loadContract(), identity).join("\n"));
+}
