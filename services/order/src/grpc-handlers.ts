@@ -12,7 +12,7 @@ import type { Order, OrderEvent, OrderEventType as EventType, OrderState, OrderS
 export const LIMITS = { maxLines: 50, maxQuantity: 1000, maxReason: 500 };
 
 /** Test payment methods payment accepts; anything else is refused here, before an order exists. */
-export const PAYMENT_METHODS = ["pm_card_visa", "pm_card_mastercard", "pm_card_declined", "pm_card_insufficient_funds"];
+export const PAYMENT_METHODS = ["pm_card_visa", "pm_card_mastercard", "pm_card_declined", "pm_card_insufficient_funds", "pm_card_risky"];
 
 /**
  * Translates the OrderService API into the Orders use cases. Requests are

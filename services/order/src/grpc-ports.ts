@@ -174,6 +174,8 @@ function declineText(reason: DeclineReason): string {
       return "payment declined: insufficient funds";
     case DeclineReason.DECLINE_REASON_CARD_DECLINED:
       return "payment declined: card declined";
+    case DeclineReason.DECLINE_REASON_RISK_SCREEN:
+      return "payment declined: risk screen";
     default:
       return "payment declined";
   }

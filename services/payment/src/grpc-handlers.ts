@@ -158,6 +158,7 @@ const STATUSES: Record<Status, PaymentStatus> = {
 const DECLINE_REASONS: Record<Decline, DeclineReason> = {
   CARD_DECLINED: DeclineReason.DECLINE_REASON_CARD_DECLINED,
   INSUFFICIENT_FUNDS: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS,
+  RISK_SCREEN: DeclineReason.DECLINE_REASON_RISK_SCREEN,
 };
 
 export function paymentMessage(payment: Payment): PaymentMessage {

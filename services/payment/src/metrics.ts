@@ -1,7 +1,5 @@
 import { Counter, Registry } from "@meshcart/lib";
-import type { DeclineReason } from "./rules.js";
-
-const DECLINE_REASONS: readonly DeclineReason[] = ["CARD_DECLINED", "INSUFFICIENT_FUNDS"];
+import { DECLINE_REASONS, type DeclineReason } from "./rules.js";
 
 /**
  * Payment's business figures: charges by outcome, declines by reason,
@@ -23,7 +21,7 @@ export class PaymentMetrics {
     });
     this.declines = new Counter({
       name: "meshcart_payment_declines_total",
-      help: "Declined charges, by reason (card_declined, insufficient_funds).",
+      help: "Declined charges, by reason (card_declined, insufficient_funds, risk_screen).",
       labelNames: ["reason"],
       registers,
     });

@@ -4,9 +4,11 @@ import {
   chargeDifferences,
   chargeOutcome,
   decideRefund,
+  featuresOf,
   refundDifferences,
   type ChargeTerms,
   type DeclineReason,
+  type Features,
   type PaymentStatus,
   type RefundRefusal,
   type RefundTerms,
@@ -118,17 +120,24 @@ const REFUSAL_TYPES: Record<RefundRefusal, string> = {
  * wait on each other in a cycle.
  */
 export class Payments {
+  /** What this version does differently (v2's risk screen), decided once from the version. */
+  readonly features: Features;
+
   constructor(
     private readonly db: Database,
     /** Recorded on every charge and refund this process makes. */
     private readonly version: string,
-  ) {}
+  ) {
+    this.features = featuresOf(version);
+  }
 
   /**
    * Charges once per idempotency key. A decline is recorded like a capture
    * and is a normal result, not an error. The same key again returns the
    * first payment as it is now (`replayed`), or a ConflictError when it asks
-   * for something else.
+   * for something else. A replay returns what the first call decided, even
+   * when it ran on another version: a key charged by v1 stays captured when
+   * its retry reaches v2's risk screen.
    */
   async charge(request: ChargeRequest): Promise<{ payment: Payment; replayed: boolean }> {
     return this.db.transaction(async (tx) => {
@@ -145,7 +154,7 @@ export class Payments {
         return { payment: existing, replayed: true };
       }
 
-      const outcome = chargeOutcome(request.paymentMethod);
+      const outcome = chargeOutcome(request.paymentMethod, this.features);
       const paymentId = newId("pay");
       await tx.query(
         `INSERT INTO payments (payment_id, idempotency_key, order_id, customer_id, currency_code, amount_minor,

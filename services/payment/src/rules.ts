@@ -14,22 +14,51 @@
  */
 
 export type PaymentStatus = "CAPTURED" | "DECLINED" | "PARTIALLY_REFUNDED" | "REFUNDED";
-export type DeclineReason = "CARD_DECLINED" | "INSUFFICIENT_FUNDS";
+export type DeclineReason = "CARD_DECLINED" | "INSUFFICIENT_FUNDS" | "RISK_SCREEN";
+
+export const DECLINE_REASONS: readonly DeclineReason[] = ["CARD_DECLINED", "INSUFFICIENT_FUNDS", "RISK_SCREEN"];
 
 export type ChargeOutcome = { status: "CAPTURED" } | { status: "DECLINED"; reason: DeclineReason };
 
 /**
+ * What one version of the service does differently from another. v1 and v2
+ * run the same image; SERVICE_VERSION alone tells them apart, so that a
+ * canary shows a real difference in behaviour and not only in a label.
+ */
+export interface Features {
+  /** Charges with a method the risk screen flags are declined (RISK_SCREEN). */
+  riskScreen: boolean;
+}
+
+/**
+ * The features of a version: the risk screen came with v2, so versions
+ * "v2", "v3", ... have it; "v1" and versions without a number (make dev's
+ * "dev") do not, and behave as the stable version.
+ */
+export function featuresOf(version: string): Features {
+  const numbered = /^v(\d+)$/.exec(version);
+  return { riskScreen: numbered !== null && Number(numbered[1]) >= 2 };
+}
+
+/**
  * The test payment methods and what each does (the table in payment.proto).
  * There is no real processor behind them: the outcome depends on the method
- * alone, so a charge can be decided inside the database transaction that
- * records it, and a replay on any version decides the same.
+ * and on the version's features alone, so a charge can be decided inside the
+ * database transaction that records it. A replay never decides again: it
+ * returns the recorded outcome, so a retry that lands on the other version
+ * finds the first version's decision.
  */
 const METHODS: Readonly<Record<string, ChargeOutcome>> = {
   pm_card_visa: { status: "CAPTURED" },
   pm_card_mastercard: { status: "CAPTURED" },
   pm_card_declined: { status: "DECLINED", reason: "CARD_DECLINED" },
   pm_card_insufficient_funds: { status: "DECLINED", reason: "INSUFFICIENT_FUNDS" },
+  // A good card that the risk screen flags: captured where there is no screen.
+  pm_card_risky: { status: "CAPTURED" },
 };
+
+/** Methods the risk screen declines. */
+const FLAGGED_BY_RISK_SCREEN: ReadonlySet<string> = new Set(["pm_card_risky"]);
 
 export const PAYMENT_METHODS: readonly string[] = Object.keys(METHODS);
 
@@ -41,9 +70,13 @@ export class RulesError extends Error {
   override name = "RulesError";
 }
 
-/** What charging with `method` does. Unknown methods are refused by validation first. */
-export function chargeOutcome(method: string): ChargeOutcome {
+/**
+ * What charging with `method` does on a version with `features`. Unknown
+ * methods are refused by validation first.
+ */
+export function chargeOutcome(method: string, features: Features): ChargeOutcome {
   if (!isKnownMethod(method)) throw new RulesError(`unknown payment method ${method}`);
+  if (features.riskScreen && FLAGGED_BY_RISK_SCREEN.has(method)) return { status: "DECLINED", reason: "RISK_SCREEN" };
   return METHODS[method]!;
 }
 

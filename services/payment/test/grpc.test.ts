@@ -22,6 +22,7 @@ interface Running {
   process: ServiceProcess;
   channel: Channel;
   client: PaymentServiceClient;
+  adminPort: number;
 }
 
 let testDb: { url: string; drop(): Promise<void> };
@@ -48,7 +49,7 @@ async function start(version: string, extraEnv: Record<string, string> = {}): Pr
   });
   const channel = createChannel(`127.0.0.1:${grpcPort}`);
   const client = createClientFactory().use(errorDetailsClientMiddleware).create(PaymentServiceDefinition, channel);
-  return { process, channel, client };
+  return { process, channel, client, adminPort };
 }
 
 beforeAll(async () => {
@@ -164,6 +165,57 @@ describe("payment over gRPC", () => {
     expect(declinedOnV1).toMatchObject({ replayed: true, servedBy: { version: "v1" } });
     expect(declinedOnV1.payment).toEqual(declinedOnV2.payment);
     expect(declinedOnV1.payment?.chargedByVersion).toBe("v2");
+  });
+
+  it("v2 declines pm_card_risky with RISK_SCREEN, v1 captures it: the canary's one difference in behaviour", async () => {
+    const onV1 = await v1.client.charge(chargeRequest({ paymentMethod: "pm_card_risky" }));
+    expect(onV1).toMatchObject({ replayed: false, servedBy: { version: "v1" } });
+    expect(onV1.payment).toMatchObject({
+      status: PaymentStatus.PAYMENT_STATUS_CAPTURED,
+      declineReason: DeclineReason.DECLINE_REASON_UNSPECIFIED,
+      chargedByVersion: "v1",
+    });
+
+    const onV2 = await v2.client.charge(chargeRequest({ paymentMethod: "pm_card_risky" }));
+    expect(onV2).toMatchObject({ replayed: false, servedBy: { version: "v2" } });
+    expect(onV2.payment).toMatchObject({
+      status: PaymentStatus.PAYMENT_STATUS_DECLINED,
+      declineReason: DeclineReason.DECLINE_REASON_RISK_SCREEN,
+      refunded: { currencyCode: "USD", minorUnits: 0 },
+      chargedByVersion: "v2",
+    });
+    // v2 declined it, so neither version can refund it.
+    const refund = await failure(v1.client.refund({ idempotencyKey: unique("refund"), paymentId: onV2.payment!.paymentId, reason: "" }));
+    expect(refund.code).toBe(Status.FAILED_PRECONDITION);
+
+    // The decline is counted by its reason on the version that made it.
+    const metrics = await (await fetch(`http://127.0.0.1:${v2.adminPort}/metrics`)).text();
+    expect(metrics).toMatch(/^meshcart_payment_declines_total\{[^}]*reason="risk_screen"[^}]*\} [1-9]/m);
+  });
+
+  it("replays across versions: key K captured by v1 is the same capture on v2, not a risk decline", async () => {
+    const request = chargeRequest({ paymentMethod: "pm_card_risky" });
+    const first = await v1.client.charge(request);
+    expect(first.payment?.status).toBe(PaymentStatus.PAYMENT_STATUS_CAPTURED);
+
+    const retry = await v2.client.charge(request);
+    expect(retry.replayed).toBe(true);
+    expect(retry.servedBy?.version).toBe("v2");
+    expect(retry.payment).toEqual(first.payment);
+    expect(retry.payment).toMatchObject({ status: PaymentStatus.PAYMENT_STATUS_CAPTURED, chargedByVersion: "v1" });
+
+    // And the other way round: v2's risk decline stays a decline on v1.
+    const declined = chargeRequest({ paymentMethod: "pm_card_risky" });
+    const onV2 = await v2.client.charge(declined);
+    const onV1 = await v1.client.charge(declined);
+    expect(onV1).toMatchObject({ replayed: true, servedBy: { version: "v1" } });
+    expect(onV1.payment).toEqual(onV2.payment);
+    expect(onV1.payment?.declineReason).toBe(DeclineReason.DECLINE_REASON_RISK_SCREEN);
+
+    const { rows } = await db.query("SELECT 1 FROM payments WHERE idempotency_key = ANY($1::text[])", [
+      [request.idempotencyKey, declined.idempotencyKey],
+    ]);
+    expect(rows).toHaveLength(2);
   });
 
   it("charges once when duplicates race across both versions", async () => {

@@ -130,6 +130,60 @@ describe("charge", () => {
     expect(await paymentRows(request.idempotencyKey)).toBe(1);
   });
 
+  it("screens for risk on v2 only: pm_card_risky is captured by v1 and declined by v2", async () => {
+    const onV1 = await payments.charge(chargeRequest({ paymentMethod: "pm_card_risky" }));
+    expect(onV1.payment).toMatchObject({ status: "CAPTURED", declineReason: undefined, chargedByVersion: "v1" });
+
+    const request = chargeRequest({ paymentMethod: "pm_card_risky" });
+    const onV2 = await canary.charge(request);
+    expect(onV2.replayed).toBe(false);
+    expect(onV2.payment).toMatchObject({ status: "DECLINED", declineReason: "RISK_SCREEN", refundedMinor: 0, chargedByVersion: "v2" });
+    // Stored like any decline: it replays, takes nothing, refunds nothing.
+    expect(await payments.get(onV2.payment.paymentId)).toEqual(onV2.payment);
+    const error = await rejection(
+      payments.refund({ idempotencyKey: unique("refund"), paymentId: onV2.payment.paymentId, amount: undefined, reason: "" }),
+    );
+    expect((error as RefusedError).violations[0]?.type).toBe("PAYMENT_DECLINED");
+
+    // Every other method does the same on both versions.
+    for (const method of ["pm_card_visa", "pm_card_mastercard", "pm_card_declined", "pm_card_insufficient_funds"]) {
+      const [a, b] = await Promise.all([payments.charge(chargeRequest({ paymentMethod: method })), canary.charge(chargeRequest({ paymentMethod: method }))]);
+      expect([b.payment.status, b.payment.declineReason], method).toEqual([a.payment.status, a.payment.declineReason]);
+    }
+  });
+
+  it("keeps the first version's decision for a key: a retry on the other version replays it, never screens again", async () => {
+    // Captured by v1, retried on v2: the same capture, not a risk decline.
+    const capturedFirst = chargeRequest({ paymentMethod: "pm_card_risky" });
+    const onV1 = await payments.charge(capturedFirst);
+    expect(onV1.payment.status).toBe("CAPTURED");
+    const retryOnV2 = await canary.charge({ ...capturedFirst });
+    expect(retryOnV2).toEqual({ payment: onV1.payment, replayed: true });
+    expect(retryOnV2.payment).toMatchObject({ status: "CAPTURED", chargedByVersion: "v1" });
+
+    // Declined by v2's screen, retried on v1: the same decline, not a capture.
+    const declinedFirst = chargeRequest({ paymentMethod: "pm_card_risky" });
+    const onV2 = await canary.charge(declinedFirst);
+    const retryOnV1 = await payments.charge({ ...declinedFirst });
+    expect(retryOnV1).toEqual({ payment: onV2.payment, replayed: true });
+    expect(retryOnV1.payment).toMatchObject({ status: "DECLINED", declineReason: "RISK_SCREEN", chargedByVersion: "v2" });
+
+    for (const key of [capturedFirst.idempotencyKey, declinedFirst.idempotencyKey]) expect(await paymentRows(key)).toBe(1);
+  });
+
+  it("decides once when duplicates of a risky charge race across both versions", async () => {
+    const request = chargeRequest({ paymentMethod: "pm_card_risky" });
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? payments : canary).charge({ ...request })),
+    );
+    const first = results.find((r) => !r.replayed)!;
+    expect(results.filter((r) => !r.replayed)).toHaveLength(1);
+    // Whoever won decided for every caller, on either version.
+    expect(first.payment.status).toBe(first.payment.chargedByVersion === "v2" ? "DECLINED" : "CAPTURED");
+    for (const result of results) expect(result.payment).toEqual(first.payment);
+    expect(await paymentRows(request.idempotencyKey)).toBe(1);
+  });
+
   it("serialises racing duplicates: one charge, every caller sees it", async () => {
     const request = chargeRequest();
     const results = await Promise.all(

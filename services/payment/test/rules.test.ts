@@ -7,6 +7,7 @@ import {
   chargeDifferences,
   chargeOutcome,
   decideRefund,
+  featuresOf,
   isKnownMethod,
   refundDifferences,
   type ChargeTerms,
@@ -20,21 +21,36 @@ const captured = (amountMinor: number, refundedMinor = 0): RefundablePayment => 
   refundedMinor,
 });
 
+const v1 = featuresOf("v1");
+const v2 = featuresOf("v2");
+
 describe("charge outcomes", () => {
-  it("follows the table of test payment methods", () => {
-    expect(chargeOutcome("pm_card_visa")).toEqual({ status: "CAPTURED" });
-    expect(chargeOutcome("pm_card_mastercard")).toEqual({ status: "CAPTURED" });
-    expect(chargeOutcome("pm_card_declined")).toEqual({ status: "DECLINED", reason: "CARD_DECLINED" });
-    expect(chargeOutcome("pm_card_insufficient_funds")).toEqual({ status: "DECLINED", reason: "INSUFFICIENT_FUNDS" });
+  it("follows the table of test payment methods on every version", () => {
+    for (const features of [v1, v2]) {
+      expect(chargeOutcome("pm_card_visa", features)).toEqual({ status: "CAPTURED" });
+      expect(chargeOutcome("pm_card_mastercard", features)).toEqual({ status: "CAPTURED" });
+      expect(chargeOutcome("pm_card_declined", features)).toEqual({ status: "DECLINED", reason: "CARD_DECLINED" });
+      expect(chargeOutcome("pm_card_insufficient_funds", features)).toEqual({ status: "DECLINED", reason: "INSUFFICIENT_FUNDS" });
+    }
     expect([...PAYMENT_METHODS].sort()).toEqual(
-      ["pm_card_declined", "pm_card_insufficient_funds", "pm_card_mastercard", "pm_card_visa"],
+      ["pm_card_declined", "pm_card_insufficient_funds", "pm_card_mastercard", "pm_card_risky", "pm_card_visa"],
     );
+  });
+
+  it("declines pm_card_risky where the risk screen runs (v2), captures it where it does not (v1)", () => {
+    expect(chargeOutcome("pm_card_risky", v1)).toEqual({ status: "CAPTURED" });
+    expect(chargeOutcome("pm_card_risky", v2)).toEqual({ status: "DECLINED", reason: "RISK_SCREEN" });
+  });
+
+  it("gives the risk screen to v2 and later, not to v1 or unnumbered versions", () => {
+    for (const version of ["v2", "v3", "v10"]) expect(featuresOf(version), version).toEqual({ riskScreen: true });
+    for (const version of ["v1", "v0", "dev", "", "v2-rc1", "V2", "2"]) expect(featuresOf(version), version).toEqual({ riskScreen: false });
   });
 
   it("knows no other method, not even inherited property names", () => {
     for (const method of ["pm_card_amex", "", "PM_CARD_VISA", "toString", "constructor", "__proto__"]) {
       expect(isKnownMethod(method)).toBe(false);
-      expect(() => chargeOutcome(method)).toThrow(RulesError);
+      expect(() => chargeOutcome(method, v2)).toThrow(RulesError);
     }
   });
 });

@@ -20,7 +20,7 @@ import { bearerToken, TokenRejected, type Shopper, type TokenVerifier } from "./
 /** The same limits order applies, checked here first so that bad input never travels. */
 export const LIMITS = { maxLines: 50, maxQuantity: 1000, maxReason: 500, maxPageToken: 512 };
 
-export const PAYMENT_METHODS = ["pm_card_visa", "pm_card_mastercard", "pm_card_declined", "pm_card_insufficient_funds"];
+export const PAYMENT_METHODS = ["pm_card_visa", "pm_card_mastercard", "pm_card_declined", "pm_card_insufficient_funds", "pm_card_risky"];
 
 export interface StorefrontDeps {
   backends: Backends;

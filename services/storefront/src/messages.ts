@@ -5,8 +5,13 @@ import {
   type Order as InternalOrder,
   type OrderEvent,
 } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import { PaymentStatus, type Payment } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
 import {
+  DeclineReason as PaymentDeclineReason,
+  PaymentStatus,
+  type Payment,
+} from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import {
+  DeclineReason,
   OrderStatus,
   type Order,
   type OrderUpdate,
@@ -81,6 +86,19 @@ export function publicProduct(product: InventoryProduct): Product {
   };
 }
 
+/**
+ * Payment's decline reasons in the storefront's own enum: the internal one
+ * may grow a reason the public contract has not named yet, which a shopper
+ * then sees as a decline without a reason rather than a number of payment's.
+ */
+const DECLINE_REASONS: Record<PaymentDeclineReason, DeclineReason> = {
+  [PaymentDeclineReason.DECLINE_REASON_UNSPECIFIED]: DeclineReason.DECLINE_REASON_UNSPECIFIED,
+  [PaymentDeclineReason.DECLINE_REASON_CARD_DECLINED]: DeclineReason.DECLINE_REASON_CARD_DECLINED,
+  [PaymentDeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS]: DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS,
+  [PaymentDeclineReason.DECLINE_REASON_RISK_SCREEN]: DeclineReason.DECLINE_REASON_RISK_SCREEN,
+  [PaymentDeclineReason.UNRECOGNIZED]: DeclineReason.DECLINE_REASON_UNSPECIFIED,
+};
+
 export function paymentSummary(payment: Payment): PaymentSummary {
   return {
     paymentId: payment.paymentId,
@@ -88,5 +106,6 @@ export function paymentSummary(payment: Payment): PaymentSummary {
     amount: payment.amount,
     refunded: payment.refunded,
     chargedByVersion: payment.chargedByVersion,
+    declineReason: DECLINE_REASONS[payment.declineReason] ?? DeclineReason.DECLINE_REASON_UNSPECIFIED,
   };
 }

@@ -80,6 +80,30 @@ function cluster(context) {
   return found;
 }
 
+/** The chart's defaults that the canary script reads (helm/meshcart/values.yaml). */
+const CHART_DEFAULTS = { payment: { v1: { replicas: 2 }, v2: { enabled: false, replicas: 1 }, canary: { weight: 0 } } };
+
+/** `a` with `b` laid over it, objects merged key by key (Helm's coalescing). */
+function merged(a, b) {
+  const out = { ...a };
+  for (const [key, value] of Object.entries(b)) {
+    const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
+    out[key] = isObject(value) && isObject(out[key]) ? merged(out[key], value) : value;
+  }
+  return out;
+}
+
+/** Applies one `--set a.b.c=value` as Helm types it: true/false, integers, else a string. */
+function setValue(values, assignment) {
+  const at = assignment.indexOf("=");
+  const path = assignment.slice(0, at).split(".");
+  const raw = assignment.slice(at + 1);
+  const value = raw === "true" ? true : raw === "false" ? false : /^-?\d+$/.test(raw) ? Number(raw) : raw;
+  let node = values;
+  for (const key of path.slice(0, -1)) node = node[key] ??= {};
+  node[path.at(-1)] = value;
+}
+
 const handlers = {
   docker() {
     const a = [...args];
@@ -282,12 +306,33 @@ const handlers = {
       process.stdout.write(manifest(a));
       return done();
     }
+    if (verb === "get" && a[0] === "values") {
+      if (!c.release || c.release.name !== a[1] || c.release.namespace !== namespace) fail(`Error: release: not found`);
+      if (!has(a, "--all") || take(a, "-o", "--output") !== "json") fail("stand-in helm get values: expected --all -o json");
+      out(JSON.stringify(merged(CHART_DEFAULTS, c.release.values ?? {})));
+      return done();
+    }
     if (verb === "upgrade") {
-      if (!has(a, "--install") || !has(a, "--wait")) fail("stand-in helm upgrade: expected --install and --wait");
+      // The deploy script installs (--install); the canary script changes
+      // values of the installed release and must keep the others.
+      const install = has(a, "--install");
+      const reuse = has(a, "--reset-then-reuse-values") || has(a, "--reuse-values");
+      if (!has(a, "--wait")) fail("stand-in helm upgrade: expected --wait");
       take(a, "--timeout");
       if (!c.namespaces[namespace]) fail(`Error: create: failed to create: namespaces "${namespace}" not found`);
+      if (!install && (!c.release || c.release.name !== a[0])) fail(`Error: UPGRADE FAILED: "${a[0]}" has no deployed releases`);
+      const rendered = manifest(a);
+      const sets = {};
+      for (let set = take(a, "--set"); set !== undefined; set = take(a, "--set")) setValue(sets, set);
       changed = true;
-      c.release = { name: a[0], namespace, manifest: manifest(a), revision: (c.release?.revision ?? 0) + 1 };
+      c.release = {
+        name: a[0],
+        namespace,
+        manifest: rendered,
+        revision: (c.release?.revision ?? 0) + 1,
+        // Without a reuse flag Helm starts again from the chart's defaults.
+        values: merged(reuse ? (c.release?.values ?? {}) : {}, sets),
+      };
       return done();
     }
     if (verb === "test") return c.release ? done() : fail("Error: release: not found");

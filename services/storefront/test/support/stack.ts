@@ -57,9 +57,14 @@ export class Stack {
   /**
    * Inventory, payment and order, started; the storefront is started with
    * startStorefront. Every process logs at debug level (the kit's "call ok"
-   * lines, written inside each call) and gets `common`.
+   * lines, written inside each call) and gets `common`; `own` adds or
+   * overrides variables of one service (e.g. payment's SERVICE_VERSION).
    */
-  static async withBackends(prefix: string, common: Record<string, string> = {}): Promise<Stack> {
+  static async withBackends(
+    prefix: string,
+    common: Record<string, string> = {},
+    own: Partial<Record<"inventory" | "payment" | "order", Record<string, string>>> = {},
+  ): Promise<Stack> {
     const stack = new Stack();
     stack.common = common;
     const base = { LOG_LEVEL: "debug", SHUTDOWN_TIMEOUT_MS: "3000", ...common };
@@ -76,6 +81,7 @@ export class Stack {
       ORDER_CLIENT_RETRIES: "1",
       ORDER_MAX_WAIT_MS: "15000",
     });
+    for (const [name, env] of Object.entries(own)) Object.assign(stack.slot(name as Name).env, env);
     await Promise.all([stack.start("inventory"), stack.start("payment")]);
     await stack.start("order");
     return stack;

@@ -79,6 +79,11 @@ export enum DeclineReason {
   DECLINE_REASON_CARD_DECLINED = 1,
   /** DECLINE_REASON_INSUFFICIENT_FUNDS - The account does not hold enough money. */
   DECLINE_REASON_INSUFFICIENT_FUNDS = 2,
+  /**
+   * DECLINE_REASON_RISK_SCREEN - The risk screen flagged the charge (v2 and later only; v1 has no
+   * screen). Test method `pm_card_risky`.
+   */
+  DECLINE_REASON_RISK_SCREEN = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -93,6 +98,9 @@ export function declineReasonFromJSON(object: any): DeclineReason {
     case 2:
     case "DECLINE_REASON_INSUFFICIENT_FUNDS":
       return DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS;
+    case 3:
+    case "DECLINE_REASON_RISK_SCREEN":
+      return DeclineReason.DECLINE_REASON_RISK_SCREEN;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -108,6 +116,8 @@ export function declineReasonToJSON(object: DeclineReason): string {
       return "DECLINE_REASON_CARD_DECLINED";
     case DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS:
       return "DECLINE_REASON_INSUFFICIENT_FUNDS";
+    case DeclineReason.DECLINE_REASON_RISK_SCREEN:
+      return "DECLINE_REASON_RISK_SCREEN";
     case DeclineReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -1757,12 +1767,20 @@ export const ListPaymentsResponse: MessageFns<ListPaymentsResponse> = {
  *
  * Test payment methods (anything else is INVALID_ARGUMENT):
  *
- * | payment_method                | outcome                                  |
- * |-------------------------------|------------------------------------------|
- * | `pm_card_visa`                | CAPTURED                                 |
- * | `pm_card_mastercard`          | CAPTURED                                 |
- * | `pm_card_declined`            | DECLINED, reason CARD_DECLINED           |
- * | `pm_card_insufficient_funds`  | DECLINED, reason INSUFFICIENT_FUNDS      |
+ * | payment_method                | outcome                                        |
+ * |-------------------------------|------------------------------------------------|
+ * | `pm_card_visa`                | CAPTURED                                       |
+ * | `pm_card_mastercard`          | CAPTURED                                       |
+ * | `pm_card_declined`            | DECLINED, reason CARD_DECLINED                 |
+ * | `pm_card_insufficient_funds`  | DECLINED, reason INSUFFICIENT_FUNDS            |
+ * | `pm_card_risky`               | v1: CAPTURED; v2: DECLINED, reason RISK_SCREEN |
+ *
+ * Versions differ in one behaviour: v2 (and later) screens charges for risk
+ * and declines the ones it flags (`pm_card_risky`); v1 has no risk screen and
+ * captures them. The version is the one in `served_by` (`SERVICE_VERSION`;
+ * versions without a number, such as make dev's "dev", behave as v1). A
+ * replayed key keeps the first call's outcome whichever version answers the
+ * retry: a charge captured by v1 is not declined by v2 when retried.
  */
 export type PaymentServiceDefinition = typeof PaymentServiceDefinition;
 export const PaymentServiceDefinition = {

@@ -86,6 +86,59 @@ export function orderStatusToJSON(object: OrderStatus): string {
   }
 }
 
+/** Why a payment was declined, as shown to the shopper. */
+export enum DeclineReason {
+  /** DECLINE_REASON_UNSPECIFIED - Not declined. */
+  DECLINE_REASON_UNSPECIFIED = 0,
+  /** DECLINE_REASON_CARD_DECLINED - The card issuer refused the charge. */
+  DECLINE_REASON_CARD_DECLINED = 1,
+  /** DECLINE_REASON_INSUFFICIENT_FUNDS - The account does not hold enough money. */
+  DECLINE_REASON_INSUFFICIENT_FUNDS = 2,
+  /**
+   * DECLINE_REASON_RISK_SCREEN - The payment service's risk screen flagged the charge (payment v2 and
+   * later screen for risk; v1 does not).
+   */
+  DECLINE_REASON_RISK_SCREEN = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function declineReasonFromJSON(object: any): DeclineReason {
+  switch (object) {
+    case 0:
+    case "DECLINE_REASON_UNSPECIFIED":
+      return DeclineReason.DECLINE_REASON_UNSPECIFIED;
+    case 1:
+    case "DECLINE_REASON_CARD_DECLINED":
+      return DeclineReason.DECLINE_REASON_CARD_DECLINED;
+    case 2:
+    case "DECLINE_REASON_INSUFFICIENT_FUNDS":
+      return DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS;
+    case 3:
+    case "DECLINE_REASON_RISK_SCREEN":
+      return DeclineReason.DECLINE_REASON_RISK_SCREEN;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DeclineReason.UNRECOGNIZED;
+  }
+}
+
+export function declineReasonToJSON(object: DeclineReason): string {
+  switch (object) {
+    case DeclineReason.DECLINE_REASON_UNSPECIFIED:
+      return "DECLINE_REASON_UNSPECIFIED";
+    case DeclineReason.DECLINE_REASON_CARD_DECLINED:
+      return "DECLINE_REASON_CARD_DECLINED";
+    case DeclineReason.DECLINE_REASON_INSUFFICIENT_FUNDS:
+      return "DECLINE_REASON_INSUFFICIENT_FUNDS";
+    case DeclineReason.DECLINE_REASON_RISK_SCREEN:
+      return "DECLINE_REASON_RISK_SCREEN";
+    case DeclineReason.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** A product as shown in the shop. */
 export interface Product {
   /** Stock keeping unit. */
@@ -205,8 +258,10 @@ export interface PlaceOrderRequest {
   /** 1 to 50 lines, each SKU at most once. */
   items: CartItem[];
   /**
-   * A test payment method: pm_card_visa, pm_card_mastercard,
-   * pm_card_declined, pm_card_insufficient_funds.
+   * A test payment method: pm_card_visa and pm_card_mastercard are charged;
+   * pm_card_declined and pm_card_insufficient_funds are declined;
+   * pm_card_risky is charged by payment v1 and declined by payment v2's risk
+   * screen (which version charges is up to the canary split).
    */
   paymentMethod: string;
 }
@@ -295,8 +350,13 @@ export interface PaymentSummary {
   refunded:
     | Money
     | undefined;
-  /** The payment service version that took the charge. */
+  /**
+   * The payment service version that took the charge, e.g. "v1" or "v2":
+   * during a canary it says which side of the split decided the payment.
+   */
   chargedByVersion: string;
+  /** Why the payment was declined; unset unless `status` is "DECLINED". */
+  declineReason: DeclineReason;
 }
 
 /** A line of an order with the product's current catalogue details. */
@@ -2246,7 +2306,7 @@ export const GetOrderDetailsRequest: MessageFns<GetOrderDetailsRequest> = {
 };
 
 function createBasePaymentSummary(): PaymentSummary {
-  return { paymentId: "", status: "", amount: undefined, refunded: undefined, chargedByVersion: "" };
+  return { paymentId: "", status: "", amount: undefined, refunded: undefined, chargedByVersion: "", declineReason: 0 };
 }
 
 export const PaymentSummary: MessageFns<PaymentSummary> = {
@@ -2265,6 +2325,9 @@ export const PaymentSummary: MessageFns<PaymentSummary> = {
     }
     if (message.chargedByVersion !== "") {
       writer.uint32(42).string(message.chargedByVersion);
+    }
+    if (message.declineReason !== 0) {
+      writer.uint32(48).int32(message.declineReason);
     }
     return writer;
   },
@@ -2322,6 +2385,14 @@ export const PaymentSummary: MessageFns<PaymentSummary> = {
             message.chargedByVersion = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.declineReason = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2349,6 +2420,11 @@ export const PaymentSummary: MessageFns<PaymentSummary> = {
         : isSet(object.charged_by_version)
         ? globalThis.String(object.charged_by_version)
         : "",
+      declineReason: isSet(object.declineReason)
+        ? declineReasonFromJSON(object.declineReason)
+        : isSet(object.decline_reason)
+        ? declineReasonFromJSON(object.decline_reason)
+        : 0,
     };
   },
 
@@ -2369,6 +2445,9 @@ export const PaymentSummary: MessageFns<PaymentSummary> = {
     if (message.chargedByVersion !== "") {
       obj.chargedByVersion = message.chargedByVersion;
     }
+    if (message.declineReason !== 0) {
+      obj.declineReason = declineReasonToJSON(message.declineReason);
+    }
     return obj;
   },
 
@@ -2386,6 +2465,7 @@ export const PaymentSummary: MessageFns<PaymentSummary> = {
       ? Money.fromPartial(object.refunded)
       : undefined;
     message.chargedByVersion = object.chargedByVersion ?? "";
+    message.declineReason = object.declineReason ?? 0;
     return message;
   },
 };
