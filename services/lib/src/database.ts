@@ -93,6 +93,14 @@ export class Database {
     for (let attempt = 1; ; attempt++) {
       const client = await this.pool.connect();
       let broken = false;
+      // The pool stops listening for a client's errors while it is checked
+      // out. A connection that dies under the transaction (Postgres
+      // restarting or crashing) then emits 'error' with nobody listening,
+      // which kills the process; the failing query rejects anyway.
+      const onConnectionError = () => {
+        broken = true;
+      };
+      client.on("error", onConnectionError);
       try {
         await client.query(`BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`);
         const result = await work(client);
@@ -113,6 +121,7 @@ export class Database {
       } finally {
         // A client whose connection broke mid-transaction is destroyed, not
         // returned to the pool.
+        client.off("error", onConnectionError);
         client.release(broken);
       }
     }

@@ -17,10 +17,30 @@ export type FieldViolation = Pick<BadRequest_FieldViolation, "field" | "descript
  * at once.
  */
 export function invalidArgument(violations: FieldViolation[]): RichServerError {
-  const summary = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
-  return new RichServerError(Status.INVALID_ARGUMENT, summary || "invalid request", [
-    BadRequest.fromPartial({ fieldViolations: violations }),
+  // The status travels in HTTP/2 trailers, which clients cap (Node's at 64 KiB):
+  // a request with thousands of bad values must not produce a status the
+  // client cannot read. Every violation a valid-sized request can have fits.
+  const bounded = violations.map((v) => ({ field: truncate(v.field, MAX_TEXT), description: truncate(v.description, MAX_TEXT) }));
+  const shown =
+    bounded.length > MAX_VIOLATIONS
+      ? [...bounded.slice(0, MAX_VIOLATIONS - 1), { field: "", description: `has ${bounded.length - MAX_VIOLATIONS + 1} more violations` }]
+      : bounded;
+  // An empty field path is the request as a whole (bytes that are no message).
+  const summary = shown.map((v) => (v.field ? `${v.field}: ${v.description}` : `request ${v.description}`)).join("; ");
+  return new RichServerError(Status.INVALID_ARGUMENT, truncate(summary, MAX_SUMMARY) || "invalid request", [
+    BadRequest.fromPartial({ fieldViolations: shown }),
   ]);
+}
+
+/** Most violations one status carries: more than any request within the services' limits can have. */
+export const MAX_VIOLATIONS = 200;
+/** The message repeats the violations for humans (grpcurl prints it); the details carry them all. */
+const MAX_SUMMARY = 2_000;
+/** A field path or description that quotes the caller's input is cut short. */
+const MAX_TEXT = 200;
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
 export function notFound(what: string): RichServerError {

@@ -1,12 +1,16 @@
 import { randomUUID } from "node:crypto";
-import { ServerError, Status, type CallContext, type ServerMiddlewareCall } from "nice-grpc";
+import { readFileSync } from "node:fs";
+import { createFileRegistry, fromBinary, type DescMessage, type FileRegistry } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { ServerError, Status, type CallContext, type CompatServiceDefinition, type ServerMiddlewareCall } from "nice-grpc";
 import { isAbortError } from "abort-controller-x";
 import { isTransientDatabaseError } from "./database.js";
 import { ConflictError, NotFoundError, RefusedError, StillRunningError, UnavailableError } from "./domain-errors.js";
-import { alreadyExists, failedPrecondition, notFound, unavailable } from "./errors.js";
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, unavailable, type FieldViolation } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { CORRELATION_HEADER, enterRequest } from "./request-context.js";
 import { SpanAttributes, annotateSpan } from "./tracing.js";
+import { undecodableRequest } from "./validation.js";
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -33,7 +37,9 @@ export async function* requestContextMiddleware<Request, Response>(
  * The last line of defence of the error contract: statuses thrown on purpose
  * pass through; domain errors become their statuses; a database that is away becomes UNAVAILABLE (transient, so a
  * caller may retry); anything else is a bug, logged with its stack and
- * answered as INTERNAL without leaking internals to the caller.
+ * answered as INTERNAL without leaking internals to the caller. A request
+ * that could not be decoded (decodeRequestsSafely) is bad input:
+ * INVALID_ARGUMENT, before any handler runs.
  */
 export function errorBoundaryMiddleware(logger: Logger) {
   return async function* errorBoundary<Request, Response>(
@@ -42,7 +48,9 @@ export function errorBoundaryMiddleware(logger: Logger) {
   ) {
     const started = performance.now();
     try {
-      const result = yield* call.next(call.request, context);
+      if (!call.requestStream) refuseUndecodable(call.request);
+      const request = call.requestStream ? refusingUndecodable(call.request) : call.request;
+      const result = yield* call.next(request, context);
       logger.debug({ duration_ms: Math.round(performance.now() - started) }, "call ok");
       return result;
     } catch (thrown) {
@@ -101,4 +109,90 @@ export function endStreamsOn(signal: AbortSignal) {
       void iterator.return?.(undefined)?.catch(() => undefined);
     }
   };
+}
+
+/** The descriptor set that `npm run generate` builds from proto/ (reflection serves it too). */
+const DESCRIPTOR_PATH = new URL("../descriptor/meshcart.binpb", import.meta.url);
+const UNDECODABLE = Symbol("meshcart.undecodable-request");
+
+interface Undecodable {
+  [UNDECODABLE]: FieldViolation[];
+}
+
+type TsProtoDefinition = {
+  fullName: string;
+  methods: Record<string, { name: string; requestType: { decode(bytes: Uint8Array): unknown } }>;
+};
+
+type GenericDefinition = Record<string, { path: string; requestDeserialize(bytes: Uint8Array): unknown }>;
+
+/**
+ * The definition with request decoding that never throws. gRPC decodes a
+ * request before any middleware runs, and answers a decoder that throws
+ * with INTERNAL ("Error deserializing request"): for bad input, which must
+ * be INVALID_ARGUMENT. Here a request that cannot be decoded becomes a
+ * marker carrying its field violations, which the error boundary turns into
+ * INVALID_ARGUMENT with a BadRequest, counted and logged like any refusal.
+ */
+export function decodeRequestsSafely<D extends CompatServiceDefinition>(definition: D): D {
+  if (isTsProto(definition)) {
+    const methods = Object.fromEntries(
+      Object.entries(definition.methods).map(([key, method]) => {
+        const decode = method.requestType.decode;
+        const requestType = {
+          ...method.requestType,
+          decode: safely(decode, () => requestSchema(`${definition.fullName}/${method.name}`)),
+        };
+        return [key, { ...method, requestType }];
+      }),
+    );
+    return { ...definition, methods } as D;
+  }
+  const methods = Object.entries(definition as GenericDefinition).map(([key, method]) => {
+    const deserialize = method.requestDeserialize;
+    return [key, { ...method, requestDeserialize: safely(deserialize, () => requestSchema(method.path.replace(/^\//, ""))) }];
+  });
+  return Object.fromEntries(methods) as D;
+}
+
+function isTsProto(definition: CompatServiceDefinition): definition is CompatServiceDefinition & TsProtoDefinition {
+  return "fullName" in definition && "methods" in definition && typeof definition.methods === "object";
+}
+
+function safely(decode: (bytes: Uint8Array) => unknown, schema: () => DescMessage | undefined) {
+  return (bytes: Uint8Array): unknown => {
+    try {
+      return decode(bytes);
+    } catch {
+      const marker: Undecodable = { [UNDECODABLE]: undecodableRequest(schema(), bytes) };
+      return marker;
+    }
+  };
+}
+
+let registry: FileRegistry | undefined;
+
+/** The request message of `<package.Service>/<Method>`, from the descriptor set; undefined when it is not there. */
+function requestSchema(method: string): DescMessage | undefined {
+  try {
+    registry ??= createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(DESCRIPTOR_PATH)));
+  } catch {
+    return undefined;
+  }
+  const [service, name] = method.split("/");
+  const found = registry.getService(service ?? "")?.methods.find((m) => m.name === name);
+  return found?.input;
+}
+
+function refuseUndecodable(request: unknown): void {
+  if (typeof request === "object" && request !== null && UNDECODABLE in request) {
+    throw invalidArgument((request as Undecodable)[UNDECODABLE]);
+  }
+}
+
+async function* refusingUndecodable<T>(requests: AsyncIterable<T>): AsyncIterable<T> {
+  for await (const request of requests) {
+    refuseUndecodable(request);
+    yield request;
+  }
 }

@@ -14,7 +14,7 @@ import { exposeDeadline } from "./deadline.js";
 import type { Logger } from "./logger.js";
 import { grpcServerMetrics, registerDatabaseMetrics, registerProcessMetrics } from "./metrics.js";
 import { flushTelemetry } from "./tracing.js";
-import { endStreamsOn, errorBoundaryMiddleware, requestContextMiddleware } from "./server-middleware.js";
+import { decodeRequestsSafely, endStreamsOn, errorBoundaryMiddleware, requestContextMiddleware } from "./server-middleware.js";
 import { faultMiddleware, type FaultInjector } from "./faults.js";
 
 /** The descriptor set that `npm run generate` builds from proto/. */
@@ -121,7 +121,7 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
     .use(faultMiddleware(options.faults));
 
   for (const { definition, implementation } of options.services) {
-    server.add(definition, implementation as never);
+    server.add(decodeRequestsSafely(definition), implementation as never);
   }
   server.add(HealthDefinition, HealthServiceImpl(health));
   server.add(

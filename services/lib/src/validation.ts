@@ -1,3 +1,5 @@
+import { ScalarType, fromBinary, type DescMessage } from "@bufbuild/protobuf";
+import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { invalidArgument, type FieldViolation } from "./errors.js";
 
 const ID_PATTERN = /^[A-Za-z0-9._:-]+$/;
@@ -61,6 +63,16 @@ export class Violations {
     return this;
   }
 
+  /**
+   * Free text that is stored (a reason): bounded, and without NUL, which
+   * Postgres cannot keep in text or jsonb and would refuse mid-transaction.
+   */
+  text(field: string, value: string, max: number): this {
+    if (value.length > max) return this.add(field, `must be at most ${max} characters`);
+    if (value.includes("\u0000")) return this.add(field, "must not contain NUL characters");
+    return this;
+  }
+
   /** A proto enum value that the service knows and that is not UNSPECIFIED. */
   knownEnum(field: string, value: number, known: readonly number[]): this {
     if (value === 0) return this.add(field, "is required");
@@ -81,9 +93,12 @@ export class Violations {
     if (items.length > limits.maxLines) return this.add(field, `must contain at most ${limits.maxLines} items`);
     const seen = new Set<string>();
     items.forEach((item, i) => {
+      const before = this.count;
       this.sku(`${field}[${i}].sku`, item.sku);
+      const validSku = this.count === before;
       this.integer(`${field}[${i}].quantity`, item.quantity, 1, limits.maxQuantity);
-      if (item.sku && seen.has(item.sku)) this.add(`${field}[${i}].sku`, `duplicate SKU ${item.sku}`);
+      // Only a valid SKU is quoted back: an invalid one has its own violation already.
+      if (validSku && seen.has(item.sku)) this.add(`${field}[${i}].sku`, `duplicate SKU ${item.sku}`);
       seen.add(item.sku);
     });
     return this;
@@ -94,4 +109,73 @@ export function validate(check: (v: Violations) => void): void {
   const violations = new Violations();
   check(violations);
   violations.throwIfAny();
+}
+
+const INT64_TYPES = new Set([ScalarType.INT64, ScalarType.UINT64, ScalarType.SINT64, ScalarType.FIXED64, ScalarType.SFIXED64]);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * Why a request's bytes could not become a message. The generated decoders
+ * give numbers, not bigints, for 64-bit integers, and throw on one beyond
+ * 2^53 (it cannot be represented exactly); they also throw on bytes that
+ * are not protobuf at all. Both are the caller's bad input: decoded again
+ * here with the schema (64-bit integers as bigints), an integer out of range
+ * is named by its field path, e.g. `items[0].quantity`, and anything else is
+ * a violation of the request as a whole.
+ */
+export function undecodableRequest(schema: DescMessage | undefined, bytes: Uint8Array): FieldViolation[] {
+  const whole = (reason: string) => [{ field: "", description: `is not a valid ${schema?.typeName ?? "request"} message: ${reason}` }];
+  if (!schema) return whole("it could not be decoded");
+  let decoded: ReflectMessage;
+  try {
+    decoded = reflect(schema, fromBinary(schema, bytes));
+  } catch (error) {
+    return whole(error instanceof Error ? error.message : "it could not be decoded");
+  }
+  const violations = unsafeIntegers(decoded, "");
+  return violations.length > 0 ? violations : whole("it could not be decoded");
+}
+
+function unsafeIntegers(message: ReflectMessage, path: string): FieldViolation[] {
+  const found: FieldViolation[] = [];
+  const check = (value: unknown, at: string) => {
+    if (typeof value !== "bigint" && typeof value !== "string") return;
+    const n = BigInt(value);
+    if (n > MAX_SAFE || n < -MAX_SAFE) {
+      found.push({ field: at, description: `must be a whole number from -${MAX_SAFE} to ${MAX_SAFE}; ${n} is out of range` });
+    }
+  };
+  const nested = (value: unknown, at: string) => {
+    if (value && typeof value === "object" && "desc" in value) found.push(...unsafeIntegers(value as ReflectMessage, at));
+  };
+  for (const field of message.fields) {
+    if (!message.isSet(field)) continue;
+    const at = path ? `${path}.${field.name}` : field.name;
+    switch (field.fieldKind) {
+      case "scalar":
+        if (INT64_TYPES.has(field.scalar)) check(message.get(field), at);
+        break;
+      case "message":
+        nested(message.get(field), at);
+        break;
+      case "list": {
+        let i = 0;
+        for (const item of message.get(field)) {
+          if (field.listKind === "scalar" && INT64_TYPES.has(field.scalar)) check(item, `${at}[${i}]`);
+          else if (field.listKind === "message") nested(item, `${at}[${i}]`);
+          i += 1;
+        }
+        break;
+      }
+      case "map":
+        for (const [key, value] of message.get(field)) {
+          if (field.mapKind === "scalar" && INT64_TYPES.has(field.scalar)) check(value, `${at}[${String(key)}]`);
+          else if (field.mapKind === "message") nested(value, `${at}[${String(key)}]`);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return found;
 }

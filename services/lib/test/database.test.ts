@@ -388,6 +388,24 @@ describe("an unreachable database", () => {
     expect(isTransientDatabaseError({ code: "ECONNREFUSED", message: "not an Error" })).toBe(false);
     expect(isTransientDatabaseError(undefined)).toBe(false);
   });
+
+  // Found by the chaos harness (make chaos): Postgres stopping under load
+  // took the inventory service down with an unhandled 'error' event.
+  it("a connection that dies under a transaction fails it as transient, and the process and the pool go on", async () => {
+    const db = open();
+    const work = db.transaction(async (client) => {
+      const pid = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
+      const ended = new Promise((resolve) => client.once("end", resolve));
+      // Between two statements: no query is waiting when the session is ended.
+      await db.query("SELECT pg_terminate_backend($1)", [pid]);
+      await ended;
+      return client.query("SELECT 1");
+    });
+    expect(isTransientDatabaseError(await thrownBy(work))).toBe(true);
+    // The dead connection was dropped, not handed out again.
+    expect((await db.transaction((client) => client.query<{ one: number }>("SELECT 1 AS one"))).rows).toEqual([{ one: 1 }]);
+    expect(db.pool.totalCount).toBe(1);
+  });
 });
 
 describe("a service with a database", () => {

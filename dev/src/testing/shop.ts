@@ -1,0 +1,195 @@
+import path from "node:path";
+import pg from "pg";
+import { createChannel, type Channel } from "nice-grpc";
+import { freePort } from "../net.js";
+import { repoRoot } from "../paths.js";
+import { startService, type ServiceProcess } from "../processes.js";
+import { checkInvariants, readSnapshot, type DatabaseUrls, type Report } from "../verify.js";
+import { createTestDatabase, type TestDatabase } from "./database.js";
+
+/**
+ * Some or all of meshcart's services as real processes (their compiled
+ * dist/), each with its own new database in the test run's Postgres, on
+ * loopback, as `make dev` runs them; payment and inventory with their
+ * fault-control endpoint. For the reliability suites, which call every
+ * service directly and read every database.
+ */
+
+export type ShopService = "inventory" | "payment" | "order" | "storefront";
+
+const BACKED: readonly ShopService[] = ["inventory", "payment", "order"];
+const FAULTABLE: readonly ShopService[] = ["inventory", "payment"];
+
+/** Signing settings the test storefront checks tokens against (tests mint with them). */
+export const SHOP_TOKENS = {
+  secret: "reliability-test-signing-key-0123456789abcdef",
+  issuer: "meshcart-reliability-test",
+  audience: "meshcart-storefront-reliability-test",
+};
+
+export interface ShopOptions {
+  /** Names the databases. */
+  prefix: string;
+  /** Which services to run; every one by default. Order needs inventory and payment, the storefront all three. */
+  services?: ShopService[];
+  /** Added to one service's environment. */
+  env?: Partial<Record<ShopService, Record<string, string>>>;
+}
+
+interface Running {
+  process: ServiceProcess;
+  grpcPort: number;
+  adminPort: number;
+  faultPort?: number;
+  channel: Channel;
+}
+
+export class Shop {
+  private readonly running = new Map<ShopService, Running>();
+  private readonly databases = new Map<ShopService, TestDatabase>();
+  private readonly pools = new Map<ShopService, pg.Pool>();
+
+  private constructor() {}
+
+  static async start(options: ShopOptions): Promise<Shop> {
+    const shop = new Shop();
+    const wanted = options.services ?? ["inventory", "payment", "order", "storefront"];
+    try {
+      for (const name of BACKED.filter((n) => wanted.includes(n))) {
+        shop.databases.set(name, await createTestDatabase(`${options.prefix}_${name}`));
+      }
+      // Dependencies first: order and the storefront resolve addresses at start.
+      const first = (["inventory", "payment"] as const).filter((n) => wanted.includes(n));
+      await Promise.all(first.map((name) => shop.launch(name, options.env?.[name] ?? {})));
+      if (wanted.includes("order")) await shop.launch("order", options.env?.order ?? {});
+      if (wanted.includes("storefront")) await shop.launch("storefront", options.env?.storefront ?? {});
+    } catch (error) {
+      await shop.stop();
+      throw error;
+    }
+    return shop;
+  }
+
+  address(name: ShopService): string {
+    return `127.0.0.1:${this.get(name).grpcPort}`;
+  }
+
+  channel(name: ShopService): Channel {
+    return this.get(name).channel;
+  }
+
+  /** The service's database, for what the API does not show. */
+  sql(name: ShopService): pg.Pool {
+    let pool = this.pools.get(name);
+    if (!pool) {
+      const database = this.databases.get(name);
+      if (!database) throw new Error(`${name} has no database in this shop`);
+      pool = new pg.Pool({ connectionString: database.url, max: 2 });
+      this.pools.set(name, pool);
+    }
+    return pool;
+  }
+
+  get databaseUrls(): DatabaseUrls {
+    const url = (name: ShopService) => {
+      const database = this.databases.get(name);
+      if (!database) throw new Error(`${name} has no database in this shop`);
+      return database.url;
+    };
+    return { order: url("order"), payment: url("payment"), inventory: url("inventory") };
+  }
+
+  /** make verify's cross-service invariants over this shop's three databases. */
+  async verify(): Promise<Report> {
+    return checkInvariants(await readSnapshot(this.databaseUrls));
+  }
+
+  /** Replaces a service's fault rules (`{}` clears them), as `make faults` does. */
+  async faults(name: ShopService, rules: Record<string, unknown>): Promise<void> {
+    const port = this.get(name).faultPort;
+    if (port === undefined) throw new Error(`${name} has no fault-control endpoint`);
+    const response = await fetch(`http://127.0.0.1:${port}/faults`, { method: "PUT", body: JSON.stringify(rules) });
+    if (response.status !== 200) throw new Error(`${name} refused the fault rules: ${response.status} ${await response.text()}`);
+  }
+
+  /** Every log line the service wrote so far. */
+  logs(name: ShopService): string[] {
+    return this.get(name).process.logs();
+  }
+
+  /** Log lines at level error or fatal, of every running service. */
+  errorLines(): string[] {
+    return [...this.running.entries()].flatMap(([name, r]) =>
+      r.process
+        .logs()
+        .filter((line) => /"level":"(error|fatal)"/.test(line))
+        .map((line) => `${name}: ${line}`),
+    );
+  }
+
+  async stop(): Promise<void> {
+    for (const name of ["storefront", "order", "payment", "inventory"] as const) {
+      const running = this.running.get(name);
+      if (!running) continue;
+      running.channel.close();
+      await running.process.stop("SIGTERM", 10_000).catch(() => undefined);
+      this.running.delete(name);
+    }
+    for (const pool of this.pools.values()) await pool.end().catch(() => undefined);
+    this.pools.clear();
+    for (const database of this.databases.values()) await database.drop().catch(() => undefined);
+    this.databases.clear();
+  }
+
+  private get(name: ShopService): Running {
+    const running = this.running.get(name);
+    if (!running) throw new Error(`${name} is not running in this shop`);
+    return running;
+  }
+
+  private async launch(name: ShopService, extra: Record<string, string>): Promise<void> {
+    const grpcPort = await freePort();
+    const adminPort = await freePort();
+    const faultPort = FAULTABLE.includes(name) ? await freePort() : undefined;
+    const env: Record<string, string> = {
+      GRPC_PORT: String(grpcPort),
+      ADMIN_PORT: String(adminPort),
+      LOG_LEVEL: "info",
+      SHUTDOWN_TIMEOUT_MS: "3000",
+      ...(faultPort === undefined ? {} : { FAULT_CONTROL_PORT: String(faultPort) }),
+    };
+    const database = this.databases.get(name);
+    if (database) env.DATABASE_URL = database.url;
+    if (name === "inventory") Object.assign(env, { INVENTORY_SEED_CATALOGUE: "true", DB_POOL_MAX: "20" });
+    if (name === "payment") Object.assign(env, { SERVICE_VERSION: "v1", DB_POOL_MAX: "20" });
+    if (name === "order") {
+      Object.assign(env, {
+        INVENTORY_ADDRESS: this.address("inventory"),
+        PAYMENT_ADDRESS: this.address("payment"),
+        ORDER_CLIENT_RETRIES: "2",
+        ORDER_RETRY_MAX_MS: "300",
+        ORDER_RECOVERY_INTERVAL_MS: "500",
+        ORDER_MAX_WAIT_MS: "15000",
+        DB_POOL_MAX: "20",
+      });
+    }
+    if (name === "storefront") {
+      Object.assign(env, {
+        ORDER_ADDRESS: this.address("order"),
+        INVENTORY_ADDRESS: this.address("inventory"),
+        PAYMENT_ADDRESS: this.address("payment"),
+        STOREFRONT_JWT_SECRET: SHOP_TOKENS.secret,
+        STOREFRONT_JWT_ISSUER: SHOP_TOKENS.issuer,
+        STOREFRONT_JWT_AUDIENCE: SHOP_TOKENS.audience,
+      });
+    }
+    const process = await startService({
+      name,
+      entry: path.join(repoRoot, "services", name, "dist", "main.js"),
+      adminPort,
+      readyTimeoutMs: 30_000,
+      env: { ...env, ...extra },
+    });
+    this.running.set(name, { process, grpcPort, adminPort, faultPort, channel: createChannel(`127.0.0.1:${grpcPort}`) });
+  }
+}
