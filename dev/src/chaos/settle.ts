@@ -1,0 +1,52 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { checkInvariants, readSnapshot, type Report } from "../verify.js";
+import { countRows } from "./kills.js";
+import type { ChaosShop } from "./shop.js";
+
+const UNFINISHED_ORDERS = "SELECT count(*)::int AS n FROM orders WHERE state NOT IN ('CONFIRMED', 'REJECTED', 'FAILED', 'CANCELLED')";
+const SAGA_RUNS = "SELECT count(*)::int AS n FROM saga_runs";
+
+export interface Settled {
+  /** When: after the kills, or at the end of the run. */
+  after: string;
+  /** Until every order was final and no saga run was left; null: not within the bound. */
+  settleMs: number | null;
+  /** Orders not in a final state at the end. */
+  unfinishedOrders: number;
+  /** Saga runs left at the end (a final order may still have one while cancelling). */
+  sagaRuns: number;
+  verify: Report;
+}
+
+/**
+ * Waits until the sagas have settled (every order final, no saga run left:
+ * recovery has resumed whatever the kills interrupted), then runs make
+ * verify's invariant check on the three databases.
+ */
+export async function settleAndVerify(shop: ChaosShop, after: string, timeoutMs: number): Promise<Settled> {
+  const url = shop.databaseUrl("order");
+  const begun = performance.now();
+  let unfinishedOrders: number;
+  let sagaRuns: number;
+  for (;;) {
+    [unfinishedOrders, sagaRuns] = await Promise.all([countRows(url, UNFINISHED_ORDERS), countRows(url, SAGA_RUNS)]);
+    if ((unfinishedOrders === 0 && sagaRuns === 0) || performance.now() - begun > timeoutMs) break;
+    await sleep(250);
+  }
+  const settled = unfinishedOrders === 0 && sagaRuns === 0;
+  const verify = checkInvariants(
+    await readSnapshot({ order: url, payment: shop.databaseUrl("payment"), inventory: shop.databaseUrl("inventory") }),
+  );
+  return { after, settleMs: settled ? Math.round(performance.now() - begun) : null, unfinishedOrders, sagaRuns, verify };
+}
+
+/** Waits until loadgen's run `runId` has placed an order: it is sending, past its start-up. */
+export async function firstOrderOf(shop: ChaosShop, runId: string, timeoutMs: number): Promise<boolean> {
+  const begun = performance.now();
+  while (performance.now() - begun < timeoutMs) {
+    // loadgen's request ids are lg.<run>.<n>, kept under the shopper's name behind the edge.
+    if ((await countRows(shop.databaseUrl("order"), "SELECT count(*)::int AS n FROM orders WHERE request_id LIKE $1", [`%:lg.${runId}.%`])) > 0) return true;
+    await sleep(100);
+  }
+  return false;
+}

@@ -1,0 +1,129 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { repoRoot } from "../src/paths.js";
+import { DATABASE_SERVICES } from "../src/chaos/outage.js";
+import { VICTIMS } from "../src/chaos/plan.js";
+import { formatSummary, writeReport, type ChaosReport } from "../src/chaos/report.js";
+import { runChaos } from "../src/chaos/run.js";
+import { tempDir } from "./helpers.js";
+
+/**
+ * The chaos harness, short (make chaos is the long run): meshcart under
+ * load with one kill -9 of each service, restarted, then Postgres stopped
+ * for a few seconds. Afterwards every order is final and make verify's
+ * checker finds nothing; during the outage the services said NOT_SERVING
+ * and refused calls at once with UNAVAILABLE; after it they served again
+ * without a restart.
+ */
+
+// A whole shop, a load and the faults: bounds for a busy machine, not targets.
+vi.setConfig({ testTimeout: 300_000, hookTimeout: 60_000 });
+
+let out: Awaited<ReturnType<typeof tempDir>>;
+let report: ChaosReport;
+const notes: string[] = [];
+
+beforeAll(async () => {
+  out = await tempDir("chaos");
+  report = await runChaos({
+    repoRoot,
+    outDir: out.path,
+    seed: 20_261_122,
+    durationMs: 16_000,
+    kills: VICTIMS.length,
+    services: [...VICTIMS],
+    rps: 8,
+    minDownMs: 200,
+    maxDownMs: 1_000,
+    outageMs: 3_000,
+    outageMode: "fast",
+    afterOrders: 10,
+    logLevel: "info",
+    settleTimeoutMs: 120_000,
+    note: (message) => notes.push(message),
+  });
+}, 300_000);
+
+afterAll(async () => {
+  await out?.remove();
+});
+
+/** On failure, the summary says what happened and where the logs are. */
+function context(): string {
+  return report ? `${formatSummary(report)}\n${notes.join("\n")}` : notes.join("\n");
+}
+
+describe("chaos: kill -9 of every service under load", () => {
+  it("killed each service once with SIGKILL and every one came back on its own port", () => {
+    expect(report.killsByService, context()).toEqual({ order: 1, payment: 1, inventory: 1, storefront: 1 });
+    for (const kill of report.kills) {
+      expect(kill.exit, context()).toBe("SIGKILL");
+      expect(kill.newPid).not.toBe(kill.pid);
+    }
+    // The load ran through the kills: the shop did business, and the errors were counted, not fatal.
+    expect(report.load.kills.due).toBeGreaterThan(0);
+    expect(report.load.kills.outcomes.confirmed?.count ?? 0, context()).toBeGreaterThan(0);
+  });
+
+  it("after recovery every order is final, no saga is left, and the checker finds no violation", () => {
+    const [afterKills, atEnd] = report.settled;
+    for (const settled of [afterKills!, atEnd!]) {
+      expect(settled.unfinishedOrders, context()).toBe(0);
+      expect(settled.sagaRuns, context()).toBe(0);
+      expect(settled.verify.violations, context()).toEqual([]);
+    }
+    expect(atEnd!.verify.checked.orders).toBeGreaterThan(afterKills!.verify.checked.orders);
+    for (const kill of report.kills) expect(kill.sagasSettledMs, context()).not.toBeNull();
+  });
+
+  it("takes orders again once everything is back: all confirmed", () => {
+    expect(report.load.after.due).toBe(10);
+    expect(report.load.after.outcomes.confirmed?.count, context()).toBe(10);
+  });
+});
+
+describe("chaos: Postgres stopped for a few seconds", () => {
+  it("the services with a database said NOT_SERVING; the storefront, which has none, kept serving", () => {
+    const outage = report.outage!;
+    for (const service of DATABASE_SERVICES) expect(outage.notServingMs[service], context()).not.toBeNull();
+    expect(outage.storefrontHealth).toBe("SERVING");
+  });
+
+  it("every call while it was down failed with UNAVAILABLE, long before its deadline", () => {
+    const outage = report.outage!;
+    expect(outage.calls.length).toBeGreaterThan(0);
+    expect(new Set(outage.calls.map((c) => c.service))).toEqual(new Set(VICTIMS));
+    for (const call of outage.calls) {
+      expect(call.code, context()).toBe("UNAVAILABLE");
+      // Measured and reported; asserted only as "not waiting for the deadline".
+      expect(call.ms, context()).toBeLessThan(outage.callDeadlineMs);
+    }
+  });
+
+  it("when it came back, every service served again without a restart", () => {
+    const outage = report.outage!;
+    for (const service of DATABASE_SERVICES) expect(outage.servingAgainMs[service], context()).not.toBeNull();
+    expect(outage.restarted).toEqual([]);
+    for (const [probe, ms] of Object.entries(outage.firstOkMs)) expect(ms, `${probe}\n${context()}`).not.toBeNull();
+  });
+});
+
+describe("chaos: the record", () => {
+  it("passes every check, and writes what it did and found as JSON and as a summary", async () => {
+    expect(report.checks.filter((c) => !c.passed), context()).toEqual([]);
+    expect(report.passed).toBe(true);
+    const written = await writeReport(out.path, report);
+    const json = JSON.parse(await fs.readFile(written.json, "utf8")) as ChaosReport;
+    expect(json.seed).toBe(20_261_122);
+    expect(json.kills).toHaveLength(4);
+    const summary = await fs.readFile(written.summary, "utf8");
+    expect(summary).toMatch(/^meshcart chaos run, seed 20261122 \(repeat it with CHAOS_SEED=20261122\)/);
+    expect(summary).toMatch(/kills \(kill -9\): 4: /);
+    expect(summary).toMatch(/NOT_SERVING after: inventory \d+ ms, payment \d+ ms, order \d+ ms/);
+    expect(summary).toMatch(/after the run: settled .*, 0 violations in \d+ orders/);
+    expect(summary.trimEnd()).toMatch(/PASSED$/);
+    // The services' own logs of the run, kept for whoever has to look into a failure.
+    for (const name of [...VICTIMS, "postgres"]) await expect(fs.stat(path.join(report.logDir, `${name}.log`))).resolves.toBeTruthy();
+  });
+});
