@@ -30,6 +30,10 @@ export class OrderNotifier {
   /** Resolves on the next change of `orderId`, after `fallbackMs`, or on abort. */
   changed(orderId: string, fallbackMs: number, signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
+      if (signal.aborted) {
+        resolve();
+        return;
+      }
       const done = () => {
         clearTimeout(timer);
         this.emitter.off(orderId, done);

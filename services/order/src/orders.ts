@@ -107,18 +107,37 @@ export class Orders {
   async *watch(orderId: string, signal: AbortSignal): AsyncGenerator<{ event: OrderEvent; order: Order }> {
     const seen: OrderEvent[] = [];
     for (;;) {
-      const fresh = await this.store.eventsAfter(orderId, seen.at(-1)?.sequence ?? 0);
-      if (seen.length === 0 && fresh.length === 0) throw new NotFoundError("order", orderId);
-      for (const event of fresh) {
-        seen.push(event);
-        yield { event, order: fold(seen) };
+      const next = this.nextChange(orderId, signal);
+      try {
+        const fresh = await this.store.eventsAfter(orderId, seen.at(-1)?.sequence ?? 0);
+        if (seen.length === 0 && fresh.length === 0) throw new NotFoundError("order", orderId);
+        for (const event of fresh) {
+          seen.push(event);
+          yield { event, order: fold(seen) };
+        }
+        const last = seen.at(-1)!;
+        // A final state can still change by cancellation; a watcher of a
+        // confirmed order has seen the checkout through and is done.
+        if (isFinal(last.stateAfter) || signal.aborted) return;
+        await next.changed;
+      } finally {
+        next.cancel();
       }
-      const last = seen.at(-1)!;
-      // A final state can still change by cancellation; a watcher of a
-      // confirmed order has seen the checkout through and is done.
-      if (isFinal(last.stateAfter) || signal.aborted) return;
-      await this.notifier.changed(orderId, this.settings.pollMs, signal);
     }
+  }
+
+  /**
+   * The next change of an order, listened for from now on: a waiter must
+   * listen before it reads, or a change that lands between its read and its
+   * listening is missed, and it sleeps until the fallback poll (this was a
+   * one-second stall in the p95 of CreateOrder).
+   */
+  private nextChange(orderId: string, signal: AbortSignal): { changed: Promise<void>; cancel: () => void } {
+    const done = new AbortController();
+    return {
+      changed: this.notifier.changed(orderId, this.settings.pollMs, AbortSignal.any([signal, done.signal])),
+      cancel: () => done.abort(),
+    };
   }
 
   private async replay(existing: { orderId: string; digest: string }, request: NewOrder, signal: AbortSignal): Promise<Order> {
@@ -133,14 +152,19 @@ export class Orders {
   private async waitUntilFinal(orderId: string, signal: AbortSignal): Promise<Order> {
     const giveUp = AbortSignal.any([signal, AbortSignal.timeout(this.settings.maxWaitMs)]);
     for (;;) {
-      const order = await this.get(orderId);
-      if (isFinal(order.state)) return order;
-      if (giveUp.aborted) {
-        throw new StillRunningError(
-          `order ${orderId} is still ${order.state.toLowerCase()}; follow it with GetOrder or WatchOrder`,
-        );
+      const next = this.nextChange(orderId, giveUp);
+      try {
+        const order = await this.get(orderId);
+        if (isFinal(order.state)) return order;
+        if (giveUp.aborted) {
+          throw new StillRunningError(
+            `order ${orderId} is still ${order.state.toLowerCase()}; follow it with GetOrder or WatchOrder`,
+          );
+        }
+        await next.changed;
+      } finally {
+        next.cancel();
       }
-      await this.notifier.changed(orderId, this.settings.pollMs, giveUp);
     }
   }
 }

@@ -82,6 +82,8 @@ function replica(
     ports?: { inventory: InventoryPort; payment: PaymentPort };
     leaseMs?: number;
     maxWaitMs?: number;
+    /** The waiters' fallback re-read; a notification wakes them before it. */
+    pollMs?: number;
   } = {},
 ): Harness {
   const owner = options.owner ?? unique("replica");
@@ -102,7 +104,7 @@ function replica(
     owner,
     leaseMs,
     maxWaitMs: options.maxWaitMs ?? 20_000,
-    pollMs: 50,
+    pollMs: options.pollMs ?? 50,
   });
   const harness = { owner, inventory, payment, saga, orders, stop };
   harnesses.push(harness);
@@ -775,6 +777,25 @@ describe("CancelOrder (rows 14-17)", () => {
 });
 
 // ------------------------------------------------------------- WatchOrder
+
+describe("waiting for the outcome", () => {
+  // A waiter that read the order before the saga's last append, and started
+  // listening after it, used to sleep until its fallback re-read (a second
+  // in the service): with no fallback within the wait, it would give up.
+  it("never misses the change that ends the saga: CreateOrder and WatchOrder wake on it", async () => {
+    const h = replica({ pollMs: 3_600_000, maxWaitMs: 15_000 });
+    const orders = await Promise.all(Array.from({ length: 30 }, () => h.orders.create(request({ items: [{ sku: "MESH-CAP", quantity: 1 }] }), never())));
+    expect(orders.map((o) => o.state)).toEqual(orders.map(() => "CONFIRMED"));
+    const watched = await Promise.all(
+      orders.slice(0, 5).map(async (order) => {
+        let last: OrderState | undefined;
+        for await (const { event } of h.orders.watch(order.orderId, never())) last = event.stateAfter;
+        return last;
+      }),
+    );
+    expect(watched).toEqual(watched.map(() => "CONFIRMED"));
+  });
+});
 
 describe("WatchOrder", () => {
   it("a final order: the history, each with the order folded up to it, then the end", async () => {
