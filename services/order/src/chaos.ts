@@ -12,7 +12,8 @@ import type { Logger } from "@meshcart/lib";
  *
  * `refund` covers both the compensation and the cancellation refund (and the
  * repeated charge that settles a charge in doubt); `release` covers the
- * compensation's release (and the return or fence that may follow it).
+ * compensation's release (and the return or fence that may follow it);
+ * `return` is the cancellation's return of committed stock.
  */
 export const CRASH_POINTS = [
   "before:reserve",
@@ -25,6 +26,8 @@ export const CRASH_POINTS = [
   "after:refund",
   "before:release",
   "after:release",
+  "before:return",
+  "after:return",
 ] as const;
 
 export type CrashPoint = (typeof CRASH_POINTS)[number];

@@ -254,7 +254,7 @@ export class Saga {
       case "release":
         return [{ type: "STOCK_RELEASED", detail: await this.call("release", () => this.releaseStock(order)) }];
       case "return":
-        await this.inventory.returnStock(order.reservationId);
+        await this.call("return", () => this.inventory.returnStock(order.reservationId));
         return [{ type: "STOCK_RETURNED" }];
       case "finish":
         return [step.event];
@@ -280,7 +280,7 @@ export class Saga {
    * points: `before:` just before, `after:` once they settled and before
    * their outcome is appended (the lost-answer case).
    */
-  private async call<T>(step: "reserve" | "charge" | "commit" | "refund" | "release", run: () => Promise<T>): Promise<T> {
+  private async call<T>(step: "reserve" | "charge" | "commit" | "refund" | "release" | "return", run: () => Promise<T>): Promise<T> {
     this.settings.crash?.(`before:${step}`);
     try {
       return await run();

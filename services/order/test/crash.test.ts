@@ -130,11 +130,11 @@ describe("the crash hook (ORDER_CRASH_POINT)", () => {
     expect(loadConfig(orderConfig, env).ORDER_CRASH_POINT).toBeUndefined();
     expect(loadConfig(orderConfig, { ...env, ORDER_CRASH_POINT: "" }).ORDER_CRASH_POINT).toBeUndefined();
     for (const point of CRASH_POINTS) expect(loadConfig(orderConfig, { ...env, ORDER_CRASH_POINT: point }).ORDER_CRASH_POINT).toBe(point);
-    expect([...CRASH_POINTS]).toEqual(["reserve", "charge", "commit", "refund", "release"].flatMap((step) => [`before:${step}`, `after:${step}`]));
-    for (const bad of ["after:return", "before", "BEFORE:RESERVE", "yes"]) {
+    expect([...CRASH_POINTS]).toEqual(["reserve", "charge", "commit", "refund", "release", "return"].flatMap((step) => [`before:${step}`, `after:${step}`]));
+    for (const bad of ["after:ship", "before", "BEFORE:RESERVE", "yes"]) {
       expect(() => loadConfig(orderConfig, { ...env, ORDER_CRASH_POINT: bad })).toThrow(ConfigError);
     }
-    expect(() => loadConfig(orderConfig, { ...env, ORDER_CRASH_POINT: "after:return" })).toThrow(/ORDER_CRASH_POINT: must be one of before:reserve/);
+    expect(() => loadConfig(orderConfig, { ...env, ORDER_CRASH_POINT: "after:ship" })).toThrow(/ORDER_CRASH_POINT: must be one of before:reserve/);
   });
 
   it("kills the process with SIGKILL at its point only", () => {
@@ -235,6 +235,34 @@ describe("kill -9 mid-compensation and mid-cancellation: the undo completes", ()
     ]);
     expect(await mesh.netCharged(order.orderId)).toBe(0);
     expect(await reservationState(order.reservationId)).toBe(ReservationState.RESERVATION_STATE_RETURNED);
+    expect(await mesh.stock("MESH-MUG")).toEqual(before);
+    await expectSettled(order.orderId);
+    await mesh.stop("order");
+  });
+
+  it.each(["before:return", "after:return"] as const)("%s (a cancellation's stock return)", async (point) => {
+    const before = await mesh.stock("MESH-MUG");
+    await mesh.startOrder({ ...LONG_LEASE, ORDER_CRASH_POINT: point });
+    const request = createRequest();
+    const confirmed = (await mesh.order.createOrder(request)).order!;
+    expect(stateName(confirmed.state)).toBe("CONFIRMED");
+    await diesWith(mesh.order.cancelOrder({ orderId: confirmed.orderId, reason: "crash me" }, { signal: AbortSignal.timeout(20_000) }));
+    await crashedAt(point);
+
+    expect((await theOrderOf(request.customerId)).state).toBe("CANCELLING");
+    const [atCrash] = await mesh.paymentsOf(confirmed.orderId);
+    expect(atCrash!.status).toBe(PaymentStatus.PAYMENT_STATUS_REFUNDED);
+    expect(await reservationState(confirmed.reservationId)).toBe(
+      point === "before:return" ? ReservationState.RESERVATION_STATE_COMMITTED : ReservationState.RESERVATION_STATE_RETURNED,
+    );
+
+    await restartOrder();
+    const order = await mesh.finalOrder(confirmed.orderId);
+    expect(stateName(order.state)).toBe("CANCELLED");
+    expect(eventTypes(order).slice(5)).toEqual(["CANCELLATION_REQUESTED", "PAYMENT_REFUNDED", "STOCK_RETURNED", "ORDER_CANCELLED"]);
+    expect(await mesh.netCharged(order.orderId)).toBe(0);
+    expect(await reservationState(order.reservationId)).toBe(ReservationState.RESERVATION_STATE_RETURNED);
+    // The retried return after the restart put the units back once, not twice.
     expect(await mesh.stock("MESH-MUG")).toEqual(before);
     await expectSettled(order.orderId);
     await mesh.stop("order");
