@@ -1,0 +1,197 @@
+import { describe, expect, it } from "vitest";
+import { parseProcStat } from "../src/bench/cpu.js";
+import { packageOf, summariseProfile, type CpuProfile } from "../src/bench/cpu-profile.js";
+import { parseGhzReport, percentile, type LoadResult } from "../src/bench/ghz.js";
+import { resultsMarkdown, spliceResults, BEGIN, END } from "../src/bench/markdown.js";
+import { benchOptions, parseSeconds } from "../src/bench/options.js";
+import { buildReport, TARGETS, type Measurements } from "../src/bench/report.js";
+import { findSaturation, defaultSaturationPlan } from "../src/bench/saturation.js";
+import { tracingModes } from "../src/bench/tracing.js";
+import { CREATE_ORDER_RPCS, workload } from "../src/bench/workloads.js";
+
+/**
+ * The benchmark's arithmetic, on figures made up here: make bench itself
+ * needs ghz and minutes of load, so its parts that turn measurements into
+ * verdicts are checked on their own.
+ */
+
+function result(okRps: number, overrides: Partial<LoadResult> = {}): LoadResult {
+  return { concurrency: 8, seconds: 3, calls: okRps * 3, ok: okRps * 3, errors: {}, okRps, p50Ms: 2, p95Ms: 4, p99Ms: 6, meanMs: 2.5, ...overrides };
+}
+
+function measurements(): Measurements {
+  const saturation = (rps: number) => ({ best: result(rps), steps: [result(rps / 2), result(rps)], stoppedBecause: "plateau" as const });
+  const mode = (id: "off" | "10%" | "100%") => tracingModes.find((m) => m.id === id)!;
+  const service = (name: string, loadRssBytes: number, start: number) => ({
+    name,
+    idleRssBytes: 80e6,
+    loadRssBytes,
+    loadRssByMode: { off: loadRssBytes, "10%": loadRssBytes, "100%": loadRssBytes + 5e6 },
+    startToReadyMs: [start, start + 10, start + 20],
+  });
+  return {
+    startedAt: "2026-12-04T15:00:00.000Z",
+    finishedAt: "2026-12-04T15:10:00.000Z",
+    command: "make bench",
+    machine: { cores: 2, cpuModel: "test cpu", memoryBytes: 24 * 2 ** 30, os: "Linux", node: "24.21.0", ghz: "0.121.0", loadAverageStart: 0.5, loadAverageEnd: 1 },
+    settings: { stepSeconds: 3, latencySeconds: 9, latencyFraction: 0.5, levels: [1, 2, 4, 8], tracingRounds: 2, postgresDurable: true, logLevel: "info" },
+    workloads: [
+      { workload: workload("echo"), saturation: saturation(10_000), latency: result(5_000, { p50Ms: 1, p99Ms: 3 }), cpuMsPerCall: { echo: 0.08, ghz: 0.1 } },
+      {
+        workload: workload("create-order"),
+        saturation: saturation(1_200),
+        latency: result(600, { p50Ms: 10, p99Ms: 60 }),
+        rpcsPerCallMeasured: 5,
+        cpuMsPerCall: { order: 0.5, inventory: 0.3, payment: 0.2, postgres: 0.6, ghz: 0.06 },
+      },
+    ],
+    baselineAgain: result(9_000),
+    tracing: [
+      { workload: workload("create-order"), mode: mode("off"), throughput: [result(1_000), result(1_100)], latency: [result(500), result(500)] },
+      { workload: workload("create-order"), mode: mode("10%"), throughput: [result(950), result(1_000)], latency: [result(500), result(500)], exportBytesPerCall: 300 },
+      { workload: workload("create-order"), mode: mode("100%"), throughput: [result(700), result(800)], latency: [result(500), result(500)], exportBytesPerCall: 3_000 },
+    ],
+    echoProcess: { idleRssBytes: 50e6, loadRssBytes: 60e6, startToReadyMs: [100] },
+    services: [service("order", 110e6, 500), service("payment", 130e6, 990)],
+    nodeBinaryBytes: 120e6,
+    profiles: [
+      {
+        service: "order",
+        workload: "order CreateOrder (checkout saga)",
+        totalMs: 1_000,
+        idleShare: 0.25,
+        garbageCollectionShare: 0.03,
+        functions: [{ name: "encode (services/lib/x.js:1)", selfMs: 100, share: 0.1 }],
+        packages: [{ name: "pg", selfMs: 120, share: 0.12 }],
+      },
+    ],
+  };
+}
+
+describe("bench options", () => {
+  it("reads BENCH_* with defaults, quick mode writing away from docs/", () => {
+    const full = benchOptions({}, "/repo");
+    expect(full).toMatchObject({ stepSeconds: 3, latencySeconds: 9, tracingRounds: 2, artefacts: true, profile: true, outDir: "/repo/docs", quick: false });
+    const quick = benchOptions({ BENCH_QUICK: "1", BENCH_NODE_OPTIONS: " --max-semi-space-size=4 " }, "/repo");
+    expect(quick).toMatchObject({ stepSeconds: 1, tracingRounds: 1, artefacts: false, profile: false, outDir: "/repo/.data/bench", nodeOptions: "--max-semi-space-size=4" });
+    expect(benchOptions({ BENCH_QUICK: "1", BENCH_PROFILE: "1", BENCH_DURATION: "500ms" }, "/repo")).toMatchObject({ profile: true, stepSeconds: 0.5 });
+  });
+
+  it("refuses durations and counts it cannot use, naming the variable", () => {
+    expect(parseSeconds("2m", "BENCH_DURATION")).toBe(120);
+    expect(() => parseSeconds("fast", "BENCH_DURATION")).toThrow(/BENCH_DURATION must be a duration/);
+    expect(() => parseSeconds("100ms", "BENCH_DURATION")).toThrow(/from 0.5 s to 10 min/);
+    expect(() => benchOptions({ BENCH_ROUNDS: "0" }, "/repo")).toThrow(/BENCH_ROUNDS must be a whole number from 1 to 20/);
+  });
+});
+
+describe("saturation search", () => {
+  it("stops once more concurrency buys no more throughput, keeping the best level", async () => {
+    const rates: Record<number, number> = { 1: 100, 2: 190, 4: 300, 8: 310, 16: 305, 32: 290 };
+    const tried: number[] = [];
+    const saturation = await findSaturation(defaultSaturationPlan([1, 2, 4, 8, 16, 32, 64]), async (c) => {
+      tried.push(c);
+      return result(rates[c]!, { concurrency: c });
+    });
+    expect(tried).toEqual([1, 2, 4, 8, 16]);
+    expect(saturation).toMatchObject({ stoppedBecause: "plateau", best: { concurrency: 8, okRps: 310 } });
+  });
+
+  it("stops at a level whose calls fail, and fails when the first one does", async () => {
+    const failing = (c: number) => result(100 * c, { concurrency: c, ok: c >= 4 ? 10 : 300 * c, calls: 300 * c, errors: c >= 4 ? { Unavailable: 300 * c - 10 } : {} });
+    await expect(findSaturation(defaultSaturationPlan([1, 2, 4]), async (c) => failing(c))).resolves.toMatchObject({ stoppedBecause: "errors", best: { concurrency: 2 } });
+    await expect(findSaturation(defaultSaturationPlan([4]), async (c) => failing(c))).rejects.toThrow(/of calls failed at concurrency 4/);
+  });
+});
+
+describe("ghz's report", () => {
+  it("becomes successful calls per second and nearest-rank percentiles of the successful calls", () => {
+    const details = [
+      ...Array.from({ length: 98 }, (_, i) => ({ status: "OK", latency: (i + 1) * 1e6 })),
+      { status: "Unavailable", latency: 1e9 },
+      { status: "Unavailable", latency: 1e9 },
+    ];
+    const parsed = parseGhzReport(JSON.stringify({ count: 100, total: 2e9, statusCodeDistribution: { OK: 98, Unavailable: 2 }, details }), { concurrency: 4, seconds: 2 });
+    expect(parsed).toMatchObject({ calls: 100, ok: 98, okRps: 49, errors: { Unavailable: 2 }, p50Ms: 49, p99Ms: 98 });
+    expect(percentile([], 50)).toBeNaN();
+    expect(() => parseGhzReport("panic: no", { concurrency: 1, seconds: 1 })).toThrow(/did not print a JSON report/);
+  });
+});
+
+describe("the report", () => {
+  const report = buildReport(measurements(), "--insecure");
+
+  it("relates every figure to the baseline of the same run", () => {
+    const checkout = report.workloads.find((w) => w.id === "create-order")!;
+    expect(checkout.hopBoundRps).toBe(10_000 / CREATE_ORDER_RPCS);
+    expect(checkout.ofHopBound).toBeCloseTo(0.6);
+    expect(checkout.throughputVsBaseline).toBeCloseTo(0.12);
+    expect(checkout.latency.p99OverP50).toBe(6);
+    expect(report.baseline.drift).toBeCloseTo(-0.1);
+    // CPU per call: 1.66 ms on 2 cores is at most ~1 205 calls/s.
+    expect(checkout.cpu!.totalMsPerCall).toBeCloseTo(1.66);
+    expect(checkout.cpu!.boundRps).toBeCloseTo(2_000 / 1.66);
+    const tracing10 = report.tracing.find((t) => t.mode === "10%")!;
+    expect(tracing10.throughputRps).toBe(975);
+    expect(tracing10.throughputVsOff).toBeCloseTo(975 / 1_050);
+  });
+
+  it("checks each target and says PASS or MISS", () => {
+    const verdict = (id: string) => report.targets.find((t) => t.id === id)?.pass;
+    expect(verdict("create-order-hop-bound")).toBe(0.6 >= TARGETS.createOrderOfHopBound);
+    expect(verdict("p99-over-p50:create-order")).toBe(false);
+    expect(verdict("rss:order")).toBe(true);
+    expect(verdict("rss:payment")).toBe(false);
+    expect(verdict("start-to-ready:payment")).toBe(false);
+    expect(verdict("start-to-ready:order")).toBe(true);
+    expect(verdict("tracing-10:create-order")).toBe(true);
+  });
+
+  it("renders the machine, the targets, the CPU table and the profiles as markdown", () => {
+    const text = resultsMarkdown(report, "benchmarks.svg");
+    expect(text).toContain("**2 × test cpu**");
+    expect(text).toContain("| throughput ≥ 50 % of the hop bound (baseline ÷ 5 RPCs) | order CreateOrder (checkout saga) | 60 % | 50 % | PASS |");
+    expect(text).toContain("#### Where the CPU goes");
+    expect(text).toMatch(/\| order CreateOrder \(checkout saga\) \|[^\n]*\| 1\.66 \| 1 205 \| 100 % \|/);
+    expect(text).toContain("| order | 75 % | 3.0 % | pg 12 % | encode (services/lib/x.js:1) 10 % |");
+  });
+
+  it("replaces only the generated block of the document", () => {
+    const document = `# Benchmarks\n\nProse before.\n\n${BEGIN}\nold\n${END}\n\nProse after.\n`;
+    expect(spliceResults(document, "new")).toBe(`# Benchmarks\n\nProse before.\n\n${BEGIN}\nnew\n${END}\n\nProse after.\n`);
+    expect(() => spliceResults("# no block", "new")).toThrow(/no .* block to replace/);
+  });
+});
+
+describe("CPU accounting", () => {
+  it("reads a process's CPU time from /proc/<pid>/stat, whatever its name holds", () => {
+    const fields = ["S", "41", ...Array.from({ length: 9 }, () => "0"), "250", "50", "30", "20"];
+    expect(parseProcStat(`1234 (node (worker) x) ${fields.join(" ")}`)).toEqual({ ppid: 41, cpuSeconds: 3, childrenCpuSeconds: 0.5 });
+    expect(parseProcStat("garbage")).toBeUndefined();
+  });
+
+  it("sums a V8 profile's self time by function and by package, idle apart", () => {
+    const profile: CpuProfile = {
+      nodes: [
+        { id: 1, callFrame: { functionName: "(root)", url: "", lineNumber: -1 } },
+        { id: 2, callFrame: { functionName: "(idle)", url: "", lineNumber: -1 } },
+        { id: 3, callFrame: { functionName: "query", url: "file:///app/node_modules/pg/lib/client.js", lineNumber: 9 } },
+        { id: 4, callFrame: { functionName: "create", url: "file:///app/services/order/dist/orders.js", lineNumber: 0 } },
+      ],
+      startTime: 0,
+      endTime: 4_000,
+      samples: [2, 3, 3, 4],
+      timeDeltas: [0, 1_000, 1_000, 1_000, 1_000],
+    };
+    const summary = summariseProfile(profile);
+    expect(summary.totalMs).toBe(4);
+    expect(summary.idleShare).toBe(0.25);
+    expect(summary.packages.map((p) => [p.name, p.selfMs])).toEqual([
+      ["pg", 2],
+      ["meshcart services/order", 1],
+    ]);
+    expect(summary.functions[0]).toMatchObject({ name: "query (pg/lib/client.js:10)", share: 0.5 });
+    expect(packageOf("file:///a/node_modules/@grpc/grpc-js/build/src/x.js")).toBe("@grpc/grpc-js");
+    expect(packageOf("node:internal/streams")).toBe("node:internal/streams");
+  });
+});
