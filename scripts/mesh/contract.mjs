@@ -148,7 +148,10 @@ export function outboundRoutes(contract, service) {
     name: `${service}-standard`,
     service,
     methods: Object.keys(contract.standard).map((s) => ({ service: s })),
-    policy: { retry: ["unavailable"], limit: 1, request: "5s", why: "health and reflection" },
+    // Health/Watch and ServerReflectionInfo are streams: a request timeout
+    // would cut a healthy one and a retry cannot resume one, so the route
+    // that carries them (with the unary Health/Check) has neither.
+    policy: { retry: [], why: "health and reflection, streams among them" },
   };
   return [...routes.values(), standard];
 }

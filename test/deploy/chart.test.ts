@@ -53,6 +53,11 @@ describe.each(valueSets)("the chart with $name values", ({ file }) => {
     allPods = pods(objects);
   });
 
+  it("renders each object once (Helm refuses a release that creates the same object twice)", () => {
+    const keys = objects.map((o) => `${o.apiVersion.split("/")[0]} ${o.kind} ${o.metadata.namespace ?? "meshcart"}/${o.metadata.name}`);
+    expect(keys.filter((key, i) => keys.indexOf(key) !== i)).toEqual([]);
+  });
+
   it("gives every container requests, a memory limit, a locked-down securityContext and named ports", () => {
     for (const pod of allPods) {
       const where = `${pod.owner.kind}/${pod.owner.metadata.name}`;
@@ -168,7 +173,9 @@ describe.each(valueSets)("the chart with $name values", ({ file }) => {
       expect(drain).toBeGreaterThan(0);
       expect(pod.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(drain + timeout);
       expect(env.POD_NAME.valueFrom).toEqual({ fieldRef: { fieldPath: "metadata.name" } });
+      // One retry layer in the cluster: the mesh's (proto/mesh.yaml), never the apps' own on top.
       if (serviceOf(app) === "order") expect(env.ORDER_CLIENT_RETRIES.value).toBe("0");
+      if (serviceOf(app) === "loadgen") expect(env.LOADGEN_RESTOCK_RETRIES.value).toBe("0");
       const strategy = pod.owner.spec.strategy;
       expect(strategy).toMatchObject({ type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0 } });
     }
@@ -200,6 +207,17 @@ describe("the chart's defaults", () => {
   let objects: K8sObject[];
   beforeAll(async () => {
     objects = await render();
+  });
+
+  // values.schema.json: a wrong value fails the install with a message naming it.
+  it.each([
+    ["storefront.replicas=two", "at '/storefront/replicas': got string, want integer"],
+    ["payment.canary.weight=150", "at '/payment/canary/weight': maximum: got 150, want 100"],
+    ["storefront.nodePort=80", "at '/storefront/nodePort': minimum: got 80"],
+    ["loadgen.restockRetries=-1", "at '/loadgen/restockRetries': minimum: got -1, want 0"],
+    ["replica=3", "additional properties 'replica' not allowed"],
+  ])("refuses --set %s with a message that names the value", async (set, message) => {
+    await expect(render(["--set", set])).rejects.toThrow(message);
   });
 
   it("runs two pods of storefront, order, payment v1 and inventory, one of the rest (presenter included)", () => {
@@ -252,10 +270,21 @@ describe("the chart's defaults", () => {
     }
   });
 
-  it("lets Grafana read viz's Prometheus and provisions both data sources", () => {
-    const policy = objects.find((o) => o.kind === "AuthorizationPolicy")!;
-    expect(policy.metadata.namespace).toBe("linkerd-viz");
-    expect(policy.spec.requiredAuthenticationRefs).toEqual([{ kind: "ServiceAccount", name: "grafana", namespace: "meshcart" }]);
+  it("lets Grafana read viz's Prometheus and Jaeger's query API, and provisions both data sources", () => {
+    const policyOf = (name: string, ns?: string) =>
+      objects.find((o) => o.kind === "AuthorizationPolicy" && o.metadata.name === name && o.metadata.namespace === ns)!;
+    const identitiesOf = (policy: K8sObject) =>
+      policy.spec.requiredAuthenticationRefs.flatMap(
+        (ref: Manifest) => objects.find((o) => o.kind === ref.kind && o.metadata.name === ref.name && o.metadata.namespace === policy.metadata.namespace)!.spec.identityRefs,
+      );
+    const prometheus = policyOf("meshcart-grafana", "linkerd-viz");
+    expect(prometheus.spec.targetRef).toEqual({ group: "policy.linkerd.io", kind: "Server", name: "prometheus-admin" });
+    expect(identitiesOf(prometheus)).toEqual([{ kind: "ServiceAccount", name: "grafana", namespace: "meshcart" }]);
+    const jaeger = policyOf("jaeger-http-query-grafana-traces.grafana");
+    const route = objects.find((o) => o.kind === "HTTPRoute" && o.metadata.name === jaeger.spec.targetRef.name)!;
+    const server = objects.find((o) => o.kind === "Server" && o.metadata.name === route.spec.parentRefs[0].name)!;
+    expect(server.spec.port).toBe("http-query");
+    expect(identitiesOf(jaeger)).toEqual([{ kind: "ServiceAccount", name: "grafana" }]);
     const provisioning = objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === "grafana-provisioning")!;
     const datasources = parseYaml(provisioning.data!["datasources.yaml"]!).datasources;
     expect(datasources.map((d: Manifest) => [d.type, d.url])).toEqual([

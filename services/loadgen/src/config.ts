@@ -55,6 +55,9 @@ export const loadgenConfig = {
   LOADGEN_RESTOCK: boolean(true).describe(
     "Restock as an operator: call inventory's Restock directly (INVENTORY_ADDRESS) when a product runs low, so a long run never drains the shop.",
   ),
+  LOADGEN_RESTOCK_RETRIES: integer(0, 10, 2).describe(
+    "App-level retries of a Restock failing with UNAVAILABLE or DEADLINE_EXCEEDED (it is idempotent on its id); 0 in the cluster, where Linkerd retries.",
+  ),
   LOADGEN_RESTOCK_BELOW: integer(1, 1_000_000, 200).describe("Restock a product when fewer units than this are available."),
   LOADGEN_RESTOCK_QUANTITY: integer(1, 1_000_000, 1_000).describe("Units added by one restock."),
   LOADGEN_RESTOCK_INTERVAL_MS: integer(100, 3_600_000, 2_000).describe("How often stock is checked (through the storefront's ListProducts)."),

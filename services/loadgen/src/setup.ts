@@ -46,7 +46,7 @@ export function createLoadgen(
     ? createServiceClient(
         InventoryServiceDefinition,
         inventoryChannel,
-        { address: config.INVENTORY_ADDRESS, attemptTimeoutMs: config.LOADGEN_TIMEOUT_MS, retries: 2, registry },
+        { address: config.INVENTORY_ADDRESS, attemptTimeoutMs: config.LOADGEN_TIMEOUT_MS, retries: config.LOADGEN_RESTOCK_RETRIES, registry },
         logger,
       )
     : undefined;
