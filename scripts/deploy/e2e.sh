@@ -73,6 +73,17 @@ for edge in storefront\>order order\>inventory order\>payment-v1 loadgen\>storef
 done
 note "$(json 'console.log(v.length)' <<<"$edges") edges, all secured"
 
+# The load generator's traffic succeeds before any fault is injected: at
+# least 99% of its requests of the last 2 minutes ended as they should
+# (business refusals and its deliberate bad input included: loadgen's own
+# list of good outcomes, services/loadgen/src/stats.ts).
+ok_outcomes=$(node -e 'import("./services/loadgen/dist/stats.js").then((m) => console.log([...m.OK_OUTCOMES].join("|")))')
+load_all=$(promql 'sum(increase(meshcart_loadgen_requests_total[2m]))')
+load_ok=$(promql "sum(increase(meshcart_loadgen_requests_total{outcome=~\"$ok_outcomes\"}[2m]))")
+note "loadgen: $load_ok of $load_all requests ended as they should"
+node -e "const [ok, all] = process.argv.slice(1).map(Number); process.exit(all > 0 && ok / all >= 0.99 ? 0 : 1)" "$load_ok" "$load_all" ||
+  die "loadgen's traffic is failing: $load_ok of $load_all requests ended as they should (want >= 99%)"
+
 walkthrough authorization
 grep -q "Code: PermissionDenied" "$E2E_OUT/authz-denied.out" || die "the presenter's Charge was not denied"
 # Every unary RPC the contract does not grant the presenter is refused by
@@ -129,6 +140,10 @@ for _ in $(seq 20); do
 done
 kill "$jaeger_pid" 2>/dev/null || true
 [[ " $services " == *" inventory "*" order "*" payment "*" storefront "* ]] || die "the order's trace lacks services (has: $services)"
+# The proxies' spans joined it too: a process beyond the app's own (its
+# name is the proxy's; docs/walkthroughs/tracing.md says which to expect).
+proxies=$(tr ' ' '\n' <<<"$services" | grep -vxE 'inventory|order|payment|storefront|loadgen' || true)
+[[ -n $proxies ]] || die "the order's trace has no Linkerd proxy spans (only: $services)"
 note "one trace: $services"
 stop_port_forwards
 

@@ -103,10 +103,14 @@ if [[ -n ${MESHCART_CRDS:-} ]]; then
 elif [[ -d $root/../shared/crds ]]; then
   crd_sources=("$root/../shared/crds")
 else
-  # A user's machine: the same CRDs from their sources.
-  command -v linkerd >/dev/null 2>&1 ||
-    die "no CRDs to validate custom resources against: set MESHCART_CRDS, or install the linkerd CLI ${LINKERD_VERSION} (make doctor says how)"
-  linkerd install --crds >"$work/linkerd-crds.yaml"
+  # A user's machine: the same CRDs from their sources. The linkerd-crds
+  # chart rather than `linkerd install --crds`, which since 2.18 refuses to
+  # render without a cluster that has the Gateway API CRDs (linkerd2 #13834).
+  # Edge release edge-YY.M.P is chart version 20YY.M.P.
+  chart_version="20${LINKERD_VERSION#edge-}"
+  helm template linkerd-crds linkerd-crds --repo https://helm.linkerd.io/edge --version "$chart_version" \
+    >"$work/linkerd-crds.yaml" ||
+    die "cannot render the linkerd-crds chart $chart_version (needs the internet once); or set MESHCART_CRDS to CRD files or folders"
   curl -fsSL -o "$work/gateway-api.yaml" \
     "https://github.com/kubernetes-sigs/gateway-api/releases/download/${GATEWAY_API_VERSION}/standard-install.yaml" ||
     die "cannot download the Gateway API ${GATEWAY_API_VERSION} CRDs"

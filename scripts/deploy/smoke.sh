@@ -49,9 +49,16 @@ order_id=$(grep -o 'ord_[0-9a-zA-Z]*' <<<"$captured" | head -n 1 || true)
 if dry_run; then order_id='<order id from PlaceOrder>'; fi
 [[ -n $order_id ]] || die "PlaceOrder answered no order id"
 
-say "read it back"
-capture grpcurl -plaintext -H "$auth" -d "{\"order_id\": \"$order_id\"}" "$address" "$api/GetOrder"
-if ! dry_run; then
-  grep -q ORDER_STATUS_CONFIRMED <<<"$captured" || die "order $order_id is not CONFIRMED"
-  say "smoke test passed: order $order_id CONFIRMED through storefront's proxy"
-fi
+say "read it back until it is CONFIRMED"
+# PlaceOrder waits for the outcome within its deadline, but a saga may still
+# run past it (DEADLINE_EXCEEDED is an answer, not a failure): poll.
+for ((attempt = 1; ; attempt++)); do
+  capture grpcurl -plaintext -H "$auth" -d "{\"order_id\": \"$order_id\"}" "$address" "$api/GetOrder"
+  dry_run && exit 0
+  grep -q ORDER_STATUS_CONFIRMED <<<"$captured" && break
+  final=$(grep -oE 'ORDER_STATUS_(REJECTED|FAILED|CANCELLED)' <<<"$captured" | head -n 1 || true)
+  [[ -z $final ]] || die "order $order_id ended $final instead of CONFIRMED"
+  ((attempt < 30)) || die "order $order_id is not CONFIRMED after 30 s"
+  sleep 1
+done
+say "smoke test passed: order $order_id CONFIRMED through storefront's proxy"
