@@ -61,6 +61,7 @@ export async function runDev(options: DevOptions): Promise<number> {
         },
       });
       postgres = {
+        external: false,
         where: `127.0.0.1:${local.port}  data in ${path.relative(options.repoRoot, local.dataDir) || "."}`,
         url: (database) => local.url(database),
         ensureDatabase: (name) => local.ensureDatabase(name),
@@ -108,6 +109,8 @@ export async function runDev(options: DevOptions): Promise<number> {
 /** The databases' server, embedded or external. */
 interface DevDatabase {
   where: string;
+  /** A server make dev did not start (DATABASE_URL): it is left running. */
+  external: boolean;
   url(database: string): string;
   ensureDatabase(name: string): Promise<void>;
   stop(): Promise<void>;
@@ -120,6 +123,7 @@ interface DevDatabase {
 function externalDatabase(url: string): DevDatabase {
   return {
     where: redact(url),
+    external: true,
     url: (database) => withDatabase(url, database),
     ensureDatabase: (name) => ensureDatabase(url, name),
     stop: async () => undefined,
@@ -169,7 +173,9 @@ async function stopAll(
       note(`${service.name} did not stop cleanly (code ${status.code}, signal ${status.signal})`);
     }
   }
-  if (postgres) {
+  if (postgres?.external) {
+    note("leaving the Postgres of DATABASE_URL running");
+  } else if (postgres) {
     note("stopping Postgres");
     try {
       await postgres.stop();

@@ -63,3 +63,13 @@ describe("buf breaking against the released API", () => {
     expect(await breaking(workspace)).toMatchObject({ ok: true });
   });
 });
+
+describe("the storefront's public contract", () => {
+  it("imports none of the internal APIs, so they can change without changing it", async () => {
+    const proto = await readFile(path.join(repoRoot, "proto/meshcart/storefront/v1/storefront.proto"), "utf8");
+    const imports = [...proto.matchAll(/^import "([^"]+)";/gm)].map((m) => m[1]);
+    expect(imports.length).toBeGreaterThan(0);
+    expect(imports.filter((file) => /^meshcart\/(order|payment|inventory)\//.test(file!))).toEqual([]);
+    expect(proto).not.toMatch(/\bmeshcart\.(order|payment|inventory)\.v1\./);
+  });
+});

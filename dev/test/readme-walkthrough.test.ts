@@ -102,6 +102,10 @@ describe("README walkthrough against make dev", () => {
     // Behind the edge, the request_id is the shopper's own, namespaced.
     expect(out).toContain('"requestId": "alice:walkthrough-1"');
     expect(out).toContain("PAYMENT_STATUS_CAPTURED");
+    // CreateOrder and WatchOrder on the order service itself: carol's order
+    // streamed event by event, up to its confirmation.
+    expect(out).toMatch(/"customerId": "carol"[\s\S]*"type": "ORDER_EVENT_TYPE_ORDER_CONFIRMED"/);
+    expect(out).toMatch(/"type": "ORDER_EVENT_TYPE_STOCK_RESERVED"[\s\S]*"type": "ORDER_EVENT_TYPE_PAYMENT_CAPTURED"/);
     expect(out).toMatch(/"status": "ORDER_STATUS_CANCELLED"/);
     expect(out).toContain("Code: InvalidArgument");
     expect(out).toContain('"field": "items[0].quantity"');

@@ -1,6 +1,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import pg from "pg";
+import { afterEach, describe, expect, inject, it } from "vitest";
+import { withDatabase } from "../src/databases.js";
 import { freePort } from "../src/net.js";
 import { runDev, type DevOptions } from "../src/runner.js";
 import type { LocalService } from "../src/services.js";
@@ -67,6 +69,28 @@ describe("runDev", () => {
     expect(output).toContain("fake-b   │ [");
     expect(output).not.toContain("did not stop cleanly");
     await expect(fs.access(dataDir)).rejects.toThrow();
+  });
+
+  it("with DATABASE_URL, creates the services' databases on that Postgres and leaves it running", async () => {
+    const server = inject("pgUrl");
+    const service = await fakeService("fake-ext");
+    const { code, output } = await run([service], { exitAfterReady: true, postgres: { external: server } });
+    expect(code).toBe(0);
+    expect(output).toContain("using the Postgres of DATABASE_URL");
+    expect(output).not.toContain("stopping Postgres");
+    expect(output).toContain("leaving the Postgres of DATABASE_URL running");
+    // The service reached its own database there, and the server still answers.
+    expect(output).toContain(`database: "${service.database}"`);
+    const client = new pg.Client({ connectionString: withDatabase(server, service.database!) });
+    await client.connect();
+    try {
+      expect((await client.query("select current_database() as name")).rows[0].name).toBe(service.database);
+    } finally {
+      await client.end();
+    }
+    const admin = new pg.Client({ connectionString: server });
+    await admin.connect();
+    await admin.query(`drop database if exists "${service.database}" with (force)`).finally(() => admin.end());
   });
 
   it("passes the contract variables to each service", async () => {

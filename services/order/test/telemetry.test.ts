@@ -290,6 +290,30 @@ describe("compensation and recovery in the trace", () => {
     });
   });
 
+  it("runs a cancellation in the cancelling call's trace, linked to the trace that placed the order", async () => {
+    const placing = callerContext();
+    const { order } = await mesh.order.createOrder(createRequest(), { metadata: metadataFor(placing, unique("corr")) });
+    expect(order?.state).toBe(OrderState.ORDER_STATE_CONFIRMED);
+    const cancelling = callerContext();
+    const cancelled = await mesh.order.cancelOrder({ orderId: order!.orderId, reason: "traced" }, { metadata: metadataFor(cancelling, unique("corr")) });
+    expect(cancelled.order?.state).toBe(OrderState.ORDER_STATE_CANCELLED);
+
+    const trace = await traceOf(
+      cancelling.traceId,
+      (spans) =>
+        spans.some((s) => s.name === "order.saga") &&
+        spans.some((s) => s.service === "payment" && s.kind === "SERVER" && s.name.endsWith("/Refund")) &&
+        spans.some((s) => s.service === "inventory" && s.kind === "SERVER" && s.name.endsWith("/ReturnStock")),
+    );
+    const saga = one(trace, "cancellation saga", (s) => s.name === "order.saga");
+    expect(saga.attributes["meshcart.order.id"]).toBe(order!.orderId);
+    const placedSaga = one(await traceOf(placing.traceId, (spans) => spans.some((s) => s.name === "order.saga")), "placing saga", (s) => s.name === "order.saga");
+    // The link points into the placing trace (at the call that placed the order).
+    expect(saga.links).toHaveLength(1);
+    expect(saga.links[0]).toMatchObject({ traceId: placing.traceId, attributes: { "meshcart.link": "order placed" } });
+    expect(placedSaga.links).toEqual([]);
+  });
+
   it("resumes a saga after a crash in the trace of the call that placed the order", async () => {
     await mesh.stop("order");
     await mesh.startOrder({ ORDER_CRASH_POINT: "after:charge" });

@@ -265,6 +265,16 @@ describe("correlation ids", () => {
     for (const service of ["order", "inventory", "payment"]) {
       expect(spans.filter((span) => span.service === service).map((span) => span.traceId)).toContain(placing.traceId);
     }
+    // The edge between the processes: PlaceOrder's server span is the parent
+    // of the storefront's CreateOrder client span, which is the parent of
+    // order's CreateOrder server span.
+    const edge = await receiver.waitFor("storefront → order under PlaceOrder", (all) => {
+      const client = all.find((span) => span.service === "storefront" && span.kind === "CLIENT" && span.parentSpanId === placing.spanId && span.name.endsWith("CreateOrder"));
+      const server = client && all.find((span) => span.service === "order" && span.kind === "SERVER" && span.parentSpanId === client.spanId);
+      return server ? { client, server } : undefined;
+    });
+    expect(edge.server.name).toMatch(/CreateOrder$/);
+    expect(edge.server.traceId).toBe(placing.traceId);
   });
 
   it("makes one when the caller brings none, returns it, and passes it on", async () => {
