@@ -22,7 +22,8 @@ $(NODE): versions.env scripts/ensure-node.sh
 	@scripts/ensure-node.sh >/dev/null
 
 $(DEPS): package.json package-lock.json services/*/package.json dev/package.json | $(NODE)
-	npm ci --no-audit --no-fund
+	@# stderr: a verb that prints a value (make -s token) must print only that value
+	npm ci --no-audit --no-fund >&2
 
 .PHONY: deps
 deps: $(DEPS) ## Install Node 24 (if missing) and the npm dependencies
@@ -51,6 +52,15 @@ token: | $(DEPS) ## Print a demo shopper token for the storefront: make -s token
 .PHONY: verify
 verify: build ## Reconcile the databases of make dev (VERIFY_DATABASE_URL for another Postgres); exit 1 on any violation
 	$(NODE) dev/dist/verify-main.js
+
+.PHONY: chaos
+chaos: build ## Bounded chaos run on a shop of its own: kill -9 under load, a Postgres outage, then make verify's checks [CHAOS_SEED=] [CHAOS_DURATION=60s] [CHAOS_KILLS=8] [CHAOS_SERVICES=] [CHAOS_RPS=10] [CHAOS_OUTAGE=5s]
+	$(NODE) dev/dist/chaos/main.js
+
+.PHONY: bench
+bench: build ## Throughput, latency and footprint against a raw grpc-js baseline; writes docs/benchmarks.{md,json,svg} [BENCH_QUICK=1] [BENCH_DURATION=3s]
+	scripts/tools.sh ghz
+	$(NODE) dev/dist/bench/main.js
 
 .PHONY: load
 load: build ## Shopper traffic through make dev's storefront: make load [RPS=10] [DURATION=30s|forever] [REQUESTS=] [CONCURRENCY=] [SHOPPERS=] [MIX=] [MAX_ERROR_RATE=] [TARGET=]
@@ -114,6 +124,28 @@ smoke: | $(DEPS) ## From the host through storefront's proxy: list, place an ord
 	@scripts/tools.sh grpcurl >/dev/null
 	@$(DEPLOY)/smoke.sh
 
+.PHONY: token-cluster
+token-cluster: | $(DEPS) ## Print a shopper token signed with the cluster's key: make -s token-cluster CUSTOMER=alice [TTL=1h]
+	@test -f services/storefront/dist/mint-token.js || tsc -b services/storefront >&2
+	@$(DEPLOY)/token.sh "$(CUSTOMER)" "$(TTL)"
+
+# The payment v2 canary (docs/walkthroughs/canary.md): only the canary values
+# of the release change; each skips what is in place; DRY_RUN=1 prints.
+.PHONY: canary
+canary: | $(NODE) ## Payment v2 beside v1 with WEIGHT percent of payment's calls: make canary WEIGHT=10 [DRY_RUN=1]
+	@scripts/tools.sh helm >/dev/null
+	@$(DEPLOY)/canary.sh set "$(WEIGHT)"
+
+.PHONY: promote
+promote: | $(NODE) ## Every payment call to v2; v1 stays deployed for an instant rollback [DRY_RUN=1]
+	@scripts/tools.sh helm >/dev/null
+	@$(DEPLOY)/canary.sh promote
+
+.PHONY: rollback
+rollback: | $(NODE) ## Every payment call back to v1, then payment v2's pods removed [DRY_RUN=1]
+	@scripts/tools.sh helm >/dev/null
+	@$(DEPLOY)/canary.sh rollback
+
 .PHONY: dashboard
 dashboard: ## Open the Linkerd viz dashboard
 	@$(DEPLOY)/open.sh dashboard
@@ -133,7 +165,7 @@ down: ## Delete the kind cluster
 .PHONY: e2e
 e2e: | $(DEPS) ## The whole path on a real kind cluster: deploy, smoke, mTLS edges, helm test, teardown
 	@scripts/tools.sh helm grpcurl >/dev/null
-	@test -f services/storefront/dist/mint-token.js || tsc -b services/storefront >&2
+	@tsc -b >&2
 	@$(DEPLOY)/e2e.sh
 
 .PHONY: chart-test
