@@ -81,6 +81,8 @@ test: $(DEPS) ## Run the whole test suite (installs grpcurl and helm first)
 .PHONY: lint
 lint: $(DEPS) ## ESLint, buf lint, buf breaking, generated-code check, shellcheck
 	eslint .
+	@# The repository-level tests import the workspaces, typed by their built declarations.
+	tsc -b
 	tsc -p test
 	buf lint
 	scripts/check-breaking.sh
