@@ -2,10 +2,10 @@ import { execFile } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "./support/paths.js";
+import { standInSandbox, type Call, type Result, type StandInSandbox } from "./support/stand-ins.js";
 
 /**
  * The payment canary's commands (scripts/deploy/canary.sh: make canary,
@@ -17,81 +17,24 @@ import { repoRoot } from "./support/paths.js";
  * the refusals of bad arguments.
  */
 
-const standIns = ["docker", "kind", "kubectl", "helm", "linkerd", "grpcurl"];
 // What the scripts may use from the machine besides the stand-ins.
 const basics = ["bash", "env", "cat", "sed", "grep", "tr", "cut", "head", "base64", "basename", "dirname"];
 
-interface Call {
-  tool: string;
-  args: string[];
-  changed: boolean;
-}
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-  /** The commands a real run traced ("+ cmd" on stderr). */
-  trace: string[];
-  calls: Call[];
-}
-
-let sandbox: string;
+let sandbox: StandInSandbox;
 let statePath: string;
 
 beforeAll(async () => {
-  sandbox = await fs.mkdtemp(path.join(os.tmpdir(), "meshcart-canary-test-"));
-  const bin = path.join(sandbox, "bin");
-  await fs.mkdir(bin);
-  for (const tool of standIns) await fs.symlink(path.join(repoRoot, "test/deploy/stand-ins/stand-in.sh"), path.join(bin, tool));
-  const system = path.join(sandbox, "system");
-  await fs.mkdir(system);
-  for (const name of basics) {
-    const found = which(name);
-    if (!found) throw new Error(`the canary tests need ${name} on this machine`);
-    await fs.symlink(found, path.join(system, name));
-  }
-  await fs.symlink(process.execPath, path.join(system, "node"));
-  statePath = path.join(sandbox, "state.json");
+  sandbox = await standInSandbox("canary-test", basics);
+  statePath = sandbox.statePath;
 });
 
 afterAll(async () => {
-  if (sandbox) await fs.rm(sandbox, { recursive: true, force: true });
+  await sandbox?.remove();
 });
 
-function which(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(":")) {
-    const file = path.join(dir, name);
-    if (dir && existsSync(file) && !dir.startsWith(path.join(repoRoot, "node_modules"))) return file;
-  }
-  return undefined;
-}
-
 /** Runs a deploy script against the stand-ins and the current pretend state. */
-async function script(name: string, args: string[] = [], env: Record<string, string> = {}): Promise<Result> {
-  const log = path.join(sandbox, `log-${Date.now()}-${Math.random().toString(16).slice(2)}.jsonl`);
-  await fs.writeFile(log, "");
-  const fullEnv = {
-    PATH: `${path.join(sandbox, "bin")}:${path.join(sandbox, "system")}`,
-    HOME: sandbox,
-    STANDIN_MJS: path.join(repoRoot, "test/deploy/stand-ins/stand-in.mjs"),
-    STANDIN_STATE: statePath,
-    STANDIN_LOG: log,
-    ...env,
-  };
-  const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(path.join(repoRoot, "scripts/deploy", name), args, { env: fullEnv, cwd: sandbox }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-  const calls = (await fs.readFile(log, "utf8"))
-    .split("\n")
-    .filter(Boolean)
-    .map((line) => JSON.parse(line) as Call);
-  const trace = stderr
-    .split("\n")
-    .filter((line) => line.startsWith("+ "))
-    .map((line) => line.slice(2));
-  return { code, stdout, stderr, trace, calls };
+function script(name: string, args: string[] = [], env: Record<string, string> = {}): Promise<Result> {
+  return sandbox.script(name, { args, env });
 }
 
 // ---------------------------------------------------------------- the pretend cluster
@@ -412,7 +355,7 @@ describe("assert_canary (make e2e's check of the canary walkthrough)", () => {
 
   /** Runs the assertion as make e2e does (bash -euo pipefail), on these outputs. */
   async function assertCanary(outputs: { split?: string; risky?: string }, env: Record<string, string> = {}) {
-    const dir = await fs.mkdtemp(path.join(sandbox, "e2e-out-"));
+    const dir = await fs.mkdtemp(path.join(sandbox.dir, "e2e-out-"));
     if (outputs.split !== undefined) await fs.writeFile(path.join(dir, "canary-split.out"), outputs.split);
     if (outputs.risky !== undefined) await fs.writeFile(path.join(dir, "canary-risky.out"), outputs.risky);
     return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>

@@ -1,12 +1,12 @@
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readVersions, tags } from "../../scripts/deploy/image-tag.mjs";
 import type { Manifest } from "./support/chart.js";
 import { repoRoot } from "./support/paths.js";
+import { STAND_INS, standInSandbox, type Call, type Result, type RunOptions, type StandInSandbox } from "./support/stand-ins.js";
 
 /**
  * The deploy scripts against stand-in docker, kind, kubectl, helm, linkerd
@@ -17,99 +17,28 @@ import { repoRoot } from "./support/paths.js";
  */
 
 const versions = readVersions();
-const standIns = ["docker", "kind", "kubectl", "helm", "linkerd", "grpcurl"];
 // What the scripts may use from the machine besides the stand-ins.
 const basics = [
   "bash", "sh", "env", "cat", "sed", "awk", "grep", "tr", "cut", "head", "tail", "sort", "mkdir", "rm", "mv", "cp",
   "mktemp", "dirname", "basename", "sha256sum", "base64", "uname", "df", "date", "wc", "sleep", "ls",
 ];
 
-interface Call {
-  tool: string;
-  args: string[];
-  changed: boolean;
-}
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-  /** The commands a real run traced ("+ cmd" on stderr). */
-  trace: string[];
-  calls: Call[];
-}
-
-let sandbox: string;
-let bin: string;
+let sandbox: StandInSandbox;
 let statePath: string;
 
 beforeAll(async () => {
-  sandbox = await fs.mkdtemp(path.join(os.tmpdir(), "meshcart-deploy-test-"));
-  bin = path.join(sandbox, "bin");
-  await fs.mkdir(bin);
-  for (const tool of standIns) await fs.symlink(path.join(repoRoot, "test/deploy/stand-ins/stand-in.sh"), path.join(bin, tool));
-  const system = path.join(sandbox, "system");
-  await fs.mkdir(system);
-  for (const name of basics) {
-    const found = await which(name);
-    if (!found) throw new Error(`the deploy tests need ${name} on this machine`);
-    await fs.symlink(found, path.join(system, name));
-  }
-  await fs.symlink(process.execPath, path.join(system, "node"));
-  statePath = path.join(sandbox, "state.json");
+  sandbox = await standInSandbox("deploy-test", basics);
+  statePath = sandbox.statePath;
 });
 
 afterAll(async () => {
-  if (sandbox) await fs.rm(sandbox, { recursive: true, force: true });
+  await sandbox?.remove();
   await fs.rm(path.join(repoRoot, ".data/deploy/images"), { recursive: true, force: true });
 });
 
-async function which(name: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? "").split(":")) {
-    const file = path.join(dir, name);
-    if (dir && existsSync(file) && !dir.startsWith(path.join(repoRoot, "node_modules"))) return file;
-  }
-  return undefined;
-}
-
 /** Runs a deploy script against the stand-ins and the current pretend state. */
-async function script(
-  name: string,
-  options: { env?: Record<string, string>; args?: string[]; without?: string[] } = {},
-): Promise<Result> {
-  const log = path.join(sandbox, `log-${Date.now()}-${Math.random().toString(16).slice(2)}.jsonl`);
-  await fs.writeFile(log, "");
-  let toolDir = bin;
-  if (options.without?.length) {
-    toolDir = path.join(sandbox, `bin-without-${options.without.join("-")}`);
-    await fs.rm(toolDir, { recursive: true, force: true });
-    await fs.mkdir(toolDir);
-    for (const tool of standIns.filter((t) => !options.without!.includes(t))) {
-      await fs.symlink(path.join(repoRoot, "test/deploy/stand-ins/stand-in.sh"), path.join(toolDir, tool));
-    }
-  }
-  const env = {
-    PATH: `${toolDir}:${path.join(sandbox, "system")}`,
-    HOME: sandbox,
-    STANDIN_MJS: path.join(repoRoot, "test/deploy/stand-ins/stand-in.mjs"),
-    STANDIN_STATE: statePath,
-    STANDIN_LOG: log,
-    SMOKE_REQUEST_ID: "smoke-test",
-    ...options.env,
-  };
-  const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(path.join(repoRoot, "scripts/deploy", name), options.args ?? [], { env, cwd: sandbox, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-  const calls = (await fs.readFile(log, "utf8"))
-    .split("\n")
-    .filter(Boolean)
-    .map((line) => JSON.parse(line) as Call);
-  const trace = stderr
-    .split("\n")
-    .filter((line) => line.startsWith("+ "))
-    .map((line) => line.slice(2));
-  return { code, stdout, stderr, trace, calls };
+function script(name: string, options: RunOptions = {}): Promise<Result> {
+  return sandbox.script(name, { ...options, env: { SMOKE_REQUEST_ID: "smoke-test", ...options.env } });
 }
 
 async function setState(state: object): Promise<void> {
@@ -158,7 +87,7 @@ function commands(lines: string[]): string[][] {
 function expectCalledInOrder(calls: Call[], expected: string[][]) {
   const seen = calls.map((c) => [c.tool, ...c.args]);
   let at = 0;
-  for (const command of expected.filter((c) => standIns.includes(c[0]!))) {
+  for (const command of expected.filter((c) => (STAND_INS as readonly string[]).includes(c[0]!))) {
     while (at < seen.length && JSON.stringify(seen[at]) !== JSON.stringify(command)) at++;
     expect(at, `not called (in this order): ${command.join(" ")}`).toBeLessThan(seen.length);
     at++;
