@@ -295,6 +295,30 @@ describe("correlation ids", () => {
   });
 });
 
+describe("metrics", () => {
+  it("counts each call it answers and each call it makes behind the edge, by method and code", async () => {
+    const before = await stack.metrics("storefront");
+    await stack.storefront.listProducts({ pageSize: 2, pageToken: "" });
+    await stack.storefront.listProducts({ pageSize: 2, pageToken: "" });
+    await place(alice);
+    const unknown = await refusal((o) => stack.storefront.getOrder({ orderId: "ord_0000000000000000" }, o), alice);
+    expect(unknown.code).toBe(Status.NOT_FOUND);
+    const after = await stack.metrics("storefront");
+
+    const delta = (name: string, labels: Record<string, string>) => after.sum(name, labels) - before.sum(name, labels);
+    const served = (method: string, code: string) => delta("grpc_server_handled_total", { grpc_service: S, grpc_method: method, grpc_code: code });
+    expect(served("ListProducts", "OK")).toBe(2);
+    expect(served("PlaceOrder", "OK")).toBe(1);
+    expect(served("GetOrder", "NOT_FOUND")).toBe(1);
+    // Behind the edge: inventory for the catalogue, order for the checkout and the lookup.
+    const made = (service: string, method: string, code: string) =>
+      delta("grpc_client_handled_total", { grpc_service: `meshcart.${service}.v1.${service[0]!.toUpperCase()}${service.slice(1)}Service`, grpc_method: method, grpc_code: code });
+    expect(made("inventory", "ListProducts", "OK")).toBe(2);
+    expect(made("order", "CreateOrder", "OK")).toBe(1);
+    expect(made("order", "GetOrder", "NOT_FOUND")).toBe(1);
+  });
+});
+
 describe("composition", () => {
   it("composes order, payment and products", async () => {
     const placed = await place(alice, { items: [{ sku: "MESH-MUG", quantity: 2 }, { sku: "MESH-CAP", quantity: 1 }] });

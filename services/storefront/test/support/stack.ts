@@ -10,6 +10,7 @@ import {
 import { freePort } from "../../../../dev/src/net.js";
 import { startService, type ServiceProcess } from "../../../../dev/src/processes.js";
 import { createTestDatabase, type TestDatabase } from "../../../../dev/src/testing/database.js";
+import { parseExposition, type Exposition } from "../../../../dev/src/testing/prometheus.js";
 import { mintToken } from "../../src/tokens.js";
 
 /**
@@ -41,6 +42,8 @@ interface Slot {
   grpcPort: number;
   env: Record<string, string>;
   process?: ServiceProcess;
+  /** The running process's admin port (/metrics). */
+  adminPort?: number;
   /** Every process this slot ran, for the logs. */
   history: ServiceProcess[];
 }
@@ -130,8 +133,18 @@ export class Stack {
       env: { ...slot.env, GRPC_PORT: String(slot.grpcPort), ADMIN_PORT: String(adminPort) },
     });
     slot.process = process;
+    slot.adminPort = adminPort;
     slot.history.push(process);
     return process;
+  }
+
+  /** The running service's /metrics, parsed. */
+  async metrics(name: Name): Promise<Exposition> {
+    const port = this.slot(name).adminPort;
+    if (!port) throw new Error(`${name} is not running`);
+    const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+    if (!response.ok) throw new Error(`GET /metrics of ${name} answered ${response.status}`);
+    return parseExposition(await response.text());
   }
 
   /** Stops a service gracefully; the others (and the storefront) find it again when it restarts on the same port. */
