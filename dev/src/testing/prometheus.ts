@@ -127,9 +127,12 @@ function parseLabels(text: string, where: string): Record<string, string> {
 }
 
 function parseValue(text: string, where: string): number {
-  if (text === "+Inf") return Infinity;
-  if (text === "-Inf") return -Infinity;
-  if (text === "NaN") return NaN;
+  // Prometheus reads these with Go's ParseFloat, whatever their case; and
+  // prom-client writes "Nan" (an event-loop lag with no sample yet).
+  const special = text.toLowerCase();
+  if (special === "+inf" || special === "inf") return Infinity;
+  if (special === "-inf") return -Infinity;
+  if (special === "nan") return NaN;
   const value = Number(text);
   if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text) || Number.isNaN(value)) throw new Error(`bad value, ${where}`);
   return value;
