@@ -33,7 +33,8 @@ export function resultsMarkdown(report: BenchReport, chartFile: string): string 
     "#### Throughput and latency (tracing off)",
     "",
     `Saturation: the most successful calls/s of a closed loop at concurrency ${s.levels.join(", ")} (stopping when more concurrency no longer helps). ` +
-      `Latency: an open loop at ${percent(s.latencyFraction)} of that rate. Every figure also as a ratio to the baseline (×).`,
+      `Latency: an open loop at ${percent(s.latencyFraction)} of that rate. Every run starts once the sagas the one before left running have finished ` +
+      "(ghz abandons the calls in flight at the end of a run; their sagas go on). Every figure also as a ratio to the baseline (×).",
     "",
     "| call | RPCs per call (counted) | calls/s at saturation (concurrency) | × baseline | hop bound calls/s | of hop bound | p50 ms | p95 ms | p99 ms | p99 ÷ p50 | p50 × baseline | p99 × baseline |",
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -23,3 +23,22 @@ export function countMeshcartRpcs(exposition: string): number {
     .filter((s) => s.labels.grpc_service?.startsWith("meshcart."))
     .reduce((sum, s) => sum + s.value, 0);
 }
+
+/**
+ * Waits until no saga runs in the stack's order service: a load tool that
+ * ends a run abandons the calls still in flight, but their sagas go on
+ * (a caller that gives up never cancels one), and would otherwise weigh on
+ * the next measurement. Bounded: gives up after `timeoutMs`.
+ */
+export async function sagasSettled(adminPorts: readonly number[], timeoutMs = 60_000): Promise<number> {
+  const began = Date.now();
+  for (;;) {
+    let running = 0;
+    for (const port of adminPorts) {
+      const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+      if (response.ok) running += parseExposition(await response.text()).sum("meshcart_order_sagas_running");
+    }
+    if (running === 0 || Date.now() - began > timeoutMs) return Date.now() - began;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

@@ -16,7 +16,7 @@ import { errorRate, runGhz, type GhzCall, type GhzLoad, type LoadResult } from "
 import { describeMachine } from "./machine.js";
 import type { BenchOptions } from "./options.js";
 import type { Measurements, ProfiledService, ServiceMeasurement, TracingMeasurement, WorkloadMeasurement } from "./report.js";
-import { handledRpcs } from "./rpc-count.js";
+import { handledRpcs, sagasSettled } from "./rpc-count.js";
 import { RssPeaks, rssBytes } from "./rss.js";
 import { defaultSaturationPlan, findSaturation } from "./saturation.js";
 import { startStack, type Stack } from "./stack.js";
@@ -146,12 +146,17 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
           tracing.set(key, entry);
           const sink = sinks.get(mode.id);
           const bytesBefore = sink?.bytes ?? 0;
+          // The sagas one run leaves behind would weigh on the next, in this stack or another.
+          const orderAdmin = stack.services.filter((x) => x.name === "order").map((x) => x.adminPort);
+          await sagasSettled(orderAdmin);
           const throughput = await load(w, mode.id, { concurrency: reference.concurrency, seconds: options.stepSeconds * 2 });
+          await sagasSettled(orderAdmin);
           const latency = await load(w, mode.id, {
             concurrency: reference.concurrency,
             seconds: options.latencySeconds,
             rps: reference.okRps * options.latencyFraction,
           });
+          await sagasSettled(orderAdmin);
           entry.throughput.push(throughput);
           entry.latency.push(latency);
           if (sink) {
@@ -269,6 +274,9 @@ async function measureWorkload(
   log: (line: string) => void,
 ): Promise<WorkloadMeasurement> {
   const adminPorts = stack?.services.map((s) => s.adminPort) ?? [];
+  const orderAdmin = stack?.services.filter((s) => s.name === "order").map((s) => s.adminPort) ?? [];
+  // Every measurement starts from a quiet stack: no saga left over from the one before.
+  const settle = () => (orderAdmin.length > 0 ? sagasSettled(orderAdmin) : Promise.resolve(0));
   const before = stack ? await handledRpcs(adminPorts) : 0;
   const warm = await load({ concurrency: WARM_UP_CONCURRENCY, seconds: 0, requests: w.rpcsPerCall > 1 ? WARM_UP_CALLS.checkout : WARM_UP_CALLS.singleHop });
   if (errorRate(warm) > 0.01) throw new Error(`${w.label}: the warm-up failed: ${JSON.stringify(warm.errors)}`);
@@ -277,6 +285,7 @@ async function measureWorkload(
   // CPU per call of each step: the saturating step's is what bounds it.
   const cpuByStep = new Map<LoadResult, Record<string, number> | undefined>();
   const saturation = await findSaturation(defaultSaturationPlan(options.levels), async (concurrency) => {
+    await settle();
     const cpuBefore = await cpu();
     const step = await load({ concurrency, seconds: options.stepSeconds });
     cpuByStep.set(step, perCall(cpuBefore, await cpu(), step.calls));
@@ -284,7 +293,9 @@ async function measureWorkload(
     return step;
   });
   const best = saturation.best;
+  await settle();
   const latency = await load({ concurrency: best.concurrency, seconds: options.latencySeconds, rps: best.okRps * options.latencyFraction });
+  await settle();
   const cpuMsPerCall = cpuByStep.get(best);
   log(
     `${w.label}: saturation ${best.okRps.toFixed(0)} calls/s at concurrency ${best.concurrency} (${saturation.stoppedBecause}); ` +
