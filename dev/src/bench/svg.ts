@@ -24,7 +24,8 @@ export const LAYOUT = {
   rowHeight: 24,
   barHeight: 14,
   panelGap: 28,
-  titleHeight: 44,
+  // Room under the subtitle for the labels of the dashed target lines.
+  titleHeight: 56,
   axisHeight: 22,
 } as const;
 
