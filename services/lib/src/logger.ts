@@ -19,8 +19,12 @@ const SECRET_KEYS = [
   "card",
   "cardNumber",
 ];
-/** Each key at the top level and one level down (`err.token`, `request.paymentMethod`). */
-export const REDACTED_PATHS = SECRET_KEYS.flatMap((key) => [key, `*.${key}`]);
+/**
+ * Each key at the top level and two levels down (`err.token`,
+ * `request.paymentMethod`, `err.request.paymentMethod`): an error that
+ * carries the request it failed on is the usual way one gets deeper.
+ */
+export const REDACTED_PATHS = SECRET_KEYS.flatMap((key) => [key, `*.${key}`, `*.*.${key}`]);
 
 export interface LoggerOptions {
   service: string;

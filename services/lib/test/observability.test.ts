@@ -149,12 +149,13 @@ describe("log lines", () => {
         token: "abc.def.ghi",
         paymentMethod: "pm_card_visa",
         request: { payment_method: "pm_card_visa", password: "hunter2", customerId: "alice" },
+        err: { message: "refused", request: { paymentMethod: "pm_card_visa", cardNumber: "4242424242424242" } },
         DATABASE_URL: "postgres://u:secret@h/db",
       },
       "careless",
     );
     const line = JSON.stringify(lines.at(-1));
-    for (const secret of ["abc.def.ghi", "pm_card_visa", "hunter2", "secret@"]) expect(line).not.toContain(secret);
+    for (const secret of ["abc.def.ghi", "pm_card_visa", "hunter2", "secret@", "4242424242424242"]) expect(line).not.toContain(secret);
     expect(line).toContain("alice");
     expect(REDACTED_PATHS).toContain("*.token");
   });
