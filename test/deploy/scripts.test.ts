@@ -175,6 +175,22 @@ describe("make deploy against stand-in tools", () => {
     expect((await getState()).clusters.meshcart.release.revision).toBe(2);
   });
 
+  it("with the same values file changed: upgrades the release, then keeps it", async () => {
+    const values = path.join(sandbox.dir, "my-values.yaml");
+    await fs.writeFile(values, "loadgen:\n  rps: 5\n");
+    expect((await script("deploy.sh", { env: { VALUES: values } })).code).toBe(0);
+    const revision = (await getState()).clusters.meshcart.release.revision;
+    expect((await script("deploy.sh", { env: { VALUES: values } })).trace).toEqual([]);
+
+    // Same arguments, other contents: what the cluster runs is no longer what this checkout installs.
+    await fs.writeFile(values, "loadgen:\n  rps: 20\n");
+    const changed = await script("deploy.sh", { env: { VALUES: values } });
+    expect(changed.code, changed.stderr).toBe(0);
+    expect(changed.trace).toHaveLength(1);
+    expect(changed.trace[0]).toMatch(/^helm upgrade --install meshcart helm\/meshcart /);
+    expect((await getState()).clusters.meshcart.release.revision).toBe(revision + 1);
+  });
+
   it("with Linkerd installed under other settings: upgrades the control plane, keeps the rest", async () => {
     const state = await getState();
     state.clusters.meshcart.namespaces.linkerd["meshcart/mesh-config"] = "0000000000000000";

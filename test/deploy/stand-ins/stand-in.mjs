@@ -9,7 +9,9 @@
 //
 //   <tool> args...   (the wrappers next to this file: exec node stand-in.mjs <tool> args...)
 import { Buffer } from "node:buffer";
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
 
 const [tool, ...args] = process.argv.slice(2);
 const statePath = process.env.STANDIN_STATE;
@@ -287,8 +289,13 @@ const handlers = {
     const namespace = take(a, "--namespace", "-n");
     const verb = a.shift();
     const c = cluster(context);
-    /** What the chart would render: the same for the same chart, values and namespace. */
-    const manifest = (rest) => `# stand-in manifest\nnamespace: ${namespace}\nargs: ${JSON.stringify(rest)}\n`;
+    /**
+     * What the chart would render: the same for the same chart, values and
+     * namespace. Like Helm's, it changes with the contents of the chart and
+     * of the values files, not only with the arguments naming them.
+     */
+    const manifest = (rest) =>
+      `# stand-in manifest\nnamespace: ${namespace}\nargs: ${JSON.stringify(rest)}\ncontents: ${contentsDigest(rest)}\n`;
     if (verb === "list") {
       const deployed = has(a, "--deployed");
       has(a, "--short");
@@ -389,3 +396,20 @@ const handlers = {
 
 if (!(tool in handlers)) fail(`stand-in: unknown tool ${tool}`, 64);
 handlers[tool]();
+
+/** A digest of every file of the chart directories and values files an argument list names. */
+function contentsDigest(rest) {
+  const hash = createHash("sha256");
+  const add = (file) => {
+    if (statSync(file).isDirectory()) {
+      for (const entry of readdirSync(file).sort()) add(path.join(file, entry));
+    } else {
+      hash.update(`${file}\0`).update(readFileSync(file)).update("\0");
+    }
+  };
+  rest.forEach((arg, i) => {
+    const named = rest[i - 1] === "-f" || rest[i - 1] === "--values" || /^[^-].*\/meshcart$/.test(arg);
+    if (named && existsSync(arg)) add(arg);
+  });
+  return hash.digest("hex").slice(0, 16);
+}
