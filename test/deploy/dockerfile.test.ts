@@ -65,6 +65,26 @@ describe("the Dockerfile's artefact", () => {
     expect(process.versions.node).toBe(NODE_VERSION);
   });
 
+  // The deps stage runs on the target platform, but nothing may depend on
+  // it: one build must serve linux/amd64 and linux/arm64 alike.
+  it.each(targets)("%s: no dependency is tied to a platform (no os/cpu field, no native addon)", async (target) => {
+    const modules = path.join(artefacts.get(target)!.workdir, "node_modules");
+    const tied: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+        const file = path.join(dir, entry.name);
+        if (entry.isDirectory()) await walk(file);
+        else if (entry.name.endsWith(".node")) tied.push(path.relative(modules, file));
+        else if (entry.name === "package.json") {
+          const pkg = JSON.parse(await fs.readFile(file, "utf8")) as { name?: string; os?: unknown; cpu?: unknown };
+          if (pkg.os || pkg.cpu) tied.push(`${pkg.name ?? path.relative(modules, file)} (os ${JSON.stringify(pkg.os)}, cpu ${JSON.stringify(pkg.cpu)})`);
+        }
+      }
+    };
+    await walk(modules);
+    expect(tied).toEqual([]);
+  });
+
   it.each(targets)("%s: production dependencies of lib and the service only", async (target) => {
     const artefact = artefacts.get(target)!;
     const modules = path.join(artefact.workdir, "node_modules");
