@@ -13,7 +13,7 @@
 #   CRDs into <dir>/crds/<group>/<kind>_<version>.json by crd-schemas.mjs.
 #   The CRDs come from MESHCART_CRDS (files or folders, space-separated),
 #   else ../shared/crds next to the repository (CI), else from the pinned
-#   linkerd CLI (`linkerd install --crds`) and the Gateway API release file.
+#   linkerd-crds chart (helm template) and the Gateway API release file.
 #
 # <dir> is .tools/schemas (MESHCART_SCHEMAS_DIR overrides). Versions live in
 # versions.env. Needs python3 with pip (PyPI) and node.
