@@ -31,6 +31,11 @@ export function decodePageToken<T extends Record<string, string | number>>(
   } catch {
     value = undefined;
   }
-  if (!isValid(value)) throw invalidArgument([{ field, description: "is not a token returned by this API" }]);
+  // A forged token is bad input however it is shaped, also when its keys
+  // would reach a query: Postgres cannot hold NUL in text and would fail
+  // the statement (found by fuzzing ListProducts).
+  if (!isValid(value) || Object.values(value).some((v) => typeof v === "string" && v.includes("\u0000"))) {
+    throw invalidArgument([{ field, description: "is not a token returned by this API" }]);
+  }
   return value;
 }

@@ -66,7 +66,7 @@ export function orderHandlers(orders: Orders): OrderServiceImplementation {
     async cancelOrder(request, context) {
       validate((v) => {
         v.id("order_id", request.orderId);
-        v.maxLength("reason", request.reason, LIMITS.maxReason);
+        v.text("reason", request.reason, LIMITS.maxReason);
       });
       annotateSpan({ [SpanAttributes.orderId]: request.orderId });
       const order = await orders.cancel(request.orderId, request.reason, context.signal);
@@ -84,10 +84,16 @@ export function orderHandlers(orders: Orders): OrderServiceImplementation {
   };
 }
 
+/** Exactly what ListOrders writes into its tokens: toISOString() of a time Postgres can hold (years 0001-9999). */
+const TOKEN_TIME = /^(?!0000)\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
 function isPosition(value: unknown): value is { createdAt: string; orderId: string } {
   if (typeof value !== "object" || value === null) return false;
   const v = value as Record<string, unknown>;
-  return typeof v.createdAt === "string" && !Number.isNaN(Date.parse(v.createdAt)) && typeof v.orderId === "string";
+  // A forged time that JavaScript reads but Postgres refuses (year -1) would
+  // fail the query: INTERNAL for what is bad input (found by fuzzing).
+  const time = typeof v.createdAt === "string" && TOKEN_TIME.test(v.createdAt) ? new Date(v.createdAt) : undefined;
+  return time !== undefined && !Number.isNaN(time.getTime()) && time.toISOString() === v.createdAt && typeof v.orderId === "string";
 }
 
 const STATES: Record<OrderState, OrderStateMessage> = {

@@ -274,6 +274,13 @@ describe("reading orders over gRPC", () => {
     const bad = await refusal(mesh.order.listOrders({ customerId, pageSize: 2, pageToken: "not-a-token" }));
     expect(bad.code).toBe(Status.INVALID_ARGUMENT);
     expect(Object.keys(bad.fields)).toEqual(["page_token"]);
+    // Well-formed tokens with a time JavaScript reads and Postgres refuses (found by fuzzing).
+    for (const createdAt of ["-000001-01-01T00:00:00.000Z", "0000-01-01T00:00:00.000Z", "2026-13-01T00:00:00.000Z", "2026-12-04"]) {
+      const forged = Buffer.from(JSON.stringify({ createdAt, orderId: "ord_x" })).toString("base64url");
+      const refused = await refusal(mesh.order.listOrders({ customerId, pageSize: 2, pageToken: forged }));
+      expect(refused.code, createdAt).toBe(Status.INVALID_ARGUMENT);
+      expect(Object.keys(refused.fields)).toEqual(["page_token"]);
+    }
   });
 });
 
@@ -321,6 +328,12 @@ describe("cancelling over gRPC (rows 14-17)", () => {
     expect((await refusal(mesh.order.cancelOrder({ orderId: "ord_missing", reason: "" }))).code).toBe(Status.NOT_FOUND);
     const long = await refusal(mesh.order.cancelOrder({ orderId: rejected.orderId, reason: "x".repeat(501) }));
     expect(Object.keys(long.fields)).toEqual(["reason"]);
+    // Postgres keeps no NUL in text: refused up front, not INTERNAL from the database (found by fuzzing).
+    const confirmed = await create();
+    const nul = await refusal(mesh.order.cancelOrder({ orderId: confirmed.orderId, reason: "late\u0000delivery" }));
+    expect(nul.code).toBe(Status.INVALID_ARGUMENT);
+    expect(nul.fields).toEqual({ reason: "must not contain NUL characters" });
+    expect(stateName((await mesh.order.getOrder({ orderId: confirmed.orderId })).order!.state)).toBe("CONFIRMED");
   });
 });
 

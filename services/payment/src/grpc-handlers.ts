@@ -76,7 +76,7 @@ export function paymentHandlers(
         v.id("idempotency_key", request.idempotencyKey);
         v.id("payment_id", request.paymentId);
         checkMoney(v, "amount", request.amount, false);
-        v.maxLength("reason", request.reason, LIMITS.maxReasonLength);
+        v.text("reason", request.reason, LIMITS.maxReasonLength);
       });
       const { refund, payment, replayed } = await payments.refund({
         idempotencyKey: request.idempotencyKey,

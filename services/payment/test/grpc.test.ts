@@ -357,6 +357,11 @@ describe("payment over gRPC", () => {
     );
     expect(badRefund.code).toBe(Status.INVALID_ARGUMENT);
     expect(Object.keys(badRefund.fields).sort()).toEqual(["amount.minor_units", "idempotency_key", "reason"]);
+    const nulReason = await failure(
+      v1.client.refund({ idempotencyKey: "nul-reason", paymentId: payment!.paymentId, amount: { currencyCode: "USD", minorUnits: 1 }, reason: "a\u0000b" }),
+    );
+    expect(nulReason.code).toBe(Status.INVALID_ARGUMENT);
+    expect(Object.keys(nulReason.fields)).toEqual(["reason"]);
 
     const noFilter = await failure(v2.client.listPayments({ pageSize: 101, pageToken: "not-a-token" }));
     expect(noFilter.code).toBe(Status.INVALID_ARGUMENT);

@@ -204,7 +204,7 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
       const who = await shopper(context);
       validate((v) => {
         v.id("order_id", request.orderId);
-        v.maxLength("reason", request.reason, LIMITS.maxReason);
+        v.text("reason", request.reason, LIMITS.maxReason);
       });
       const clients = backends.at(deadline(context));
       await ownOrder(clients, who, request.orderId, context.signal);

@@ -220,11 +220,12 @@ describe("validation at the edge", () => {
     const others = [
       refusal((o) => stack.storefront.getOrder({ orderId: "" }, o), alice),
       refusal((o) => stack.storefront.cancelOrder({ orderId: "ord_1", reason: "x".repeat(501) }, o), alice),
+      refusal((o) => stack.storefront.cancelOrder({ orderId: "ord_1", reason: "nul\u0000" }, o), alice),
       refusal((o) => stack.storefront.listProducts({ pageSize: 101, pageToken: "" }, o)),
       refusal((o) => stack.storefront.getProduct({ sku: "no spaces allowed" }, o)),
     ];
     const fields = (await Promise.all(others)).map((r) => (r.code === Status.INVALID_ARGUMENT ? Object.keys(r.fields) : r.code));
-    expect(fields).toEqual([["order_id"], ["reason"], ["page_size"], ["sku"]]);
+    expect(fields).toEqual([["order_id"], ["reason"], ["reason"], ["page_size"], ["sku"]]);
   });
 
   it("refuses a request larger than the size limit with RESOURCE_EXHAUSTED", async () => {
