@@ -3,22 +3,30 @@ import net from "node:net";
 const loopback = "127.0.0.1";
 
 /**
- * The documented local ports (make dev, the README walkthrough test) lie in
- * the OS's ephemeral range; a test that asked for any free port must never
- * be handed one of them while the walkthrough test runs beside it.
+ * Test ports come from below the OS's ephemeral range (32768-60999 on Linux,
+ * 49152-65535 on macOS). A port the OS handed out for `listen(0)` and that
+ * was then closed is free again for the kernel's own use: any outgoing
+ * connection (a pg pool, a gRPC channel) may take it as its source port
+ * before the test's service binds it, and the service fails with
+ * EADDRINUSE. Ports under 32768 are never picked as source ports, and the
+ * documented local ports of make dev (50050-50054, 9050-9153, 5433) lie
+ * outside this range too, so the README walkthrough test can run beside.
  */
-const reserved = new Set([50050, 50051, 50052, 50053, 50054, 9050, 9051, 9052, 9053, 9054, 9150, 9152, 9153, 5433]);
+const range = { first: 20_000, last: 32_000 };
 
-/** A port the OS considers free right now on 127.0.0.1, never one of the documented local ports. */
+/** Ports this process handed out already: never twice, even once closed again. */
+const handedOut = new Set<number>();
+
+/** A port that is free right now on 127.0.0.1 and that this process has not handed out before. */
 export async function freePort(): Promise<number> {
-  for (;;) {
-    const server = net.createServer();
-    await listen(server, 0);
-    const address = server.address();
-    await close(server);
-    if (address === null || typeof address === "string") throw new Error("could not determine a free port");
-    if (!reserved.has(address.port)) return address.port;
+  for (let attempt = 0; attempt < 1_000; attempt++) {
+    const port = range.first + Math.floor(Math.random() * (range.last - range.first + 1));
+    if (handedOut.has(port)) continue;
+    if (!(await isPortFree(port))) continue;
+    handedOut.add(port);
+    return port;
   }
+  throw new Error(`no free port between ${range.first} and ${range.last} after 1000 attempts`);
 }
 
 /**
