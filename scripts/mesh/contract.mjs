@@ -11,6 +11,40 @@ export const contractPath = path.join(root, "proto/mesh.yaml");
 
 const RETRY_CODES = new Set(["cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"]);
 const DURATION = /^\d+(ms|s|m)$/;
+/** A service's configuration variable (`order.ORDER_MAX_WAIT_MS`) or an RPC (`order.CreateOrder`). */
+const REFERENCE = /^([a-z]+)\.([A-Za-z][A-Za-z0-9_]*)$/;
+const CONFIG_VARIABLE = /^[A-Z][A-Z0-9_]*$/;
+
+/**
+ * The proxyProtocol values of a Server on a service's gRPC port, and the
+ * route kind the policy controller sends for each (linkerd2 version-2.20,
+ * policy-controller/grpc/src/inbound.rs `to_server`: a gRPC Server gets only
+ * its GRPCRoutes and no rate limit; an HTTP/2 Server only its HTTPRoutes,
+ * with the rate limit).
+ */
+export const SERVER_PROTOCOLS = { gRPC: { route: "GRPCRoute", rateLimit: false }, "HTTP/2": { route: "HTTPRoute", rateLimit: true } };
+
+/** The proxyProtocol of a service's gRPC Server. */
+export function serverProtocol(contract, service) {
+  return contract.services[service]?.server ?? "gRPC";
+}
+
+/** Whether an identity is a caller outside the mesh, told by source address. */
+export function isNetwork(identity) {
+  return Boolean(identity?.networks ?? identity?.networksValue);
+}
+
+/**
+ * A `waits`/`deadlines` reference: a configuration variable or an RPC of a service.
+ * @param {string | undefined} text
+ * @returns {{ service: string, name: string, kind: "config" | "rpc" } | undefined}
+ */
+export function parseReference(text) {
+  const match = REFERENCE.exec(text ?? "");
+  if (!match) return undefined;
+  const [, service = "", name = ""] = match;
+  return { service, name, kind: CONFIG_VARIABLE.test(name) ? "config" : "rpc" };
+}
 
 /** Milliseconds of a Linkerd duration ("600ms", "2s", "1m"). */
 export function durationMs(value) {
@@ -47,14 +81,17 @@ export function validate(contract) {
   const problems = [];
   const identities = contract.identities ?? {};
   for (const [name, id] of Object.entries(identities)) {
-    const kinds = ["serviceAccount", "networks", "meshed"].filter((k) => id[k] !== undefined);
-    if (kinds.length !== 1) problems.push(`identity ${name}: needs exactly one of serviceAccount, networks, meshed`);
+    const kinds = ["serviceAccount", "networks", "networksValue", "meshed"].filter((k) => id[k] !== undefined);
+    if (kinds.length !== 1) problems.push(`identity ${name}: needs exactly one of serviceAccount, networks, networksValue, meshed`);
     if (!id.about) problems.push(`identity ${name}: say who it is (about)`);
   }
   const known = (who, where) => {
     for (const caller of who ?? []) if (!identities[caller]) problems.push(`${where}: unknown identity ${caller}`);
   };
   for (const [name, svc] of Object.entries(contract.services ?? {})) {
+    if (svc.server !== undefined && !SERVER_PROTOCOLS[svc.server]) {
+      problems.push(`service ${name}: server must be one of ${Object.keys(SERVER_PROTOCOLS).join(", ")}`);
+    }
     const declared = protoServices(svc.proto).find((s) => s.service === svc.service);
     if (!declared) {
       problems.push(`service ${name}: ${svc.service} is not in ${svc.proto}`);
@@ -99,6 +136,15 @@ export function validate(contract) {
         problems.push(`${where}: the attempt timeout must be shorter than the request timeout`);
       }
       if (rpc.attempt && retry.length === 0) problems.push(`${where}: an attempt timeout only means something with retries`);
+      for (const key of ["waits", "deadlines"]) {
+        for (const ref of rpc[key] ?? []) {
+          const parsed = parseReference(ref);
+          if (!parsed) problems.push(`${where}: ${key} names ${ref}: want <service>.<CONFIG_VARIABLE> or <service>.<Rpc>`);
+          else if (key === "deadlines" && parsed.kind !== "config") problems.push(`${where}: deadlines names ${ref}: want a configuration variable`);
+          else if (parsed.kind === "rpc" && !contract.services?.[parsed.service]?.rpcs?.[parsed.name]) problems.push(`${where}: waits names ${ref}: no such RPC`);
+        }
+      }
+      if (rpc.streaming && rpc.waits) problems.push(`${where}: a stream has no designed latency (waits)`);
       const policy = JSON.stringify([retry, rpc.limit, rpc.attempt, rpc.request, Boolean(rpc.streaming)]);
       const seen = routes.get(rpc.route);
       if (seen && seen.policy !== policy) problems.push(`${where}: route ${rpc.route} mixes policies (${seen.method} differs)`);
@@ -116,6 +162,12 @@ export function validate(contract) {
   const rl = contract.rateLimit;
   if (rl) {
     if (!contract.services?.[rl.server]) problems.push(`rateLimit: unknown service ${rl.server}`);
+    else if (!SERVER_PROTOCOLS[serverProtocol(contract, rl.server)]?.rateLimit) {
+      problems.push(
+        `rateLimit: ${rl.server}'s Server is ${serverProtocol(contract, rl.server)}, where Linkerd 2.20 accepts a rate limit and never enforces it ` +
+          "(the policy controller sends limits only to detect, HTTP/1 and HTTP/2 Servers): set its server to HTTP/2",
+      );
+    }
     for (const o of rl.overrides ?? []) {
       if (!identities[o.identity]?.serviceAccount) problems.push(`rateLimit: override ${o.identity} is not a ServiceAccount identity`);
       if (o.requestsPerSecond > rl.total) problems.push(`rateLimit: override ${o.identity} exceeds the total`);
@@ -159,7 +211,9 @@ export function outboundRoutes(contract, service) {
 /**
  * Inbound authorization of a service's gRPC port: methods grouped by the
  * exact set of identities allowed to call them. Each group becomes one
- * inbound GRPCRoute, and each of its callers one AuthorizationPolicy.
+ * inbound route (a GRPCRoute on a gRPC Server, an HTTPRoute matching the
+ * gRPC paths on an HTTP/2 Server), and each of its callers one
+ * AuthorizationPolicy.
  */
 export function inboundGroups(contract, service) {
   const groups = new Map();
@@ -203,7 +257,7 @@ export function authorizedEdges(contract) {
  */
 export function deniedFor(contract, identity) {
   return rpcs(contract)
-    .filter((r) => !r.streaming && !r.callers.includes(identity) && !r.callers.some((c) => contract.identities[c]?.networks))
+    .filter((r) => !r.streaming && !r.callers.includes(identity) && !r.callers.some((c) => isNetwork(contract.identities[c])))
     .map((r) => `${r.service} ${r.fqService}/${r.method}`);
 }
 

@@ -1,12 +1,16 @@
+import { execFile } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import fs from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseDockerfile, serviceTargets } from "../../scripts/deploy/dockerfile.mjs";
-import { tags } from "../../scripts/deploy/image-tag.mjs";
+import { readVersions, tags } from "../../scripts/deploy/image-tag.mjs";
 import { readmeTable, valuesTable } from "../../scripts/deploy/values-table.mjs";
-import { pods, quantity, render, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
+import { chartDir, helmBinary, imageTagsFile, pods, quantity, render, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
 import { repoRoot } from "./support/paths.js";
 
 /** The laptop budget: memory requests of everything the chart installs, proxies included. */
@@ -252,6 +256,55 @@ describe("the chart's defaults", () => {
     expect(storefront.spec.ports[0].nodePort).toBe(mapping.containerPort);
     expect(mapping).toMatchObject({ hostPort: mapping.containerPort, listenAddress: "127.0.0.1" });
     expect(kind.nodes[0].image).toMatch(/^kindest\/node:v1\.35\.\d+@sha256:[0-9a-f]{64}$/);
+  });
+
+  it("names where the kind node image's digest comes from: the release notes of the pinned kind", () => {
+    // kind supports a node image only with the release that built it, by
+    // digest; its release notes list them. Bumping KIND_VERSION without
+    // taking the image from the new notes leaves this URL behind.
+    const text = readFileSync(path.join(repoRoot, "k8s/kind-config.yaml"), "utf8");
+    const { KIND_VERSION } = readVersions();
+    const cited = [...text.matchAll(/https:\/\/github\.com\/kubernetes-sigs\/kind\/releases\/tag\/v([0-9.]+)/g)].map((m) => m[1]);
+    expect(cited).toEqual([KIND_VERSION]);
+  });
+
+  it("runs the helm test pods' proxies as native sidecars, by annotation, so that the pods complete", () => {
+    const tests = pods(objects).filter((p) => p.isTest);
+    expect(tests.length).toBeGreaterThan(0);
+    for (const pod of tests) {
+      // The annotation linkerd2 version-2.20 reads first (pkg/k8s/labels.go, ProxyEnableNativeSidecarAnnotation).
+      expect(pod.annotations["config.linkerd.io/proxy-enable-native-sidecar"], pod.owner.metadata.name).toBe("true");
+      expect(pod.spec.restartPolicy).toBe("Never");
+    }
+  });
+
+  it("stops an upgrade that would change the Postgres volume claim, saying what the cluster has and what to do", async () => {
+    // The guard gets the live StatefulSet from lookup, which `helm template`
+    // never answers: here a copy of the chart hands it the one an install
+    // with storage 1Gi and class "standard" leaves behind.
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "meshcart-chart-live-"));
+    const copy = path.join(dir, "meshcart");
+    await fs.cp(chartDir, copy, { recursive: true, dereference: true });
+    const live = '(dict "spec" (dict "volumeClaimTemplates" (list (dict "spec" (dict "storageClassName" "standard" "resources" (dict "requests" (dict "storage" "1Gi")))))))';
+    await fs.writeFile(path.join(copy, "templates", "zz-live-postgres.yaml"), `{{- include "meshcart.postgresClaimUnchanged" (dict "root" . "live" ${live}) }}\n`);
+    const template = (...set: string[]) =>
+      promisify(execFile)(helmBinary(), ["template", "meshcart", copy, "--namespace", "meshcart", "--kube-version", readVersions().KUBERNETES_SCHEMA_VERSION!, "-f", tagsFile, ...set.flatMap((s) => ["--set", s])], {
+        maxBuffer: 64 * 1024 * 1024,
+      });
+    const tagsFile = await imageTagsFile();
+    try {
+      await expect(template("postgres.storage=1Gi", "postgres.storageClassName=standard")).resolves.toBeDefined();
+      await expect(template("postgres.storage=2Gi", "postgres.storageClassName=standard")).rejects.toThrow(
+        "postgres.storage is 1Gi in the installed release and cannot become 2Gi",
+      );
+      await expect(template("postgres.storage=1Gi")).rejects.toThrow('postgres.storageClassName is "standard" in the installed release and cannot become ""');
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+    // And the values say so before anyone tries.
+    const schema = JSON.parse(readFileSync(path.join(chartDir, "values.schema.json"), "utf8"));
+    expect(schema.properties.postgres.properties.storage.description).toContain("Fixed at install");
+    expect(readFileSync(path.join(chartDir, "values.yaml"), "utf8")).toMatch(/Fixed at install[^\n]*\n\s*storage:/);
   });
 
   it("keeps the generated credentials across upgrades", () => {

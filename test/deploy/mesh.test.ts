@@ -1,11 +1,19 @@
-import { readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { parse as parseYaml } from "yaml";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
+import { Client, credentials, type ServiceError } from "@grpc/grpc-js";
 import { beforeAll, describe, expect, it } from "vitest";
-import { authorizedEdges, durationMs, loadContract, rpcs, validate } from "../../scripts/mesh/contract.mjs";
+import { createLogger, loadConfig, serviceConfig, startServiceRuntime } from "@meshcart/lib";
+import { freePort } from "../../dev/src/net.js";
+import { chartValues, valueAt as chartValueAt } from "../../scripts/deploy/chart-values.mjs";
+import { authorizedEdges, durationMs, loadContract, parseReference, rpcs, validate } from "../../scripts/mesh/contract.mjs";
 import { renderAll } from "../../scripts/mesh/render.mjs";
-import { chartDir, namespace, pods, render, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
-import { repoRoot } from "./support/paths.js";
+import { namespace, pods, render, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
+import { repoRoot, toolsBin } from "./support/paths.js";
+
+const run = promisify(execFile);
 
 /*
  * The chart's Linkerd objects against the mesh contract (proto/mesh.yaml):
@@ -15,24 +23,18 @@ import { repoRoot } from "./support/paths.js";
 
 const contract = loadContract();
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function deepMerge(base: any, over: any): any {
-  if (over === undefined) return base;
-  if (base === null || typeof base !== "object" || Array.isArray(base) || typeof over !== "object" || over === null) return over;
-  const out = { ...base };
-  for (const [k, v] of Object.entries(over)) out[k] = deepMerge(base[k], v);
-  return out;
-}
-
 function valuesOf(file?: string): Manifest {
-  const defaults = parseYaml(readFileSync(path.join(chartDir, "values.yaml"), "utf8"));
-  return file ? deepMerge(defaults, parseYaml(readFileSync(file, "utf8"))) : defaults;
+  return chartValues(file ? [file] : []);
 }
 
 function valueAt(values: Manifest, dotted: string | undefined): boolean {
   if (!dotted) return true;
-  return Boolean(dotted.split(".").reduce((v: Manifest, k) => v?.[k], values));
+  return Boolean(chartValueAt(values, dotted));
 }
+
+/** proxyProtocol values whose Servers get HTTPRoutes and a rate limit (policy-controller/grpc/src/inbound.rs, version-2.20). */
+const HTTP_SERVER_PROTOCOLS = ["HTTP/1", "HTTP/2", "unknown"];
+const protocolOf = (server: K8sObject) => server.spec.proxyProtocol ?? "unknown";
 
 const podTargets: Record<string, string | undefined> = {
   storefront: undefined,
@@ -246,12 +248,68 @@ describe.each(valueSets)("the mesh objects with $name values", ({ file }) => {
       const server = serverOf(target.spec.parentRefs[0].name);
       for (const rule of target.spec.rules) {
         for (const m of rule.matches) {
-          const what = target.kind === "GRPCRoute" ? methodKey(m) : m.path.value;
+          let what = target.kind === "GRPCRoute" ? methodKey(m) : m.path.value;
+          // gRPC on an HTTP/2 Server: /<service>/<method> exactly, or a whole service as a path prefix.
+          if (target.kind === "HTTPRoute" && server.spec.port === "grpc") what = grpcPathKey(m.path);
           rendered.push(`${caller} -> ${serverTarget(server)}:${server.spec.port} ${what}`);
         }
       }
     }
     expect(rendered.sort()).toEqual(expectedEdges(values));
+  });
+
+  it("attaches every inbound route to a Server of its protocol, and the rate limit to an HTTP Server", () => {
+    // The policy controller sends a gRPC Server its GRPCRoutes only, an HTTP
+    // one its HTTPRoutes only, and a rate limit only to the HTTP ones
+    // (policy-controller/grpc/src/inbound.rs `to_server`, linkerd2
+    // version-2.20). Anything else is accepted by the API server and inert:
+    // a dropped route denies every caller, a dropped limit limits nothing.
+    const kindsOn = new Map<string, Set<string>>();
+    for (const route of [...byKind(objects, "GRPCRoute"), ...byKind(objects, "HTTPRoute")]) {
+      for (const parent of route.spec.parentRefs.filter((p: Manifest) => p.kind === "Server")) {
+        const server = find(objects, "Server", parent.name)!;
+        const where = `${route.kind}/${route.metadata.name} on Server/${parent.name} (${protocolOf(server)})`;
+        if (route.kind === "GRPCRoute") expect(protocolOf(server), where).toBe("gRPC");
+        else expect(HTTP_SERVER_PROTOCOLS, where).toContain(protocolOf(server));
+        kindsOn.set(parent.name, (kindsOn.get(parent.name) ?? new Set()).add(route.kind));
+      }
+    }
+    // Both kinds on one Server: the HTTPRoutes are refused as conflicting (policy-controller/k8s/status/src/index.rs).
+    for (const [server, kinds] of kindsOn) expect(kinds.size, `Server/${server} has ${[...kinds].join(" and ")}`).toBe(1);
+    for (const limit of byKind(objects, "HTTPLocalRateLimitPolicy")) {
+      const server = find(objects, "Server", limit.spec.targetRef.name)!;
+      expect(HTTP_SERVER_PROTOCOLS, `HTTPLocalRateLimitPolicy/${limit.metadata.name} on a ${protocolOf(server)} Server is never enforced`).toContain(
+        protocolOf(server),
+      );
+    }
+  });
+
+  it("puts a Server on every port a Service sends to, so that no advertised port is a dead end under deny", () => {
+    const servers = byKind(objects, "Server");
+    for (const svc of byKind(objects, "Service")) {
+      const selected = allPods.filter((p) => !p.isTest && Object.entries(svc.spec.selector ?? {}).every(([k, v]) => p.labels[k] === v));
+      for (const port of svc.spec.ports) {
+        for (const pod of selected) {
+          const covered = servers.some(
+            (server) => server.spec.port === port.targetPort && podsSelectedBy([pod], server.spec.podSelector).length === 1,
+          );
+          expect(covered, `Service ${svc.metadata.name} port ${port.name} -> ${pod.owner.metadata.name}:${port.targetPort} has no Server`).toBe(true);
+        }
+      }
+    }
+  });
+
+  it("names each workload's proxy spans after the workload", () => {
+    const names = new Map<string, string>();
+    for (const pod of allPods) {
+      const name = pod.annotations["resource.opentelemetry.io/service.name"];
+      const owner = pod.owner.metadata.name;
+      expect(name, owner).toBe(`${owner}-proxy`);
+      // The injector would otherwise take app.kubernetes.io/instance: the release, alike on every pod.
+      expect(name, owner).not.toBe(pod.labels["app.kubernetes.io/instance"]);
+      expect(names.get(name!), `${owner} and ${names.get(name!)} share ${name}`).toBeUndefined();
+      names.set(name!, owner);
+    }
   });
 
   it("annotates the Services the contract names for circuit breaking, and only those", () => {
@@ -288,6 +346,18 @@ function callerOf(authn: K8sObject): string {
   return found ? found[0] : `ServiceAccount ${ref.name}`;
 }
 
+/** An HTTPRoute path match on a gRPC port as "<service>/<method>" (Exact) or "<service>" (PathPrefix). */
+function grpcPathKey(path: { type: string; value: string }): string {
+  const parts = path.value.split("/").slice(1);
+  if (path.type === "Exact") {
+    expect(parts, `${path.value}: an exact gRPC path is /<service>/<method>`).toHaveLength(2);
+  } else {
+    expect(path.type, path.value).toBe("PathPrefix");
+    expect(parts, `${path.value}: a gRPC service prefix is /<service>`).toHaveLength(1);
+  }
+  return parts.join("/");
+}
+
 /** The contract's name of the pods a Server selects. */
 function serverTarget(server: K8sObject): string {
   const labels = server.spec.podSelector?.matchLabels;
@@ -315,6 +385,14 @@ describe("the mesh contract", () => {
     expect(problems).toContain("never retry RESOURCE_EXHAUSTED toward a rate-limited service");
   });
 
+  it("refuses a rate limit on a gRPC Server, where Linkerd never enforces it", () => {
+    const broken = structuredClone(contract);
+    delete broken.services[broken.rateLimit.server].server;
+    expect(validate(broken).join("\n")).toContain(`rateLimit: ${broken.rateLimit.server}'s Server is gRPC`);
+    broken.services[broken.rateLimit.server].server = "HTTP/3";
+    expect(validate(broken).join("\n")).toContain("server must be one of gRPC, HTTP/2");
+  });
+
   it("keeps each retry budget inside its request timeout", () => {
     for (const rpc of rpcs(contract).filter((r: Manifest) => r.attempt)) {
       // Every attempt the route allows must fit, with room left for the backoff between them.
@@ -327,5 +405,198 @@ describe("the mesh contract", () => {
     for (const [rel, text] of Object.entries(renderAll(contract))) {
       expect(readFileSync(path.join(repoRoot, rel), "utf8"), `${rel}: run npm run generate`).toBe(text);
     }
+  });
+});
+
+/**
+ * The timeouts of the chart's routes against what the services are built to
+ * do, with the numbers taken from where they are defined: each service's
+ * configuration defaults (services/<service>/src/config.ts, compiled by
+ * `tsc -b`), combined as proto/mesh.yaml's `waits` and `deadlines` say.
+ */
+describe("the routes' timeouts against the services' configuration", () => {
+  const shapes = new Map<string, Record<string, { parse(v: unknown): unknown }>>();
+  let outbound: K8sObject[];
+
+  /** The default of a service's configuration variable, in milliseconds. */
+  function configMs(service: string, variable: string): number {
+    const shape = shapes.get(service);
+    if (!shape) throw new Error(`no configuration of ${service} loaded`);
+    expect(Object.keys(shape), `${variable} is not a variable of services/${service}/src/config.ts`).toContain(variable);
+    const value = shape[variable]!.parse(undefined);
+    expect(typeof value, `${service}.${variable} has no numeric default`).toBe("number");
+    return value as number;
+  }
+
+  /** How long an RPC takes by design: the sum of its `waits`, an RPC counting with its own. */
+  function designedMs(service: string, method: string, seen: string[] = []): number {
+    const key = `${service}.${method}`;
+    if (seen.includes(key)) throw new Error(`waits loop: ${[...seen, key].join(" -> ")}`);
+    const rpc = contract.services[service].rpcs[method];
+    let total = 0;
+    for (const ref of rpc.waits ?? []) {
+      const parsed = parseReference(ref)!;
+      total += parsed.kind === "config" ? configMs(parsed.service, parsed.name) : designedMs(parsed.service, parsed.name, [...seen, key]);
+    }
+    return total;
+  }
+
+  function routeOf(rpc: Manifest): K8sObject {
+    const route = outbound.find(
+      (r) =>
+        r.spec.parentRefs[0].name === rpc.service &&
+        r.spec.rules.some((rule: Manifest) => rule.matches.some((m: Manifest) => methodKey(m) === `${rpc.fqService}/${rpc.method}`)),
+    );
+    expect(route, `${rpc.service}.${rpc.method} has no route`).toBeDefined();
+    return route!;
+  }
+
+  beforeAll(async () => {
+    const services = new Set<string>();
+    for (const rpc of rpcs(contract)) {
+      for (const ref of [...(rpc.waits ?? []), ...(rpc.deadlines ?? [])]) services.add(parseReference(ref)!.service);
+    }
+    for (const service of services) {
+      const file = path.join(repoRoot, "services", service, "dist", "config.js");
+      if (!existsSync(file)) throw new Error(`${file} is missing: build first (tsc -b)`);
+      const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+      const shape = Object.values(module).find((v) => v !== null && typeof v === "object" && "GRPC_PORT" in v);
+      if (!shape) throw new Error(`${file} exports no configuration shape`);
+      shapes.set(service, shape as Record<string, { parse(v: unknown): unknown }>);
+    }
+    outbound = (await render()).filter((o) => o.kind === "GRPCRoute" && o.spec.parentRefs[0].kind === "Service");
+  });
+
+  it("lets every attempt and every request outlast what each RPC on the route waits for on purpose", () => {
+    const waiting: string[] = [];
+    for (const rpc of rpcs(contract).filter((r: Manifest) => !r.streaming)) {
+      const designed = designedMs(rpc.service, rpc.method);
+      if (designed > 0) waiting.push(`${rpc.service}.${rpc.method} ${designed}ms`);
+      const route = routeOf(rpc);
+      const a = route.metadata.annotations ?? {};
+      const where = `${rpc.service}.${rpc.method} on ${route.metadata.name}, designed to take up to ${designed}ms`;
+      if (a["retry.linkerd.io/timeout"]) expect(durationMs(a["retry.linkerd.io/timeout"]), `${where}: per-attempt timeout`).toBeGreaterThan(designed);
+      if (a["timeout.linkerd.io/request"]) expect(durationMs(a["timeout.linkerd.io/request"]), `${where}: request timeout`).toBeGreaterThan(designed);
+    }
+    // The check means something only if some RPC does wait: the composed read and the saga do.
+    expect(waiting.length, "no RPC of proto/mesh.yaml waits on purpose").toBeGreaterThan(0);
+  });
+
+  it("fits every attempt of a retry budget in the deadline its callers give", () => {
+    let checked = 0;
+    for (const rpc of rpcs(contract).filter((r: Manifest) => r.deadlines?.length)) {
+      const a = routeOf(rpc).metadata.annotations ?? {};
+      if (!a["retry.linkerd.io/timeout"]) continue;
+      const attempts = Number(a["retry.linkerd.io/limit"] ?? 0) + 1;
+      const deadline = Math.min(...rpc.deadlines.map((d: string) => configMs(parseReference(d)!.service, parseReference(d)!.name)));
+      expect(durationMs(a["retry.linkerd.io/timeout"]) * attempts, `${rpc.service}.${rpc.method}: ${attempts} attempts within ${deadline}ms`).toBeLessThan(deadline);
+      checked += 1;
+    }
+    expect(checked).toBeGreaterThan(0);
+  });
+});
+
+/** A list_services request of gRPC server reflection, and the service names of its answer (protobuf, by hand: three fields). */
+function reflect(address: string, service: string): Promise<{ services: string[] } | { code: number }> {
+  const client = new Client(address, credentials.createInsecure());
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const call = client.makeBidiStreamRequest(`/${service}/ServerReflectionInfo`, (b: Buffer) => b, (b: Buffer) => b);
+    call.on("data", (b: Buffer) => chunks.push(b));
+    call.on("error", (error: ServiceError) => {
+      client.close();
+      resolve({ code: error.code });
+    });
+    call.on("end", () => {
+      client.close();
+      const services: string[] = [];
+      for (const chunk of chunks) {
+        // ServerReflectionResponse.list_services_response = 6 { repeated ServiceResponse service = 1 { string name = 1 } }
+        for (const list of fields(chunk).filter((f) => f.number === 6)) {
+          for (const entry of fields(list.bytes).filter((f) => f.number === 1)) {
+            services.push(...fields(entry.bytes).filter((f) => f.number === 1).map((f) => f.bytes.toString("utf8")));
+          }
+        }
+      }
+      resolve({ services });
+    });
+    call.write(Buffer.from([(7 << 3) | 2, 0])); // list_services = 7: ""
+    call.end();
+  });
+}
+
+/** The length-delimited fields of a protobuf message (the only wire type these messages use). */
+function fields(buffer: Buffer): { number: number; bytes: Buffer }[] {
+  const out: { number: number; bytes: Buffer }[] = [];
+  let at = 0;
+  const varint = () => {
+    let value = 0;
+    for (let shift = 0; ; shift += 7) {
+      const byte = buffer[at++]!;
+      value += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) return value;
+    }
+  };
+  while (at < buffer.length) {
+    const tag = varint();
+    if ((tag & 7) !== 2) throw new Error(`unexpected wire type ${tag & 7}`);
+    const length = varint();
+    out.push({ number: tag >>> 3, bytes: buffer.subarray(at, at + length) });
+    at += length;
+  }
+  return out;
+}
+
+describe("the standard services the contract authorizes", () => {
+  it("are exactly what a meshcart gRPC server serves besides its own API (no reflection v1alpha)", async () => {
+    const [grpcPort, adminPort] = [await freePort(), await freePort()];
+    const config = loadConfig(serviceConfig, { GRPC_PORT: String(grpcPort), ADMIN_PORT: String(adminPort), LOG_LEVEL: "silent" });
+    const runtime = await startServiceRuntime({
+      name: "standard-services",
+      config,
+      logger: createLogger({ service: "standard-services", version: "test", level: "silent" }),
+      services: [],
+      host: "127.0.0.1",
+    });
+    try {
+      const address = `127.0.0.1:${grpcPort}`;
+      const served = new Set<string>();
+      for (const reflection of ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]) {
+        const answer = await reflect(address, reflection);
+        if ("services" in answer) {
+          served.add(reflection);
+          for (const name of answer.services) served.add(name);
+        }
+      }
+      expect(served.size, "the server answered no reflection at all").toBeGreaterThan(0);
+      // What grpcurl sees through the same server (it asks v1, then v1alpha).
+      const grpcurl = path.join(toolsBin, "grpcurl");
+      if (!existsSync(grpcurl)) throw new Error("grpcurl is missing: run `make tools` (make test installs it)");
+      const health = await run(grpcurl, ["-plaintext", address, "grpc.health.v1.Health/Check"]);
+      expect(health.stdout).toContain("SERVING");
+      expect([...served].sort()).toEqual(Object.keys(contract.standard).sort());
+    } finally {
+      await runtime.shutdown("test over");
+    }
+  });
+});
+
+describe("the kubelet's network authentication", () => {
+  it("admits the networks of mesh.probeNetworks (Linkerd's own probeNetworks default), and reaches probe paths only", async () => {
+    const authnOf = (objects: K8sObject[]) => objects.find((o) => o.kind === "NetworkAuthentication" && o.metadata.name === "kubelet")!;
+    const defaults = await render();
+    expect(authnOf(defaults).spec.networks).toEqual(chartValues().mesh.probeNetworks.map((cidr: string) => ({ cidr })));
+    const narrowed = await render(["--set", "mesh.probeNetworks={10.244.0.1/32,172.18.0.0/16}"]);
+    expect(authnOf(narrowed).spec.networks).toEqual([{ cidr: "10.244.0.1/32" }, { cidr: "172.18.0.0/16" }]);
+    // Whatever its networks, the kubelet may only GET what the pods' probes ask for.
+    const probePaths = new Set<string>(["/live", "/ready"]); // the proxy's own (linkerd-admin)
+    for (const pod of pods(defaults)) {
+      for (const c of pod.spec.containers) {
+        for (const probe of ["startupProbe", "livenessProbe", "readinessProbe"]) if (c[probe]?.httpGet) probePaths.add(c[probe].httpGet.path);
+      }
+    }
+    const kubeletEdges = authorizedEdges(contract).filter((e: string) => e.startsWith("kubelet -> "));
+    expect(kubeletEdges.length).toBeGreaterThan(0);
+    for (const edge of kubeletEdges) expect(probePaths, edge).toContain(edge.split(" ").at(-1));
   });
 });

@@ -60,14 +60,39 @@ loadgen: {service: loadgen, version: v1, replicas: {{ $v.loadgen.replicas }}, da
 {{ .root.Values.image.repository }}/{{ .service }}:{{ $tag }}
 {{- end }}
 
-{{/* Pod annotations for Linkerd: injection and the proxy's resources. */}}
+{{/*
+Pod annotations for Linkerd: injection, the default inbound policy, the
+proxy's resources and the name its spans go under:
+(dict "root" $ "workload" "payment-v1" ["job" true]).
+
+The proxy's spans take their service.name from the injector, which sets
+it from the pod's app.kubernetes.io/instance label (the release: the same
+for every pod), else app.kubernetes.io/name (payment for both versions),
+and lets the annotation resource.opentelemetry.io/service.name override
+both (linkerd2 version-2.20, pkg/inject/inject.go ApplyAnnotationOverrides;
+the proxy gets it as LINKERD2_PROXY_TRACE_EXTRA_ATTRIBUTES, which outranks
+LINKERD2_PROXY_TRACE_SERVICE_NAME and the pod's labels: linkerd2-proxy
+release/v2.359.0, linkerd/app/src/env/trace.rs). So each workload's proxy
+gets its own: <workload>-proxy, apart from the app's own spans.
+
+A pod that must run to completion ("job") asks for the proxy as a native
+sidecar itself (config.linkerd.io/proxy-enable-native-sidecar, the
+annotation pkg/k8s/labels.go names at version-2.20) rather than relying on
+the control plane's proxy.nativeSidecar default: a classic sidecar keeps
+the pod Running after its test ends.
+*/}}
 {{- define "meshcart.meshAnnotations" -}}
-{{- if .Values.mesh.inject -}}
+{{- $values := .root.Values -}}
+{{- if $values.mesh.inject -}}
 linkerd.io/inject: enabled
-config.linkerd.io/default-inbound-policy: {{ .Values.mesh.defaultInboundPolicy }}
-config.linkerd.io/proxy-cpu-request: {{ .Values.mesh.proxy.cpuRequest | quote }}
-config.linkerd.io/proxy-memory-request: {{ .Values.mesh.proxy.memoryRequest | quote }}
-config.linkerd.io/proxy-memory-limit: {{ .Values.mesh.proxy.memoryLimit | quote }}
+config.linkerd.io/default-inbound-policy: {{ $values.mesh.defaultInboundPolicy }}
+config.linkerd.io/proxy-cpu-request: {{ $values.mesh.proxy.cpuRequest | quote }}
+config.linkerd.io/proxy-memory-request: {{ $values.mesh.proxy.memoryRequest | quote }}
+config.linkerd.io/proxy-memory-limit: {{ $values.mesh.proxy.memoryLimit | quote }}
+resource.opentelemetry.io/service.name: {{ printf "%s-proxy" (required "meshcart.meshAnnotations: name the workload" .workload) | quote }}
+{{- if .job }}
+config.linkerd.io/proxy-enable-native-sidecar: "true"
+{{- end }}
 {{- else -}}
 linkerd.io/inject: disabled
 {{- end }}

@@ -1,7 +1,8 @@
 {{- /*
 A `helm test` pod: the storefront image runs one program of
-files/helm-test. Meshed like the services (Linkerd 2.20's native sidecar
-lets it complete), so its calls take the same path as theirs.
+files/helm-test. Meshed like the services, so its calls take the same path
+as theirs; its proxy runs as a native sidecar (annotated, not left to the
+control plane's default), which lets the pod complete.
 (dict "root" $ "name" "meshcart-test-health" "args" (list ...) "env" <yaml>)
 */ -}}
 {{- define "meshcart.testPod" -}}
@@ -16,7 +17,7 @@ metadata:
   annotations:
     helm.sh/hook: test
     helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
-    {{- include "meshcart.meshAnnotations" $root | nindent 4 }}
+    {{- include "meshcart.meshAnnotations" (dict "root" $root "workload" .name "job" true) | nindent 4 }}
 spec:
   restartPolicy: Never
   serviceAccountName: meshcart-test
