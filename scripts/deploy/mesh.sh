@@ -3,7 +3,8 @@
 #   1. the Gateway API CRDs (GATEWAY_API_VERSION, standard channel): Linkerd
 #      2.19+ does not install them and refuses to install without them;
 #   2. Linkerd's CRDs and control plane (LINKERD_VERSION), with the proxies
-#      sending their spans to the chart's Jaeger;
+#      sending their spans to the chart's Jaeger when the chart's values
+#      (values.yaml, then VALUES) install one, and not tracing otherwise;
 #   3. the viz extension, whose Prometheus also scrapes the services
 #      (k8s/linkerd-viz-values.yaml).
 # Each part is skipped when it is installed with the same settings (a hash of
@@ -32,16 +33,24 @@ else
 fi
 
 # --- 2. Linkerd control plane ---------------------------------------------------
-# The proxies export spans to Jaeger (helm/meshcart) and authenticate it by
-# its ServiceAccount.
-control_plane=(
-  --set proxy.tracing.enabled=true
-  --set "proxy.tracing.collector.endpoint=jaeger-collector.${NAMESPACE}.svc.cluster.local:4317"
-  --set proxy.tracing.collector.meshIdentity.serviceAccountName=jaeger
-  --set "proxy.tracing.collector.meshIdentity.namespace=${NAMESPACE}"
-)
+# The proxies export spans to the chart's Jaeger and authenticate it by its
+# ServiceAccount, when the values the chart is installed with have a Jaeger
+# (jaeger.enabled: off in values-minimal.yaml and values-tracing-off.yaml).
+# Without one, tracing is switched off explicitly: `linkerd upgrade` keeps
+# the settings of the last install unless told otherwise.
+jaeger=$(node scripts/deploy/chart-values.mjs jaeger.enabled ${VALUES:+"$VALUES"})
+if [[ $jaeger == true ]]; then
+  control_plane=(
+    --set proxy.tracing.enabled=true
+    --set "proxy.tracing.collector.endpoint=jaeger-collector.${NAMESPACE}.svc.cluster.local:4317"
+    --set proxy.tracing.collector.meshIdentity.serviceAccountName=jaeger
+    --set "proxy.tracing.collector.meshIdentity.namespace=${NAMESPACE}"
+  )
+else
+  control_plane=(--set proxy.tracing.enabled=false)
+fi
 wanted=$(printf '%s\n' "$LINKERD_VERSION" "${control_plane[@]}" | sha16)
-say "Linkerd $LINKERD_VERSION control plane"
+say "Linkerd $LINKERD_VERSION control plane (proxy tracing: $([[ $jaeger == true ]] && echo "to jaeger-collector.$NAMESPACE" || echo off))"
 if ! query kubectl --context "$CONTEXT" get deployment linkerd-destination -n linkerd >/dev/null; then
   run linkerd --context "$CONTEXT" check --pre
   if ! query kubectl --context "$CONTEXT" get crd servers.policy.linkerd.io >/dev/null; then
@@ -53,7 +62,7 @@ if ! query kubectl --context "$CONTEXT" get deployment linkerd-destination -n li
 elif [[ "$(settings_of linkerd)" == "$wanted" ]]; then
   note "installed with these settings: kept"
 else
-  note "installed with other settings or another version: upgrading"
+  note "installed with other settings or another version: upgrading (meshed pods keep their proxy's settings until they restart)"
   run_pipe linkerd --context "$CONTEXT" upgrade --crds -- kubectl --context "$CONTEXT" apply -f -
   run_pipe linkerd --context "$CONTEXT" upgrade "${control_plane[@]}" -- kubectl --context "$CONTEXT" apply -f -
   run linkerd --context "$CONTEXT" check

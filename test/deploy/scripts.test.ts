@@ -205,6 +205,25 @@ describe("make deploy against stand-in tools", () => {
     ]);
   });
 
+  it("with values that install no Jaeger: turns the proxies' tracing off instead of pointing it at a Jaeger that is not there", async () => {
+    const traced = await script("mesh.sh");
+    expect(traced.code, traced.stderr).toBe(0);
+    expect(traced.trace.filter((l) => l.includes("proxy.tracing"))).toEqual([]);
+    for (const file of ["values-minimal.yaml", "values-tracing-off.yaml"]) {
+      const result = await script("mesh.sh", { env: { VALUES: path.join(repoRoot, "helm/meshcart", file) } });
+      expect(result.code, result.stderr).toBe(0);
+      const upgrade = result.trace.find((l) => /^linkerd .* upgrade (?!--crds)/.test(l));
+      expect(upgrade, `${file}: ${result.trace.join("\n")}`).toMatch(/ upgrade --set proxy\.tracing\.enabled=false \|/);
+      expect(upgrade).not.toContain("jaeger");
+      expect(result.stderr).toContain("proxy tracing: off");
+      // Back to the defaults: tracing to the chart's Jaeger again.
+      const back = await script("mesh.sh");
+      expect(back.trace.find((l) => /^linkerd .* upgrade (?!--crds)/.test(l))).toContain(
+        "--set proxy.tracing.collector.endpoint=jaeger-collector.meshcart.svc.cluster.local:4317",
+      );
+    }
+  });
+
   it("with an older Gateway API: applies the pinned one", async () => {
     const state = await getState();
     for (const crd of Object.values(state.clusters.meshcart.crds) as { bundleVersion?: string }[]) {
