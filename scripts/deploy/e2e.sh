@@ -106,15 +106,28 @@ node -e "const [f,r,o,x]=process.argv.slice(1).map(Number); process.exit(f>0 && 
   "$faults" "$retries" "$outcomes" "$failed" || die "with 20% UNAVAILABLE on Charge: want faults > 0, retries > 0, ≥ 99% of orders not failed"
 
 walkthrough circuit-breaking
+# breaker-pods.out is `linkerd viz stat pod --from deploy/order` (a table: NAME
+# STATUS MESHED SUCCESS RPS ..., viz/cmd/stat.go at linkerd2 version-2.20):
+# order's own calls to each payment pod, never the kubelet's probes or
+# Prometheus's scrapes, which `stat pod` alone counts too. With --from, a pod
+# order sent nothing to has no row at all: a broken pod that is fully
+# ejected shows up as absent. The healthy twin must be taking the calls; the
+# broken one must get less than a quarter of its twin's rate.
 broken=$(cat /tmp/meshcart-broken-pod)
 node -e '
 const [file, broken] = process.argv.slice(1);
 const lines = require("fs").readFileSync(file, "utf8").split("\n").filter((l) => /^\S/.test(l));
-const head = lines[0].split(/\s+/), rps = head.indexOf("RPS");
-const rate = (l) => parseFloat(l.split(/\s+/)[rps]) || 0;
-const bad = lines.find((l) => l.startsWith(broken + " ")), good = lines.slice(1).find((l) => !l.startsWith(broken + " ") && l.startsWith("payment-v1"));
-if (!bad || !good || !(rate(bad) < 0.25 * rate(good))) { console.error(lines.join("\n")); process.exit(1); }
-' "$E2E_OUT/breaker-pods.out" "$broken" || die "the broken payment pod was not ejected: it still gets a quarter of its twin's calls"
+const headAt = lines.findIndex((l) => /^NAME\s/.test(l));
+if (headAt < 0) { console.error("no stat table in " + file + ":\n" + lines.join("\n")); process.exit(1); }
+const head = lines[headAt].split(/\s+/), rps = head.indexOf("RPS");
+const rows = lines.slice(headAt + 1).filter((l) => l.startsWith("payment-"));
+const rate = (l) => (l ? parseFloat(l.split(/\s+/)[rps]) || 0 : 0);
+const bad = rows.find((l) => l.startsWith(broken + " "));
+const good = rows.find((l) => !l.startsWith(broken + " ") && l.startsWith("payment-v1"));
+if (!(rate(good) > 0) || !(rate(bad) < 0.25 * rate(good))) { console.error(lines.join("\n")); process.exit(1); }
+console.error("order -> payment: healthy pod " + rate(good) + " rps, broken pod " + rate(bad) + " rps");
+' "$E2E_OUT/breaker-pods.out" "$broken" ||
+  die "the broken payment pod was not ejected: from order it still gets a quarter of its twin's calls, or the twin gets none"
 
 walkthrough canary
 # shellcheck source=scripts/deploy/e2e-canary.sh
@@ -128,22 +141,39 @@ grep -q " OK$" "$E2E_OUT/ratelimit-burst.out" || die "the burst got nothing thro
 walkthrough tracing
 request_id=$(grep -i '^x-request-id' "$E2E_OUT/trace-order.out" | head -n 1 | awk '{print $2}' | tr -d '\r')
 [[ -n $request_id ]] || die "PlaceOrder returned no x-request-id"
+# The trace is complete when the four services' own spans and their proxies'
+# spans are there, one proxy service per workload: each pod is annotated
+# resource.opentelemetry.io/service.name=<workload>-proxy
+# (helm/meshcart/templates/_helpers.tpl), never one shared name (the
+# release's, which the injector takes from app.kubernetes.io/instance for
+# every pod alike, or linkerd-proxy). Proxies export in batches: wait for them.
+trace_problem() {
+  local workload strays
+  [[ " $services " == *" inventory "*" order "*" payment "*" storefront "* ]] ||
+    { echo "the order's trace lacks services (has: $services)"; return; }
+  for workload in storefront order inventory; do
+    [[ " $services " == *" $workload-proxy "* ]] ||
+      { echo "the order's trace has no spans of $workload's proxy (service $workload-proxy; has: $services)"; return; }
+  done
+  [[ " $services " =~ \ payment-v[12]-proxy\  ]] ||
+    { echo "the order's trace has no spans of payment's proxy (payment-v1-proxy or payment-v2-proxy; has: $services)"; return; }
+  strays=$(tr ' ' '\n' <<<"$services" | grep -vxE 'inventory|order|payment|storefront|loadgen|[a-z0-9-]+-proxy' || true)
+  strays+=$(tr ' ' '\n' <<<"$services" | grep -x 'linkerd-proxy' || true)
+  [[ -z $strays ]] || echo "the order's trace has spans under a name that is no workload's: $strays (all: $services)"
+}
 kubectl --context "$CONTEXT" --namespace "$NAMESPACE" port-forward svc/jaeger-query 16686:16686 >/dev/null 2>&1 &
 jaeger_pid=$!
 services=""
-for _ in $(seq 20); do
+for _ in $(seq 30); do
   sleep 3
   services=$(curl -fsS -G --data-urlencode "service=storefront" --data-urlencode "tags={\"meshcart.correlation_id\":\"$request_id\"}" \
     http://127.0.0.1:16686/api/traces 2>/dev/null |
     json 'const s=new Set(); for (const t of v.data) for (const p of Object.values(t.processes)) s.add(p.serviceName); console.log([...s].sort().join(" "))' || true)
-  [[ " $services " == *" inventory "*" order "*" payment "*" storefront "* ]] && break
+  [[ -z $(trace_problem) ]] && break
 done
 kill "$jaeger_pid" 2>/dev/null || true
-[[ " $services " == *" inventory "*" order "*" payment "*" storefront "* ]] || die "the order's trace lacks services (has: $services)"
-# The proxies' spans joined it too: a process beyond the app's own (its
-# name is the proxy's; docs/walkthroughs/tracing.md says which to expect).
-proxies=$(tr ' ' '\n' <<<"$services" | grep -vxE 'inventory|order|payment|storefront|loadgen' || true)
-[[ -n $proxies ]] || die "the order's trace has no Linkerd proxy spans (only: $services)"
+problem=$(trace_problem)
+[[ -z $problem ]] || die "$problem"
 note "one trace: $services"
 stop_port_forwards
 
