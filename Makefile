@@ -100,7 +100,7 @@ proto-release: $(DEPS) ## Record the current contracts as the released API (the 
 DEPLOY := scripts/deploy
 
 .PHONY: doctor
-doctor: ## Check Docker (memory, disk), kind, kubectl, helm and linkerd for make deploy, with fixes
+doctor: ## Check Docker (buildx, memory, disk), kind, kubectl, helm and linkerd for make deploy, with fixes
 	@$(DEPLOY)/doctor.sh
 
 .PHONY: cluster
@@ -111,8 +111,10 @@ cluster: ## Create the kind cluster of k8s/kind-config.yaml (kept if it exists)
 mesh: ## Install Gateway API CRDs, Linkerd (proxy tracing to Jaeger) and viz on the cluster
 	@$(DEPLOY)/mesh.sh
 
+# The deploy path needs Node (image tags, progress reports: built-ins only),
+# not the workspace's npm dependencies.
 .PHONY: images
-images: | $(DEPS) ## Build the service images (tags derived from content) and load them into kind
+images: | $(NODE) ## Build the service images in one build (tag: a hash of the build context) and load them into kind
 	@$(DEPLOY)/images.sh
 
 .PHONY: deploy

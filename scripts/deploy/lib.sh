@@ -91,6 +91,8 @@ advice() {
   case $1 in
     docker) echo "install Docker (Docker Desktop, or Docker Engine: https://docs.docker.com/engine/install/) and start it" ;;
     docker-daemon) echo "start Docker Desktop, or 'sudo systemctl start docker'; on Linux also add yourself to the docker group" ;;
+    buildx) echo "install Docker's buildx plugin: with Ubuntu's or Debian's docker.io 'sudo apt-get install docker-buildx' (where the release has it, else Docker's own packages), with Docker's packages 'sudo apt-get install docker-buildx-plugin' (https://docs.docker.com/engine/install/); Docker Desktop has it" ;;
+    docker-engine) echo "update Docker to 28 or newer (docker save --platform), or turn the containerd image store off: Docker Desktop, Settings > General > 'Use containerd for pulling and storing images'; Docker Engine, \"features\": {\"containerd-snapshotter\": false} in /etc/docker/daemon.json, then restart it" ;;
     kind) echo "install kind ${KIND_VERSION}: 'go install sigs.k8s.io/kind@v${KIND_VERSION}' (then add \$(go env GOPATH)/bin to PATH), or 'brew install kind', or https://kind.sigs.k8s.io/docs/user/quick-start/#installation" ;;
     kubectl) echo "install kubectl ${KUBECTL_MIN_VERSION%.*} or newer (within one minor version of Kubernetes 1.35): 'brew install kubectl', or https://kubernetes.io/docs/tasks/tools/" ;;
     helm) echo "run 'make tools' (pinned helm ${HELM_VERSION} in .tools/bin, which make puts on PATH)" ;;
@@ -121,11 +123,37 @@ require_docker() {
   query docker info >/dev/null || die "the Docker daemon is not answering: $(advice docker-daemon)"
 }
 
+# Whether version $1 >= $2 (dotted numbers).
+at_least() { [[ -n $1 && "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" == "$2" ]]; }
+
+# Whether Docker keeps images in containerd (Docker Desktop's default, and
+# new Docker 29 installs'): then `kind load docker-image` fails (kind issue
+# 3795) and `docker save --platform` picks the node's platform.
+containerd_store() {
+  query docker info -f '{{json .DriverStatus}}' | grep -q 'io.containerd.snapshotter'
+}
+
+# What building and loading the images needs beyond a running daemon: one
+# "problem<TAB>fix" line each; nothing when all is there (make doctor and
+# make images print the same).
+image_build_problems() {
+  if ! query docker buildx version >/dev/null; then
+    printf '%s\t%s\n' "docker buildx: not installed; the Dockerfile needs BuildKit (FROM --platform, RUN --mount)" "$(advice buildx)"
+  fi
+  if containerd_store; then
+    local api
+    api=$(query docker version -f '{{.Server.APIVersion}}' || true)
+    if ! at_least "$api" 1.48; then
+      printf '%s\t%s\n' "Docker Engine API ${api:-unknown} with the containerd image store: loading the images into kind needs 'docker save --platform', Docker 28 (API 1.48) or newer" "$(advice docker-engine)"
+    fi
+  fi
+}
+
 cluster_exists() {
   query kind get clusters | grep -qx "$CLUSTER"
 }
 
-# The services of the Dockerfile and their content-derived tags ("name tag" lines).
+# The services of the Dockerfile and their tag, a hash of the build context ("name tag" lines).
 image_tags() {
   node "$deploy_root/scripts/deploy/image-tag.mjs"
 }

@@ -7,8 +7,7 @@ import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseDockerfile, serviceTargets } from "../../scripts/deploy/dockerfile.mjs";
-import { readVersions, tags } from "../../scripts/deploy/image-tag.mjs";
+import { readVersions, services, tags } from "../../scripts/deploy/image-tag.mjs";
 import { readmeTable, valuesTable } from "../../scripts/deploy/values-table.mjs";
 import { chartDir, helmBinary, imageTagsFile, pods, quantity, render, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
 import { repoRoot } from "./support/paths.js";
@@ -16,7 +15,7 @@ import { repoRoot } from "./support/paths.js";
 /** The laptop budget: memory requests of everything the chart installs, proxies included. */
 const MEMORY_BUDGET = 1.5 * 1024 ** 3;
 
-const meshcartServices = serviceTargets(parseDockerfile(readFileSync(path.join(repoRoot, "Dockerfile"), "utf8")));
+const meshcartServices = services();
 
 /**
  * The environment variables a service reads: the keys of its config shape

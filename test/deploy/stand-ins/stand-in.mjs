@@ -1,4 +1,4 @@
-// Stand-ins for docker, kind, kubectl, helm, linkerd and grpcurl, for the
+// Stand-ins for docker, kind, kubectl, helm, linkerd, grpcurl and df, for the
 // deploy scripts' tests (test/deploy/scripts.test.ts): each call is recorded
 // in $STANDIN_LOG (one JSON line: tool, args, whether it changed anything)
 // and answered from, and applied to, a pretend machine and cluster kept in
@@ -23,6 +23,10 @@ if (!statePath || !logPath) {
 
 const state = existsSync(statePath) ? JSON.parse(readFileSync(statePath, "utf8")) : {};
 state.docker ??= { daemon: true, images: [], containerdStore: true };
+// Docker 29 with the buildx plugin, unless the state says otherwise.
+state.docker.buildx ??= true;
+state.docker.version ??= "29.0.0";
+state.docker.apiVersion ??= "1.52";
 state.clusters ??= {};
 let changed = false;
 
@@ -116,6 +120,7 @@ const handlers = {
         const format = take(a, "-f", "--format");
         if (format === "{{json .DriverStatus}}") out(JSON.stringify(state.docker.containerdStore ? [["driver-type", "io.containerd.snapshotter.v1"]] : [["Backing Filesystem", "extfs"]]));
         else if (format === "{{.MemTotal}}") out(String(8 * 1024 ** 3));
+        else if (format === "{{.DockerRootDir}}") out(state.docker.rootDir ?? "/var/lib/docker");
         else out("Server: Docker Engine (stand-in)");
         return done();
       }
@@ -123,22 +128,44 @@ const handlers = {
         const format = take(a, "-f", "--format");
         if (!state.docker.daemon && format?.includes("Server")) fail("Cannot connect to the Docker daemon");
         if (format === "{{.Server.Os}}/{{.Server.Arch}}") out("linux/arm64");
-        else if (format === "{{.Server.Version}}") out("29.0.0");
-        else out("Docker version 29.0.0 (stand-in)");
+        else if (format === "{{.Server.Version}}") out(state.docker.version);
+        else if (format === "{{.Server.APIVersion}}") out(state.docker.apiVersion);
+        else out(`Docker version ${state.docker.version} (stand-in)`);
         return done();
       }
       case "image": {
-        if (a[0] !== "inspect") break;
-        if (state.docker.images.includes(a[1])) {
-          out(`[{"RepoTags":["${a[1]}"]}]`);
+        const verb = a.shift();
+        if (verb === "inspect") {
+          if (state.docker.images.includes(a[0])) {
+            out(`[{"RepoTags":["${a[0]}"]}]`);
+            return done();
+          }
+          return fail(`Error response from daemon: No such image: ${a[0]}`);
+        }
+        if (verb === "ls") {
+          if (take(a, "--format") !== "{{.Repository}}:{{.Tag}}") break;
+          const repository = a[0];
+          const found = state.docker.images.filter((ref) => !repository || ref.slice(0, ref.lastIndexOf(":")) === repository);
+          if (found.length > 0) out(found.join("\n"));
           return done();
         }
-        return fail(`Error response from daemon: No such image: ${a[1]}`);
+        if (verb === "rm") {
+          for (const ref of a) if (!state.docker.images.includes(ref)) fail(`Error response from daemon: No such image: ${ref}`);
+          changed = true;
+          state.docker.images = state.docker.images.filter((ref) => !a.includes(ref));
+          out(a.map((ref) => `Untagged: ${ref}`).join("\n"));
+          return done();
+        }
+        break;
       }
-      case "build": {
+      case "buildx": {
+        if (!state.docker.buildx) fail("docker: 'buildx' is not a docker command.\nSee 'docker --help'");
+        const verb = a.shift();
+        if (verb === "version") return out("github.com/docker/buildx v0.29.1 a32761aeb3debd39be1eca514af3693af0db334b"), done();
+        if (verb !== "build") break;
         const tag = take(a, "--tag", "-t");
         const target = take(a, "--target");
-        if (!tag || !target || a.at(-1) !== ".") fail("stand-in docker build: expected --target, --tag and the context .");
+        if (!has(a, "--load") || !tag || !target || a.at(-1) !== ".") fail("stand-in docker buildx build: expected --load, --target, --tag and the context .");
         changed = true;
         state.docker.images.push(tag);
         return done();
@@ -157,9 +184,9 @@ const handlers = {
         const file = take(a, "-o", "--output");
         const platform = take(a, "--platform");
         if (state.docker.containerdStore && !platform) fail("stand-in docker save: with the containerd image store, --platform picks the image kind can load (kind issue 3795)");
-        const ref = a[0];
-        if (!state.docker.images.includes(ref)) fail(`Error response from daemon: No such image: ${ref}`);
-        writeFileSync(file, JSON.stringify({ ref }));
+        if (platform && !atLeast(state.docker.apiVersion, "1.48")) fail(`"docker save" requires API version 1.48, but the Docker daemon API version is ${state.docker.apiVersion}`);
+        for (const ref of a) if (!state.docker.images.includes(ref)) fail(`Error response from daemon: No such image: ${ref}`);
+        writeFileSync(file, JSON.stringify({ refs: a }));
         changed = true;
         return done();
       }
@@ -195,9 +222,9 @@ const handlers = {
       const name = take(a, "--name");
       const found = state.clusters[name];
       if (!found) fail(`ERROR: no nodes found for cluster "${name}"`);
-      const { ref } = JSON.parse(readFileSync(a[2], "utf8"));
+      const { refs } = JSON.parse(readFileSync(a[2], "utf8"));
       changed = true;
-      found.images = [...new Set([...(found.images ?? []), `docker.io/${ref}`])];
+      found.images = [...new Set([...(found.images ?? []), ...refs.map((ref) => `docker.io/${ref}`)])];
       return done();
     }
     return fail(`stand-in kind: unexpected call: ${args.join(" ")}`, 64);
@@ -393,6 +420,22 @@ const handlers = {
     return fail(`stand-in grpcurl: unexpected call: ${args.join(" ")}`, 64);
   },
 };
+
+handlers.df = () => {
+  // df -Pk <path>: the free space the state gives that path (state.diskFree, in GiB; default 100).
+  const a = [...args];
+  if (!has(a, "-Pk")) fail("stand-in df: expected -Pk", 64);
+  const free = (state.diskFree?.[a[0]] ?? state.diskFree?.default ?? 100) * 1024 * 1024;
+  out(`Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/stand-in ${2 * free} ${free} ${free} 50% /`);
+  return done();
+};
+
+/** Whether dotted version a >= b. */
+function atLeast(a, b) {
+  const [x, y] = [a, b].map((v) => v.split(".").map(Number));
+  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) > (y[i] ?? 0);
+  return true;
+}
 
 if (!(tool in handlers)) fail(`stand-in: unknown tool ${tool}`, 64);
 handlers[tool]();

@@ -1,130 +1,170 @@
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { copySourceFiles, parseDockerfile, resolveTarget } from "../../../scripts/deploy/dockerfile.mjs";
+import { contextFiles } from "../../../scripts/deploy/image-tag.mjs";
+
+/** One instruction of the Dockerfile: comments dropped, continuation lines joined. */
+interface Instruction {
+  keyword: string;
+  args: string;
+}
 
 export interface Artefact {
-  /** The final stage's root folder ("/" of the image). */
+  /** The runtime stage's files (what the image adds to its Node base), laid out from "/". */
   root: string;
   /** The image's WORKDIR, inside root. */
   workdir: string;
-  /** The process the image starts: ENTRYPOINT then CMD. */
-  command: string[];
   /** The image's ENV. */
   env: Record<string, string>;
   /** USER, as the Dockerfile writes it. */
-  user: string | undefined;
-  labels: Record<string, string>;
+  user: string;
+  /** Each service target's command (its CMD). */
+  commands: Record<string, string[]>;
 }
 
-type Stage = ReturnType<typeof resolveTarget>["stages"][number];
+/** The Dockerfile's stages by name, each a list of instructions. */
+export function dockerfileStages(text: string): Map<string, Instruction[]> {
+  const stages = new Map<string, Instruction[]>();
+  let current: Instruction[] | undefined;
+  const joined = text.replace(/\\\n\s*/g, " ");
+  for (const line of joined.split("\n").map((l) => l.trim())) {
+    if (line === "" || line.startsWith("#")) continue;
+    const [, keyword, args] = /^(\S+)\s*(.*)$/.exec(line)!;
+    if (keyword!.toUpperCase() === "FROM") {
+      const name = /\sAS\s+(\S+)$/i.exec(args!)?.[1];
+      if (!name) throw new Error(`Dockerfile: every stage needs a name: ${line}`);
+      stages.set(name, (current = []));
+    }
+    current?.push({ keyword: keyword!.toUpperCase(), args: args! });
+  }
+  return stages;
+}
 
 /**
- * Builds one Dockerfile target without Docker: every stage is a folder
- * standing for the image's "/", a base image is an empty folder (the host's
- * Node, pinned to the same version, stands in for the image's), COPY copies
- * exactly what Docker would (context files after .dockerignore, or another
- * stage's files) and RUN runs the same command in the stage's WORKDIR with
- * the stage's ARGs and ENV. What the target would hold is then in
- * `<scratch>/<target>`; the intermediate stages are removed.
+ * Builds what the Dockerfile's runtime stage holds, without Docker, by
+ * running the stages it needs in folders standing for their "/": FROM a
+ * stage copies that folder, FROM an image starts empty (the host's Node,
+ * pinned to the same version, stands in for the base image's); COPY takes
+ * exactly what Docker would from the build context (the files
+ * scripts/deploy/image-tag.mjs hashes) or from another stage; RUN runs the
+ * same command in the stage's WORKDIR (`--mount` dropped: npm's cache is
+ * the host's). Only the instructions this Dockerfile uses are understood;
+ * anything else is an error, never a guess.
  *
- * `runEnv` is added to every RUN (for example npm's offline cache setting);
- * it never changes what a command does, only where npm reads packages from.
+ * `runEnv` is added to every RUN (npm reading its cache first): it never
+ * changes what a command installs, only where npm reads packages from.
+ */
+export async function assembleImage(options: { context: string; scratch: string; runEnv?: Record<string, string> }): Promise<Artefact> {
+  const { context, scratch } = options;
+  const stages = dockerfileStages(readFileSync(path.join(context, "Dockerfile"), "utf8"));
+  const dirOf = (stage: string) => path.join(scratch, `stage-${stage}`);
+  const files = contextFiles(context).filter((f) => !f.endsWith("/"));
+  const built = new Map<string, { workdir: string; env: Record<string, string>; user: string }>();
+
+  const build = async (name: string): Promise<void> => {
+    if (built.has(name)) return;
+    const root = dirOf(name);
+    let workdir = "/";
+    let env: Record<string, string> = {};
+    let user = "";
+    for (const { keyword, args } of stages.get(name) ?? []) {
+      const words = args.split(/\s+/);
+      if (keyword === "FROM") {
+        const base = words.filter((w) => !w.startsWith("--"))[0]!;
+        await fs.rm(root, { recursive: true, force: true });
+        if (stages.has(base)) {
+          await build(base);
+          await fs.cp(dirOf(base), root, { recursive: true, verbatimSymlinks: true });
+          ({ workdir, env, user } = structuredClone(built.get(base)!));
+        } else {
+          await fs.mkdir(root, { recursive: true });
+        }
+      } else if (keyword === "WORKDIR") {
+        workdir = path.posix.resolve(workdir, args);
+        await fs.mkdir(path.join(root, workdir), { recursive: true });
+      } else if (keyword === "COPY") {
+        const from = words[0]!.startsWith("--from=") ? words.shift()!.slice("--from=".length) : undefined;
+        if (words.some((w) => w.startsWith("--"))) throw new Error(`Dockerfile: COPY ${args}: flag not understood here`);
+        const dest = path.join(root, path.posix.resolve(workdir, words.at(-1)!));
+        for (const source of words.slice(0, -1)) {
+          if (from) {
+            await build(from);
+            await fs.mkdir(dest, { recursive: true });
+            await fs.cp(path.join(dirOf(from), source), dest, { recursive: true, verbatimSymlinks: true });
+          } else {
+            const prefix = source.replace(/\/$/, "");
+            const isFolder = source.endsWith("/");
+            for (const file of files.filter((f) => (isFolder ? f.startsWith(`${prefix}/`) : f === prefix))) {
+              const to = path.join(dest, isFolder ? path.relative(prefix, file) : path.basename(file));
+              await fs.mkdir(path.dirname(to), { recursive: true });
+              await fs.cp(path.join(context, file), to, { verbatimSymlinks: true });
+            }
+          }
+        }
+      } else if (keyword === "RUN") {
+        await runStep(name, path.join(root, workdir), args.replace(/^(--mount=\S+\s+)+/, ""), { ...env, ...options.runEnv });
+      } else if (keyword === "ENV") {
+        const [key, value] = args.split("=");
+        env[key!] = value!;
+      } else if (keyword === "USER") {
+        user = args;
+      } else if (!["ARG", "LABEL", "EXPOSE", "CMD"].includes(keyword)) {
+        throw new Error(`Dockerfile: ${keyword} is not understood here`);
+      }
+    }
+    built.set(name, { workdir, env, user });
+  };
+
+  await build("runtime");
+  const runtime = built.get("runtime")!;
+  const commands: Record<string, string[]> = {};
+  for (const [name, instructions] of stages) {
+    const from = instructions[0]!.args.split(/\s+/)[0];
+    const cmd = instructions.find((i) => i.keyword === "CMD");
+    if (from === "runtime" && cmd) commands[name] = JSON.parse(cmd.args) as string[];
+  }
+  const root = path.join(scratch, "image");
+  await fs.rm(root, { recursive: true, force: true });
+  await fs.rename(dirOf("runtime"), root);
+  for (const name of built.keys()) await fs.rm(dirOf(name), { recursive: true, force: true });
+  return { root, workdir: path.join(root, runtime.workdir), env: runtime.env, user: runtime.user, commands };
+}
+
+async function runStep(stage: string, cwd: string, command: string, env: Record<string, string>) {
+  // Outside a container an absolute path would reach the host: refuse it.
+  if (/(^|[\s=;&|(])\//.test(command)) throw new Error(`Dockerfile (${stage}): RUN uses an absolute path, which cannot run outside a container: ${command}`);
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn("sh", ["-c", command], {
+      cwd,
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.once("error", reject);
+    child.once("close", (code) =>
+      code === 0 ? resolve() : reject(new Error(`Dockerfile (${stage}): RUN ${command} exited ${code}:\n${output.slice(-4000)}`)),
+    );
+  });
+}
+
+/**
+ * For `make bench` (dev/src/bench/artefacts.ts), which measures each
+ * service's image: every target is the same runtime, so each gets it whole.
  */
 export async function assembleTarget(options: {
   context: string;
   scratch: string;
   target: string;
-  buildArgs: Record<string, string>;
+  buildArgs?: Record<string, string>;
   runEnv?: Record<string, string>;
-  log?: (line: string) => void;
-}): Promise<Artefact> {
-  const { context, scratch, target } = options;
-  const parsed = parseDockerfile(await fs.readFile(path.join(context, "Dockerfile"), "utf8"));
-  const build = resolveTarget(parsed, target, options.buildArgs);
-  const dirOf = (stage: string) => path.join(scratch, `stage-${target}-${stage}`);
-
-  for (const stage of build.stages) {
-    const root = dirOf(stage.name);
-    await fs.rm(root, { recursive: true, force: true });
-    if ("stage" in stage.base && stage.base.stage) {
-      await fs.cp(dirOf(stage.base.stage), root, { recursive: true, verbatimSymlinks: true });
-    } else {
-      await fs.mkdir(root, { recursive: true });
-    }
-    await fs.mkdir(path.join(root, stage.workdir), { recursive: true });
-    for (const step of stage.steps) {
-      if (step.kind === "copy") {
-        await copyStep(context, root, step.from === undefined ? undefined : dirOf(step.from), step.sources, step.dest);
-      } else {
-        await runStep(root, stage, step, options.runEnv ?? {}, options.log);
-      }
-    }
-  }
-  const final = build.final;
-  const root = path.join(scratch, target);
+}): Promise<{ root: string }> {
+  const artefact = await assembleImage(options);
+  if (!artefact.commands[options.target]) throw new Error(`the Dockerfile has no target ${options.target}`);
+  const root = path.join(options.scratch, options.target);
   await fs.rm(root, { recursive: true, force: true });
-  await fs.rename(dirOf(final.name), root);
-  for (const stage of build.stages) await fs.rm(dirOf(stage.name), { recursive: true, force: true });
-  return {
-    root,
-    workdir: path.join(root, final.workdir),
-    command: [...(final.entrypoint ?? []), ...(final.cmd ?? [])],
-    env: final.env,
-    user: final.user,
-    labels: final.labels,
-  };
-}
-
-/** Docker's COPY: a folder's contents go into the destination; a file into it when it ends with "/". */
-async function copyStep(context: string, root: string, fromStage: string | undefined, sources: string[], dest: string) {
-  const target = path.join(root, dest);
-  const intoFolder = dest.endsWith("/") || sources.length > 1;
-  for (const source of sources) {
-    if (fromStage === undefined) {
-      const base = path.posix.normalize(source).replace(/\/+$/, "");
-      const isDir = (await fs.lstat(path.join(context, base))).isDirectory();
-      for (const file of copySourceFiles(context, source)) {
-        const relative = isDir ? path.posix.relative(base === "." ? "" : base, file) : path.posix.basename(file);
-        const to = isDir || intoFolder ? path.join(target, relative) : target;
-        await fs.mkdir(path.dirname(to), { recursive: true });
-        await fs.cp(path.join(context, file), to, { verbatimSymlinks: true });
-      }
-    } else {
-      const from = path.join(fromStage, source);
-      const stat = await fs.lstat(from).catch(() => {
-        throw new Error(`COPY --from: ${source} does not exist in that stage`);
-      });
-      const to = stat.isDirectory() ? target : intoFolder ? path.join(target, path.basename(source)) : target;
-      await fs.mkdir(stat.isDirectory() ? to : path.dirname(to), { recursive: true });
-      await fs.cp(from, to, { recursive: true, verbatimSymlinks: true, force: true });
-    }
-  }
-}
-
-async function runStep(
-  root: string,
-  stage: Stage,
-  step: { command: string; env: Record<string, string>; workdir: string; line: number },
-  runEnv: Record<string, string>,
-  log?: (line: string) => void,
-) {
-  // Outside a container an absolute path would reach the host: refuse it.
-  if (/(^|[\s=;&|(])\//.test(step.command)) {
-    throw new Error(`Dockerfile line ${step.line}: RUN uses an absolute path, which this test cannot run outside a container: ${step.command}`);
-  }
-  const cwd = path.join(root, step.workdir);
-  log?.(`[${stage.name}] RUN ${step.command}`);
-  const env = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...step.env, ...runEnv };
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn("sh", ["-c", step.command], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.once("error", reject);
-    child.once("close", (code) => {
-      if (code === 0) resolve();
-      else reject(new Error(`Dockerfile line ${step.line} (${stage.name}): RUN ${step.command} exited ${code}:\n${output.slice(-4000)}`));
-    });
-  });
+  await fs.rename(artefact.root, root);
+  return { root };
 }

