@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # make deploy: from nothing to meshcart running, meshed and observed on kind:
 # the cluster, the mesh, the images, then the chart (helm upgrade --install
-# --wait), then what to do next. Every step skips what is already in place;
-# when the release already runs exactly what would be installed, Helm is not
-# called at all, so a second `make deploy` with no change changes nothing.
+# --wait, reporting the pods that are not ready yet), then what to do next.
+# Every step skips what is already in place; when the release already runs
+# exactly what would be installed, Helm is not called at all, so a second
+# `make deploy` with no change changes nothing.
 #
 #   VALUES=helm/meshcart/values-canary.yaml make deploy   # an extra values file
 #   DRY_RUN=1 make deploy                                  # print the commands only
 set -euo pipefail
 # shellcheck source=scripts/deploy/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/deploy/rollout.sh
+source "$(dirname "${BASH_SOURCE[0]}")/rollout.sh"
 cd "$deploy_root"
 here=scripts/deploy
 
@@ -51,7 +54,7 @@ fi
 if [[ $up_to_date -eq 1 ]]; then
   note "runs exactly this checkout: kept"
 else
-  run helm upgrade --install "${chart[@]}" --wait --timeout 10m
+  run_watching_pods helm upgrade --install "${chart[@]}" --wait --timeout 10m
 fi
 
 cat >&2 <<NEXT

@@ -390,6 +390,126 @@ describe("make down", () => {
   });
 });
 
+/** A pod as `kubectl get pods -o json` lists it, with Linkerd's proxy as a native sidecar. */
+function pod(name: string, status: object, app = name.split("-")[0]!): object {
+  return {
+    metadata: { name, namespace: "meshcart" },
+    spec: { initContainers: [{ name: "linkerd-proxy", restartPolicy: "Always" }], containers: [{ name: app }] },
+    status: {
+      phase: "Running",
+      conditions: [{ type: "PodScheduled", status: "True" }, { type: "Ready", status: "False" }],
+      initContainerStatuses: [{ name: "linkerd-proxy", ready: true, started: true, state: { running: {} } }],
+      ...status,
+    },
+  };
+}
+const event = (podName: string, type: string, reason: string, message: string, at: string) => ({
+  involvedObject: { kind: "Pod", name: podName },
+  type,
+  reason,
+  message,
+  lastTimestamp: at,
+  count: 1,
+});
+
+/** A release whose pods are stuck in the usual ways: each with what kubectl shows for it. */
+const stuck = {
+  pods: [
+    pod("order-6f7d9c-x2x4z", {
+      containerStatuses: [
+        { name: "order", ready: false, restartCount: 4, state: { waiting: { reason: "CrashLoopBackOff" } }, lastState: { terminated: { exitCode: 1, reason: "Error" } } },
+      ],
+    }),
+    pod("storefront-7b8c-k9m2p", {
+      containerStatuses: [
+        { name: "storefront", image: "meshcart/storefront:0123456789abcdef", ready: false, state: { waiting: { reason: "ImagePullBackOff", message: 'Back-off pulling image "meshcart/storefront:0123456789abcdef"' } } },
+      ],
+    }),
+    pod("payment-v1-5d4-q8w7e", { containerStatuses: [{ name: "payment", ready: false, started: true, state: { running: {} } }] }),
+    pod("inventory-55f-r4t5y", {
+      conditions: [{ type: "PodScheduled", status: "True" }, { type: "Ready", status: "True" }],
+      containerStatuses: [{ name: "inventory", ready: true, started: true, state: { running: {} } }],
+    }),
+    {
+      metadata: { name: "postgres-0", namespace: "meshcart" },
+      spec: { containers: [{ name: "postgres" }] },
+      status: { phase: "Pending", conditions: [{ type: "PodScheduled", status: "False", reason: "Unschedulable", message: "0/1 nodes are available: 1 Insufficient memory." }] },
+    },
+  ],
+  events: [
+    event("order-6f7d9c-x2x4z", "Warning", "BackOff", "Back-off restarting failed container order in pod order-6f7d9c-x2x4z", "2026-01-01T10:02:00Z"),
+    event("order-6f7d9c-x2x4z", "Normal", "Started", "Started container order", "2026-01-01T10:01:00Z"),
+    event("payment-v1-5d4-q8w7e", "Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503", "2026-01-01T10:02:00Z"),
+  ],
+  logs: {
+    "meshcart/order-6f7d9c-x2x4z/order/previous": '{"level":50,"msg":"invalid configuration: DATABASE_URL is required"}',
+  },
+};
+
+describe("while helm waits for the pods", () => {
+  async function meshedClusterWith(cluster: object, helmWait: object) {
+    await setState({});
+    await script("cluster.sh");
+    await script("mesh.sh");
+    await script("images.sh");
+    const state = await getState();
+    Object.assign(state.clusters.meshcart, {
+      pods: { meshcart: cluster === stuck ? stuck.pods : [] },
+      events: { meshcart: cluster === stuck ? stuck.events : [] },
+      logs: cluster === stuck ? stuck.logs : {},
+    });
+    await setState({ ...state, helmWait });
+  }
+
+  it("reports, refreshed, which pods are not ready and why", async () => {
+    await meshedClusterWith(stuck, { seconds: 4 });
+    const result = await script("deploy.sh", { env: { PROGRESS_SECONDS: "1" } });
+    expect(result.code, result.stderr).toBe(0);
+    const lines = result.stderr.split("\n");
+    const reports = lines.filter((l) => /^ {4}\[\dm\ds\] 1 of 5 pods ready; waiting for:$/.test(l));
+    // The same state is reported once, not every second.
+    expect(reports, result.stderr).toHaveLength(1);
+    const reasons = Object.fromEntries(
+      lines.filter((l) => /^ {6}\S+ {2,}/.test(l)).map((l) => l.trim().split(/ {2,}/) as [string, string]),
+    );
+    expect(reasons).toEqual({
+      "order-6f7d9c-x2x4z": "crash loop: order exited 1 (Error), 4 restarts: Back-off restarting failed container order in pod order-6f7d9c-x2x4z",
+      "storefront-7b8c-k9m2p":
+        'image meshcart/storefront:0123456789abcdef: ImagePullBackOff (Back-off pulling image "meshcart/storefront:0123456789abcdef")',
+      "payment-v1-5d4-q8w7e": "payment running, readiness probe not passing yet: Readiness probe failed: HTTP probe failed with statuscode: 503",
+      "postgres-0": "not scheduled: 0/1 nodes are available: 1 Insufficient memory.",
+    });
+    // Reports come before helm's end and stop with it.
+    expect(result.stderr.lastIndexOf("pods ready")).toBeLessThan(result.stderr.indexOf("meshcart is deployed"));
+  });
+
+  it("when the wait fails: the events and the last logs of each pod that is not ready", async () => {
+    await meshedClusterWith(stuck, { seconds: 1, error: "Error: UPGRADE FAILED: context deadline exceeded" });
+    const result = await script("deploy.sh", { env: { PROGRESS_SECONDS: "5" } });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("Error: UPGRADE FAILED: context deadline exceeded");
+    expect(result.stderr).toContain("==> why pods of namespace meshcart are not ready");
+    expect(result.stderr).toContain("==> pod order-6f7d9c-x2x4z: events");
+    expect(result.stderr).toMatch(/ {4}Normal\tStarted\tStarted container order\n {4}Warning\tBackOff\tBack-off restarting/);
+    expect(result.stderr).toContain("==> pod order-6f7d9c-x2x4z: last log lines of order (the run before its last restart)");
+    expect(result.stderr).toContain('    {"level":50,"msg":"invalid configuration: DATABASE_URL is required"}');
+    expect(result.stderr).toContain("==> pod payment-v1-5d4-q8w7e: last log lines of payment");
+    expect(result.stderr).toContain("==> pod postgres-0: events");
+    expect(result.stderr).not.toContain("pod inventory-55f-r4t5y");
+    expect(result.stderr).not.toContain("meshcart is deployed");
+    // Reading only: nothing changes once helm has given up.
+    const helmAt = result.calls.findIndex((c) => c.tool === "helm" && c.args[0] === "upgrade");
+    expect(result.calls.slice(helmAt + 1).filter((c) => c.changed)).toEqual([]);
+  });
+
+  it("says nothing while the release is quick", async () => {
+    await meshedClusterWith({}, { seconds: 0 });
+    const result = await script("deploy.sh", { env: { PROGRESS_SECONDS: "5" } });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).not.toContain("pods ready");
+  });
+});
+
 describe("make images", () => {
   it("builds every target, then removes the images of an older build, and loads one archive", async () => {
     const older = services.map((s) => `meshcart/${s}:0123456789abcdef`);

@@ -52,6 +52,10 @@ function stdin() {
     return "";
   }
 }
+/** Blocks for a while, as a command that waits (helm --wait) does. */
+function pause(seconds) {
+  if (seconds > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, seconds * 1000);
+}
 /** Removes `--flag value` (or `--flag=value`) from a copy of argv; returns its value. */
 function take(list, ...names) {
   for (let i = 0; i < list.length; i++) {
@@ -257,6 +261,11 @@ const handlers = {
       if (kind === "deployment" && name === "linkerd-destination" && namespace === "linkerd") {
         return c.linkerd ? done() : fail('Error from server (NotFound): deployments.apps "linkerd-destination" not found');
       }
+      // The pods and events of the namespace, as the scripts read them (-o json).
+      if ((kind === "pods" || kind === "events") && output === "json") {
+        out(JSON.stringify({ apiVersion: "v1", kind: "List", items: c[kind]?.[namespace] ?? [] }));
+        return done();
+      }
       if (kind === "secret" && name === "storefront-jwt") {
         if (!c.release) fail('Error from server (NotFound): secrets "storefront-jwt" not found');
         out(Buffer.from("stand-in-storefront-signing-key-of-48-characters!!").toString("base64"));
@@ -303,6 +312,15 @@ const handlers = {
       const [key, value] = a[2].split("=");
       changed = true;
       ns[key] = value;
+      return done();
+    }
+    if (verb === "logs") {
+      const container = take(a, "-c", "--container");
+      take(a, "--tail");
+      const previous = has(a, "--previous");
+      const logs = c.logs?.[`${namespace}/${a[0]}/${container}${previous ? "/previous" : ""}`];
+      if (logs === undefined) fail(`error: container ${container} in pod ${a[0]} has no logs here`);
+      out(logs);
       return done();
     }
     if (verb === "port-forward") return done();
@@ -353,6 +371,9 @@ const handlers = {
       const reuse = has(a, "--reset-then-reuse-values") || has(a, "--reuse-values");
       if (!has(a, "--wait")) fail("stand-in helm upgrade: expected --wait");
       take(a, "--timeout");
+      // How long the wait takes, and how it ends (state.helmWait: { seconds, error }).
+      pause(state.helmWait?.seconds ?? 0);
+      if (state.helmWait?.error) fail(state.helmWait.error);
       if (!c.namespaces[namespace]) fail(`Error: create: failed to create: namespaces "${namespace}" not found`);
       if (!install && (!c.release || c.release.name !== a[0])) fail(`Error: UPGRADE FAILED: "${a[0]}" has no deployed releases`);
       const rendered = manifest(a);
