@@ -163,7 +163,7 @@ grafana: ## Grafana on http://localhost:3000 (port-forward; Ctrl-C stops)
 	@$(DEPLOY)/open.sh grafana
 
 .PHONY: down
-down: ## Delete the kind cluster
+down: ## Delete the kind cluster and the meshcart images; say how to free what Docker keeps for the next deploy
 	@$(DEPLOY)/down.sh
 
 .PHONY: e2e

@@ -67,5 +67,5 @@ Next:
   make dashboard    Linkerd viz: golden metrics per route, edges (mTLS), tap
   make traces       Jaeger on http://localhost:16686 (services' and proxies' spans)
   make grafana      Grafana on http://localhost:3000 (the meshcart dashboard)
-  make down         delete the cluster
+  make down         delete the cluster and the meshcart images
 NEXT

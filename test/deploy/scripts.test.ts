@@ -378,15 +378,24 @@ describe("a missing tool or daemon", () => {
 });
 
 describe("make down", () => {
-  it("deletes the cluster, then has nothing to delete", async () => {
-    await setState({});
+  it("deletes the cluster and the meshcart images, names what Docker still keeps, then has nothing to delete", async () => {
+    await setState({ docker: { daemon: true, containerdStore: true, images: ["node:24.21.0-trixie-slim", "meshcart/order:0123456789abcdef"] } });
     await script("cluster.sh");
+    await script("images.sh");
     const first = await script("down.sh");
-    expect(first.trace).toEqual(["kind delete cluster --name meshcart"]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.trace).toEqual([
+      "kind delete cluster --name meshcart",
+      `docker image rm ${refs.join(" ")}`,
+    ]);
+    expect((await getState()).docker.images).toEqual(["node:24.21.0-trixie-slim"]);
+    expect(first.stderr).toContain("docker builder prune --filter type=exec.cachemount");
+    expect(first.stderr).toContain("docker image rm $(docker image ls -q kindest/node)");
     const second = await script("down.sh");
     expect(second.code).toBe(0);
     expect(second.trace).toEqual([]);
     expect(second.stderr).toContain("nothing to delete");
+    expect(second.stderr).toContain("none: nothing to remove");
   });
 });
 
