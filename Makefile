@@ -118,7 +118,7 @@ images: | $(NODE) ## Build the service images in one build (tag: a hash of the b
 	@$(DEPLOY)/images.sh
 
 .PHONY: deploy
-deploy: | $(DEPS) ## cluster + mesh + images + the Helm chart, then the next steps [VALUES=file] [DRY_RUN=1]
+deploy: | $(NODE) ## cluster + mesh + images + the Helm chart, then the next steps [VALUES=file] [IMAGES=<registry>/meshcart:<version>] [DRY_RUN=1]
 	@scripts/tools.sh helm >/dev/null
 	@$(DEPLOY)/deploy.sh
 

@@ -7,6 +7,7 @@
 # `make deploy` with no change changes nothing.
 #
 #   VALUES=helm/meshcart/values-canary.yaml make deploy   # an extra values file
+#   IMAGES=ghcr.io/<owner>/meshcart:0.1.0 make deploy     # published images: no build
 #   DRY_RUN=1 make deploy                                  # print the commands only
 set -euo pipefail
 # shellcheck source=scripts/deploy/lib.sh
@@ -19,10 +20,20 @@ here=scripts/deploy
 require_docker
 require kind kubectl helm linkerd node
 [[ -z ${VALUES:-} || -f $VALUES ]] || die "VALUES=$VALUES: no such file"
+# Published images (the release workflow's): <repository>:<version>, each
+# service's image being <repository>/<service>:<version>. The node pulls them.
+if [[ -n ${IMAGES:-} && ! ${IMAGES:-} =~ ^[a-z0-9][a-z0-9._:/-]*[a-z0-9]:[A-Za-z0-9_][A-Za-z0-9_.-]*$ ]]; then
+  die "IMAGES=$IMAGES: expected <repository>:<version>, for example IMAGES=ghcr.io/<owner>/meshcart:0.1.0"
+fi
 
 "$here/cluster.sh"
 "$here/mesh.sh"
-"$here/images.sh"
+if [[ -n ${IMAGES:-} ]]; then
+  say "images ${IMAGES%:*}/<service>:${IMAGES##*:}"
+  note "published: the kind node pulls them"
+else
+  "$here/images.sh"
+fi
 
 say "namespace $NAMESPACE (meshed)"
 if query kubectl --context "$CONTEXT" get namespace "$NAMESPACE" >/dev/null; then
@@ -39,6 +50,10 @@ chart=(
   "$RELEASE" helm/meshcart --namespace "$NAMESPACE" --kube-context "$CONTEXT"
 )
 tags=$(image_tags)
+if [[ -n ${IMAGES:-} ]]; then
+  chart+=(--set "image.repository=${IMAGES%:*}")
+  tags=$(while read -r service _; do echo "$service ${IMAGES##*:}"; done <<<"$tags")
+fi
 while read -r service tag; do chart+=(--set "$service.image.tag=$tag"); done <<<"$tags"
 if [[ -n ${VALUES:-} ]]; then chart+=(-f "$VALUES"); fi
 

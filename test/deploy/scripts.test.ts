@@ -519,6 +519,32 @@ describe("while helm waits for the pods", () => {
   });
 });
 
+describe("make deploy with published images (IMAGES=<repository>:<version>)", () => {
+  const published = { IMAGES: "ghcr.io/acme/meshcart:0.1.0" };
+
+  it("builds and loads nothing; the chart names the published images", async () => {
+    await setState({});
+    const dry = await script("deploy.sh", { env: { ...published, DRY_RUN: "1" } });
+    expect(dry.code, dry.stderr).toBe(0);
+    const real = await script("deploy.sh", { env: published });
+    expect(real.code, real.stderr).toBe(0);
+    expect(dry.stdout.trimEnd().split("\n")).toEqual(real.trace);
+    expect(real.trace.some((l) => l.startsWith("docker") || l.startsWith("kind load"))).toBe(false);
+    const upgrade = words(real.trace.find((l) => l.startsWith("helm upgrade"))!);
+    expect(upgrade).toContain("image.repository=ghcr.io/acme/meshcart");
+    for (const service of services) expect(upgrade).toContain(`${service}.image.tag=0.1.0`);
+    expect((await getState()).docker.images).toEqual([]);
+  });
+
+  it.each(["ghcr.io/acme/meshcart", "GHCR.io/Acme/meshcart:0.1.0", "ghcr.io/acme/meshcart:"])("refuses IMAGES=%s before it changes anything", async (images) => {
+    await setState({});
+    const result = await script("deploy.sh", { env: { IMAGES: images } });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("expected <repository>:<version>");
+    expect(result.calls.filter((c) => c.changed)).toEqual([]);
+  });
+});
+
 describe("make images", () => {
   it("builds every target, then removes the images of an older build, and loads one archive", async () => {
     const older = services.map((s) => `meshcart/${s}:0123456789abcdef`);
