@@ -24,9 +24,7 @@ fi
 
 say "meshcart images in Docker"
 images=()
-while read -r service _; do
-  while read -r ref; do [[ -n $ref ]] && images+=("$ref"); done < <(query docker image ls --format '{{.Repository}}:{{.Tag}}' "meshcart/$service" || true)
-done <<<"$(image_tags)"
+while read -r ref; do [[ -n $ref ]] && images+=("$ref"); done < <(meshcart_images)
 if ((${#images[@]} > 0)); then
   run docker image rm "${images[@]}"
 else

@@ -53,7 +53,7 @@ if ((built == 0)); then note "built: kept"; fi
 old=()
 while read -r ref; do
   [[ -n $ref && $ref != *":$tag" ]] && old+=("$ref")
-done < <(for service in "${services[@]}"; do query docker image ls --format '{{.Repository}}:{{.Tag}}' "meshcart/$service" || true; done)
+done < <(meshcart_images)
 if ((${#old[@]} > 0)); then run docker image rm "${old[@]}"; fi
 
 say "images on the kind node $node_container"

@@ -159,3 +159,8 @@ image_tags() {
 }
 
 image_ref() { echo "meshcart/$1:$2"; }
+
+# Every meshcart image Docker holds, whatever its tag ("repository:tag" lines).
+meshcart_images() {
+  query docker image ls --filter 'reference=meshcart/*' --format '{{.Repository}}:{{.Tag}}' || true
+}

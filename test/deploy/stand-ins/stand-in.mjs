@@ -147,9 +147,9 @@ const handlers = {
           return fail(`Error response from daemon: No such image: ${a[0]}`);
         }
         if (verb === "ls") {
-          if (take(a, "--format") !== "{{.Repository}}:{{.Tag}}") break;
-          const repository = a[0];
-          const found = state.docker.images.filter((ref) => !repository || ref.slice(0, ref.lastIndexOf(":")) === repository);
+          const filter = take(a, "--filter");
+          if (take(a, "--format") !== "{{.Repository}}:{{.Tag}}" || filter !== "reference=meshcart/*") break;
+          const found = state.docker.images.filter((ref) => ref.startsWith("meshcart/"));
           if (found.length > 0) out(found.join("\n"));
           return done();
         }
