@@ -13,3 +13,6 @@ buf build -o services/lib/descriptor/meshcart.binpb
 # The chart's Linkerd objects and docs/mesh-contract.md, from proto/mesh.yaml
 # (which is checked against the .proto files first).
 node scripts/mesh/render.mjs
+# The mesh dashboards (Linkerd proxy metrics), whose routes, canary Service,
+# rate-limited Server and circuit-broken Services come from proto/mesh.yaml.
+node scripts/dashboards/render.mjs

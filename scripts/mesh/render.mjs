@@ -23,7 +23,7 @@ const targets = {
   grafana: { when: "grafana.enabled" },
 };
 // The Service whose routes split between versions during a canary.
-const CANARY_SERVICE = "payment";
+export const CANARY_SERVICE = "payment";
 
 const q = (s) => JSON.stringify(s);
 const indent = (text, n) => text.split("\n").map((l) => (l ? " ".repeat(n) + l : l)).join("\n");
