@@ -152,15 +152,15 @@ rollback: | $(NODE) ## Every payment call back to v1, then payment v2's pods rem
 	@$(DEPLOY)/canary.sh rollback
 
 .PHONY: dashboard
-dashboard: ## Open the Linkerd viz dashboard
+dashboard: ## Open the Linkerd viz dashboard (http://localhost:50750; Ctrl-C stops)
 	@$(DEPLOY)/open.sh dashboard
 
 .PHONY: traces
-traces: ## Jaeger UI on http://localhost:16686 (port-forward; Ctrl-C stops)
+traces: ## Jaeger UI on http://localhost:16686/jaeger/ (port-forward; Ctrl-C stops)
 	@$(DEPLOY)/open.sh traces
 
 .PHONY: grafana
-grafana: ## Grafana on http://localhost:3000 (port-forward; Ctrl-C stops)
+grafana: ## Grafana through the viz dashboard, http://localhost:50750/grafana/ (meshcart and meshcart mesh dashboards; Ctrl-C stops)
 	@$(DEPLOY)/open.sh grafana
 
 .PHONY: down

@@ -6,7 +6,9 @@
 #      sending their spans to the chart's Jaeger when the chart's values
 #      (values.yaml, then VALUES) install one, and not tracing otherwise;
 #   3. the viz extension, whose Prometheus also scrapes the services
-#      (k8s/linkerd-viz-values.yaml).
+#      (k8s/linkerd-viz-values.yaml), with the dashboard's links to the
+#      chart's Grafana (grafana.url) and Jaeger (jaegerUrl) when the chart's
+#      values install them.
 # Each part is skipped when it is installed with the same settings (a hash of
 # them is kept as an annotation on its namespace) and upgraded when they
 # changed. The CLI makes the trust anchor itself on the first install.
@@ -70,13 +72,27 @@ else
 fi
 
 # --- 3. viz ---------------------------------------------------------------------
+# The dashboard links each workload to its Grafana dashboard and to Jaeger:
+# its web server proxies /grafana/... to grafana.url and /jaeger/... to
+# jaegerUrl, both host:port (linkerd2 version-2.20, viz/charts/linkerd-viz
+# templates/web.yaml and web/srv/server.go). Only what the chart installs is
+# linked: a link to a Grafana that is not there would only fail.
 viz_values=k8s/linkerd-viz-values.yaml
-wanted=$( { echo "$LINKERD_VERSION"; cat "$viz_values"; } | sha16)
-say "Linkerd viz (Prometheus also scraping the services)"
+viz_links=()
+if [[ "$(node scripts/deploy/chart-values.mjs grafana.enabled ${VALUES:+"$VALUES"})" == true ]]; then
+  viz_links+=(--set "grafana.url=grafana.${NAMESPACE}.svc.cluster.local:3000")
+fi
+if [[ $jaeger == true ]]; then
+  viz_links+=(--set "jaegerUrl=jaeger-query.${NAMESPACE}.svc.cluster.local:16686")
+fi
+wanted=$( { echo "$LINKERD_VERSION"; cat "$viz_values"; printf '%s\n' "${viz_links[@]}"; } | sha16)
+links="none"
+if ((${#viz_links[@]})); then links=$(printf '%s\n' "${viz_links[@]}" | grep -v '^--set$' | tr '\n' ' '); fi
+say "Linkerd viz (Prometheus also scraping the services; the dashboard's links: ${links% })"
 if [[ "$(settings_of linkerd-viz)" == "$wanted" ]]; then
   note "installed with these settings: kept"
 else
-  run_pipe linkerd --context "$CONTEXT" viz install -f "$viz_values" -- kubectl --context "$CONTEXT" apply -f -
+  run_pipe linkerd --context "$CONTEXT" viz install -f "$viz_values" "${viz_links[@]}" -- kubectl --context "$CONTEXT" apply -f -
   run linkerd --context "$CONTEXT" viz check
   run kubectl --context "$CONTEXT" annotate namespace linkerd-viz --overwrite "$settings_key=$wanted"
 fi

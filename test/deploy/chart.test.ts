@@ -332,17 +332,43 @@ describe("the chart's defaults", () => {
     const prometheus = policyOf("meshcart-grafana", "linkerd-viz");
     expect(prometheus.spec.targetRef).toEqual({ group: "policy.linkerd.io", kind: "Server", name: "prometheus-admin" });
     expect(identitiesOf(prometheus)).toEqual([{ kind: "ServiceAccount", name: "grafana", namespace: "meshcart" }]);
-    const jaeger = policyOf("jaeger-http-query-grafana-traces.grafana");
+    const jaeger = policyOf("jaeger-http-query-trace-queries.grafana");
     const route = objects.find((o) => o.kind === "HTTPRoute" && o.metadata.name === jaeger.spec.targetRef.name)!;
     const server = objects.find((o) => o.kind === "Server" && o.metadata.name === route.spec.parentRefs[0].name)!;
     expect(server.spec.port).toBe("http-query");
+    expect(route.spec.rules[0].matches).toEqual([{ path: { type: "PathPrefix", value: "/jaeger" } }]);
     expect(identitiesOf(jaeger)).toEqual([{ kind: "ServiceAccount", name: "grafana" }]);
     const provisioning = objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === "grafana-provisioning")!;
     const datasources = parseYaml(provisioning.data!["datasources.yaml"]!).datasources;
+    // Jaeger serves under /jaeger (its base_path, for the viz dashboard's proxy).
     expect(datasources.map((d: Manifest) => [d.type, d.url])).toEqual([
       ["prometheus", "http://prometheus.linkerd-viz.svc.cluster.local:9090"],
-      ["jaeger", "http://jaeger-query.meshcart.svc.cluster.local:16686"],
+      ["jaeger", "http://jaeger-query.meshcart.svc.cluster.local:16686/jaeger"],
     ]);
+    const jaegerConfig = parseYaml(objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === "jaeger")!.data!["config.yaml"]!);
+    expect(jaegerConfig.extensions.jaeger_query.base_path).toBe("/jaeger");
+  });
+
+  it("lets the viz dashboard's web server through to Grafana and Jaeger, which serve the paths it proxies", () => {
+    // linkerd2 version-2.20 web/srv/server.go: /grafana/* goes to grafana.url with
+    // /grafana cut off, /jaeger/* to jaegerUrl unchanged; both requests leave
+    // the web pod, ServiceAccount web in linkerd-viz, through its proxy.
+    const policies = objects.filter((o) => o.kind === "AuthorizationPolicy" && o.metadata.name.endsWith(".viz-dashboard"));
+    const auth = objects.find((o) => o.kind === "MeshTLSAuthentication" && o.metadata.name === "viz-dashboard")!;
+    expect(auth.spec.identityRefs).toEqual([{ kind: "ServiceAccount", name: "web", namespace: "linkerd-viz" }]);
+    const reached = policies.map((p) => {
+      const route = objects.find((o) => o.kind === "HTTPRoute" && o.metadata.name === p.spec.targetRef.name)!;
+      const server = objects.find((o) => o.kind === "Server" && o.metadata.name === route.spec.parentRefs[0].name)!;
+      return [server.spec.podSelector.matchLabels["app.kubernetes.io/name"], server.spec.port, route.spec.rules[0].matches[0].path.value];
+    });
+    expect(reached.sort()).toEqual([
+      ["grafana", "http", "/"],
+      ["jaeger", "http-query", "/jaeger"],
+    ]);
+    const grafana = objects.find((o) => o.kind === "Deployment" && o.metadata.name === "grafana")!;
+    const env = Object.fromEntries(grafana.spec.template.spec.containers[0].env.map((e: Manifest) => [e.name, e.value]));
+    expect(env.GF_SERVER_ROOT_URL).toMatch(/\/grafana\/$/);
+    expect(env.GF_SERVER_SERVE_FROM_SUB_PATH).toBe("false");
   });
 
   it("provisions every dashboard of dashboards/ in Grafana", () => {

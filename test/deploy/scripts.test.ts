@@ -111,7 +111,7 @@ const freshRunPattern: RegExp[] = [
   /^linkerd --context kind-meshcart install --set proxy\.tracing\.enabled=true --set proxy\.tracing\.collector\.endpoint=jaeger-collector\.meshcart\.svc\.cluster\.local:4317 --set proxy\.tracing\.collector\.meshIdentity\.serviceAccountName=jaeger --set proxy\.tracing\.collector\.meshIdentity\.namespace=meshcart \| kubectl --context kind-meshcart apply -f -$/,
   /^linkerd --context kind-meshcart check$/,
   /^kubectl --context kind-meshcart annotate namespace linkerd --overwrite meshcart\/mesh-config=[0-9a-f]{16}$/,
-  /^linkerd --context kind-meshcart viz install -f k8s\/linkerd-viz-values\.yaml \| kubectl --context kind-meshcart apply -f -$/,
+  /^linkerd --context kind-meshcart viz install -f k8s\/linkerd-viz-values\.yaml --set grafana\.url=grafana\.meshcart\.svc\.cluster\.local:3000 --set jaegerUrl=jaeger-query\.meshcart\.svc\.cluster\.local:16686 \| kubectl --context kind-meshcart apply -f -$/,
   /^linkerd --context kind-meshcart viz check$/,
   /^kubectl --context kind-meshcart annotate namespace linkerd-viz --overwrite meshcart\/mesh-config=[0-9a-f]{16}$/,
   ...services.map(
@@ -227,6 +227,20 @@ describe("make deploy against stand-in tools", () => {
         "--set proxy.tracing.collector.endpoint=jaeger-collector.meshcart.svc.cluster.local:4317",
       );
     }
+  });
+
+  it("links viz's dashboard to the chart's Grafana and Jaeger only when the values install them", async () => {
+    const vizInstall = (trace: string[]) => trace.find((l) => l.includes(" viz install "));
+    const linked = await script("mesh.sh");
+    expect(linked.code, linked.stderr).toBe(0);
+    expect(linked.stderr).toContain("installed with these settings: kept");
+    const minimal = await script("mesh.sh", { env: { VALUES: path.join(repoRoot, "helm/meshcart/values-minimal.yaml") } });
+    expect(minimal.code, minimal.stderr).toBe(0);
+    const install = vizInstall(minimal.trace);
+    expect(install, minimal.trace.join("\n")).toMatch(/ viz install -f k8s\/linkerd-viz-values\.yaml \|/);
+    expect(minimal.stderr).toContain("the dashboard's links: none");
+    const back = await script("mesh.sh");
+    expect(vizInstall(back.trace)).toContain("--set grafana.url=grafana.meshcart.svc.cluster.local:3000 --set jaegerUrl=jaeger-query.meshcart.svc.cluster.local:16686");
   });
 
   it("with an older Gateway API: applies the pinned one", async () => {
