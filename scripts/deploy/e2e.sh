@@ -42,17 +42,34 @@ json() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const 
 
 # PromQL against viz's Prometheus (a port-forward: it admits only viz's
 # own clients through its proxy, and a port-forward skips the proxy).
+PROMETHEUS_URL=http://127.0.0.1:19090
+export PROMETHEUS_URL
 prom_pid=""
+prometheus_up() {
+  [[ -z $prom_pid ]] || return 0
+  kubectl --context "$CONTEXT" --namespace linkerd-viz port-forward svc/prometheus 19090:9090 >/dev/null 2>&1 &
+  prom_pid=$!
+  sleep 3
+}
 promql() {
-  if [[ -z $prom_pid ]]; then
-    kubectl --context "$CONTEXT" --namespace linkerd-viz port-forward svc/prometheus 19090:9090 >/dev/null 2>&1 &
-    prom_pid=$!
-    sleep 3
-  fi
-  curl -fsS -G --data-urlencode "query=$1" http://127.0.0.1:19090/api/v1/query |
+  prometheus_up
+  curl -fsS -G --data-urlencode "query=$1" "$PROMETHEUS_URL/api/v1/query" |
     json 'const r=v.data.result; console.log(r.length ? Number(r[0].value[1]) : 0)'
 }
-stop_port_forwards() { [[ -z $prom_pid ]] || kill "$prom_pid" 2>/dev/null || true; }
+# The Grafana panel a walkthrough names (its <!-- e2e-panel: ... --> marker)
+# has data: the panel's own queries, read from dashboards/meshcart-mesh.json
+# (scripts/deploy/panels.mjs).
+panels() {
+  prometheus_up
+  MESHCART_NAMESPACE=$NAMESPACE node scripts/deploy/panels.mjs "docs/walkthroughs/$1.md" ||
+    die "docs/walkthroughs/$1.md: its Grafana panel (meshcart mesh) shows no data"
+}
+stop_port_forwards() {
+  [[ -z $prom_pid ]] || kill "$prom_pid" 2>/dev/null || true
+  # The dashboard walkthrough's background `linkerd viz dashboard`, if a
+  # block failed before the one that stops it.
+  [[ ! -f /tmp/meshcart-dashboard.pid ]] || kill "$(cat /tmp/meshcart-dashboard.pid)" 2>/dev/null || true
+}
 
 walkthrough() {
   local name=$1
@@ -72,6 +89,7 @@ for edge in storefront\>order order\>inventory order\>payment-v1 loadgen\>storef
   [[ " $have " == *" $edge "* ]] || die "edge $edge not seen (seen: $have)"
 done
 note "$(json 'console.log(v.length)' <<<"$edges") edges, all secured"
+panels mtls
 
 # The load generator's traffic succeeds before any fault is injected: at
 # least 99% of its requests of the last 2 minutes ended as they should
@@ -95,6 +113,7 @@ while read -r service method; do
   grep -q "Code: PermissionDenied" <<<"$out" || die "presenter -> $service $method was not denied: $out"
 done < <(node scripts/mesh/contract.mjs denied presenter)
 note "every RPC proto/mesh.yaml does not grant the presenter is denied"
+panels authorization
 
 walkthrough retries
 faults=$(promql 'sum(increase(meshcart_faults_injected_total{method="Charge"}[2m]))')
@@ -104,6 +123,7 @@ failed=$(promql 'sum(increase(meshcart_order_saga_outcomes_total{outcome="failed
 note "Charge faults $faults, retries $retries, orders $outcomes, failed $failed"
 node -e "const [f,r,o,x]=process.argv.slice(1).map(Number); process.exit(f>0 && r>0 && o>0 && x/o <= 0.01 ? 0 : 1)" \
   "$faults" "$retries" "$outcomes" "$failed" || die "with 20% UNAVAILABLE on Charge: want faults > 0, retries > 0, ≥ 99% of orders not failed"
+panels retries
 
 walkthrough circuit-breaking
 # breaker-pods.out is `linkerd viz stat pod --from deploy/order` (a table: NAME
@@ -128,15 +148,18 @@ if (!(rate(good) > 0) || !(rate(bad) < 0.25 * rate(good))) { console.error(lines
 console.error("order -> payment: healthy pod " + rate(good) + " rps, broken pod " + rate(bad) + " rps");
 ' "$E2E_OUT/breaker-pods.out" "$broken" ||
   die "the broken payment pod was not ejected: from order it still gets a quarter of its twin's calls, or the twin gets none"
+panels circuit-breaking
 
 walkthrough canary
 # shellcheck source=scripts/deploy/e2e-canary.sh
 source scripts/deploy/e2e-canary.sh
 assert_canary
+panels canary
 
 walkthrough rate-limiting
 grep -q "Code: ResourceExhausted" "$E2E_OUT/ratelimit-burst.out" || die "a 100-call burst from the host was never rate limited"
 grep -q " OK$" "$E2E_OUT/ratelimit-burst.out" || die "the burst got nothing through"
+panels rate-limiting
 
 walkthrough tracing
 request_id=$(grep -i '^x-request-id' "$E2E_OUT/trace-order.out" | head -n 1 | awk '{print $2}' | tr -d '\r')
@@ -167,7 +190,7 @@ services=""
 for _ in $(seq 30); do
   sleep 3
   services=$(curl -fsS -G --data-urlencode "service=storefront" --data-urlencode "tags={\"meshcart.correlation_id\":\"$request_id\"}" \
-    http://127.0.0.1:16686/api/traces 2>/dev/null |
+    http://127.0.0.1:16686/jaeger/api/traces 2>/dev/null |
     json 'const s=new Set(); for (const t of v.data) for (const p of Object.values(t.processes)) s.add(p.serviceName); console.log([...s].sort().join(" "))' || true)
   [[ -z $(trace_problem) ]] && break
 done
@@ -175,6 +198,21 @@ kill "$jaeger_pid" 2>/dev/null || true
 problem=$(trace_problem)
 [[ -z $problem ]] || die "$problem"
 note "one trace: $services"
+
+walkthrough dashboard
+# Every Grafana icon the viz dashboard draws for meshcart leads to a
+# dashboard, and the Jaeger icon's search for order's proxy finds its traces
+# once the service name is meshcart's (dashboard-links.out: "<status>
+# grafana <uid>" and "<count> jaeger service=<name>" lines).
+links=$E2E_OUT/dashboard-links.out
+for uid in linkerd-namespace linkerd-deployment linkerd-pod linkerd-statefulset linkerd-service meshcart-mesh; do
+  grep -qx "200 grafana $uid" "$links" || die "the viz dashboard's proxy does not reach Grafana's dashboard $uid: $(cat "$links")"
+done
+grep -qE '^[1-9][0-9]* jaeger service=order-proxy$' "$links" || die "no trace of order's proxy through the viz dashboard's Jaeger proxy: $(cat "$links")"
+grep -qx '0 jaeger service=linkerd-proxy' "$links" || die "the walkthrough says the Jaeger icon's own search (service linkerd-proxy) finds nothing: $(cat "$links")"
+grep -qE '^req id=\S+ proxy=in +\S+ \S+ tls=true :method=POST :authority=\S+ :path=/meshcart\.payment\.v1\.PaymentService/' "$E2E_OUT/dashboard-tap.out" ||
+  die "tap showed no mTLS'd call into payment-v1: $(head -n 5 "$E2E_OUT/dashboard-tap.out")"
+note "the dashboard's Grafana and Jaeger links answer; tap shows tls=true"
 stop_port_forwards
 
 say "helm test"

@@ -11,8 +11,11 @@ import { fileURLToPath } from "node:url";
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
-/** The order make e2e runs them in: the canary before the rate limit, tracing last. */
-export const walkthroughs = ["mtls", "authorization", "retries", "circuit-breaking", "canary", "rate-limiting", "tracing"].map(
+/**
+ * The order make e2e runs them in: the canary before the rate limit, then
+ * tracing, then the dashboard, whose Jaeger links need the traces.
+ */
+export const walkthroughs = ["mtls", "authorization", "retries", "circuit-breaking", "canary", "rate-limiting", "tracing", "dashboard"].map(
   (name) => `docs/walkthroughs/${name}.md`,
 );
 
