@@ -29,7 +29,7 @@ $(DEPS): package.json package-lock.json services/*/package.json dev/package.json
 deps: $(DEPS) ## Install Node 24 (if missing) and the npm dependencies
 
 .PHONY: tools
-tools: ## Install pinned grpcurl, helm, kubeconform, ghz and shellcheck into .tools/bin
+tools: ## Install pinned grpcurl, helm, kubeconform, ghz, shellcheck and promtool into .tools/bin
 	scripts/tools.sh
 
 .PHONY: generate
@@ -73,8 +73,8 @@ faults: build ## Show or set make dev's injected faults: make faults [SERVICE=pa
 	@$(NODE) dev/dist/faults-main.js --service "$(SERVICE)" --spec "$${SPEC:-}"
 
 .PHONY: test
-test: $(DEPS) ## Run the whole test suite (installs grpcurl and helm first)
-	scripts/tools.sh grpcurl helm shellcheck
+test: $(DEPS) ## Run the whole test suite (installs grpcurl, helm, shellcheck and promtool first)
+	scripts/tools.sh grpcurl helm shellcheck promtool
 	tsc -b
 	scripts/run-tests.sh
 

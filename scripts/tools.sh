@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs meshcart's pinned command-line tools (grpcurl, helm, kubeconform,
-# ghz, shellcheck) into <repo>/.tools/bin. `make tools` calls it; CI may
+# ghz, shellcheck, promtool) into <repo>/.tools/bin. `make tools` calls it; CI may
 # name only the tools its tests need.
 #
 #   scripts/tools.sh [tool...]   install the named tools (default: all)
@@ -44,6 +44,10 @@
 #   ShellCheck      shellcheck-v0.10.0.{linux,darwin}.{x86_64,aarch64}.tar.xz;
 #                   its SHA-256 pins below agree across independent public
 #                   manifests but were not recomputed from GitHub's files
+#   promtool        inside Prometheus's release archive,
+#                   prometheus-3.16.0.{linux,darwin}-{amd64,arm64}.tar.gz,
+#                   with sha256sums.txt (the Go module numbers Prometheus
+#                   v3.X.Y as v0.3XX.Y: PROMTOOL_VERSION is the module's)
 # Nor was the --version output of the real release binaries (used only when
 # a binary has no stamp). The go install path and the apt-get path ran for
 # real.
@@ -55,7 +59,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=/dev/null
 source "$root/versions.env"
 
-ALL_TOOLS="grpcurl helm kubeconform ghz shellcheck"
+ALL_TOOLS="grpcurl helm kubeconform ghz shellcheck promtool"
 bin_dir=""      # where the tools go; set by main
 method=""       # go | download; set by choose_method
 work=""         # scratch folder inside bin_dir, removed on exit
@@ -106,6 +110,7 @@ pinned_version() {
     kubeconform) var=KUBECONFORM_VERSION ;;
     ghz) var=GHZ_VERSION ;;
     shellcheck) var=SHELLCHECK_VERSION ;;
+    promtool) var=PROMTOOL_VERSION ;;
   esac
   echo "${!var:-}"
 }
@@ -116,6 +121,7 @@ go_package() {
     helm) echo helm.sh/helm/v3/cmd/helm ;;
     kubeconform) echo github.com/yannh/kubeconform/cmd/kubeconform ;;
     ghz) echo github.com/bojand/ghz/cmd/ghz ;;
+    promtool) echo github.com/prometheus/prometheus/cmd/promtool ;;
   esac
 }
 
@@ -125,7 +131,7 @@ version_args() {
     grpcurl) echo -version ;;
     helm) echo "version --short" ;;
     kubeconform) echo -v ;;
-    ghz | shellcheck) echo --version ;;
+    ghz | shellcheck | promtool) echo --version ;;
   esac
 }
 
@@ -198,11 +204,19 @@ has_pinned_version() {
 
 # --- building with go --------------------------------------------------------
 
+# Build tags of a tool: promtool without Prometheus's service discoveries
+# (cloud SDKs it does not need to lint metrics), which halves its build.
+go_tags() {
+  case $1 in
+    promtool) echo remove_all_sd ;;
+  esac
+}
+
 install_with_go() {
   local tool=$1 version=$2 stage=$3 pkg
   pkg=$(go_package "$tool")
   progress "building $tool $version with go install (may take minutes) ..."
-  if ! GOBIN="$stage" go install "$pkg@v$version" >"$stage/go.log" 2>&1; then
+  if ! GOBIN="$stage" go install -tags "$(go_tags "$tool")" "$pkg@v$version" >"$stage/go.log" 2>&1; then
     tail -n 20 "$stage/go.log" >&2
     die "go install $pkg@v$version failed (log above)"
   fi
@@ -250,7 +264,7 @@ helm_base() {
 # file the release publishes; empty where the hash is pinned here instead).
 # Each project names its platforms its own way, hence the mapping.
 release_asset() {
-  local tool=$1 v=$2 os=$3 arch=$4 gh x86 osx
+  local tool=$1 v=$2 os=$3 arch=$4 gh x86 osx rel
   gh=$(github_base)
   x86=$arch
   if [[ $arch == amd64 ]]; then x86=x86_64; fi
@@ -273,6 +287,12 @@ release_asset() {
       asset="helm-v$v-$os-$arch.tar.gz"
       url="$(helm_base)/$asset"
       sums_url="$url.sha256sum" ;;
+    promtool) # in the Prometheus release; module v0.3XX.Y is release 3.XX.Y
+      rel=${v#0.}
+      rel="$((${rel%%.*} / 100)).$((${rel%%.*} % 100)).${v##*.}"
+      asset="prometheus-$rel.$os-$arch.tar.gz"
+      url="$gh/prometheus/prometheus/releases/download/v$rel/$asset"
+      sums_url="$gh/prometheus/prometheus/releases/download/v$rel/sha256sums.txt" ;;
     shellcheck) # no checksum file is published: see shellcheck_sha256
       if [[ $arch == arm64 ]]; then x86=aarch64; fi
       asset="shellcheck-v$v.$os.$x86.tar.xz"

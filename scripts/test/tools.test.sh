@@ -13,7 +13,9 @@ tools_sh="$repo/scripts/tools.sh"
 # shellcheck source=/dev/null
 source "$repo/versions.env"
 : "${GRPCURL_VERSION:?}" "${HELM_VERSION:?}" "${KUBECONFORM_VERSION:?}" "${GHZ_VERSION:?}" \
-  "${SHELLCHECK_VERSION:?}"
+  "${SHELLCHECK_VERSION:?}" "${PROMTOOL_VERSION:?}"
+# Prometheus's release of the promtool Go module v0.3XX.Y is 3.XX.Y.
+promtool_release=3.${PROMTOOL_VERSION#0.3}
 
 tmp=$(mktemp -d)
 server_pid=""
@@ -63,7 +65,8 @@ kubeconform_dir="$gh/yannh/kubeconform/releases/download/v$KUBECONFORM_VERSION"
 ghz_dir="$gh/bojand/ghz/releases/download/v$GHZ_VERSION"
 helm_dir="$good/get.helm.sh"
 shellcheck_dir="$gh/koalaman/shellcheck/releases/download/v$SHELLCHECK_VERSION"
-mkdir -p "$grpcurl_dir" "$kubeconform_dir" "$ghz_dir" "$helm_dir" "$shellcheck_dir"
+promtool_dir="$gh/prometheus/prometheus/releases/download/v$promtool_release"
+mkdir -p "$grpcurl_dir" "$kubeconform_dir" "$ghz_dir" "$helm_dir" "$shellcheck_dir" "$promtool_dir"
 
 sha() { sha256sum "$1" | awk '{ print $1 }'; }
 
@@ -84,7 +87,7 @@ archive() {
   esac
 }
 
-# make_platform OS ARCH: the five archives of one platform, named as each
+# make_platform OS ARCH: the six archives of one platform, named as each
 # project names them (written out here, independently of tools.sh).
 make_platform() {
   local os=$1 arch=$2 x86=$2 osx=$1 aarch=$2 src="$tmp/src-$1-$2"
@@ -118,6 +121,13 @@ make_platform() {
   fake_tool "$src/shellcheck-v$SHELLCHECK_VERSION" shellcheck "version: $SHELLCHECK_VERSION"
   a="shellcheck-v$SHELLCHECK_VERSION.$os.$aarch.tar.xz"
   archive "$shellcheck_dir/$a" "$src" "shellcheck-v$SHELLCHECK_VERSION/shellcheck"
+
+  local prom="prometheus-$promtool_release.$os-$arch"
+  fake_tool "$src/$prom" promtool "promtool, version $promtool_release (branch: HEAD)"
+  fake_tool "$src/$prom" prometheus "prometheus, version $promtool_release"
+  a="$prom.tar.gz"
+  archive "$promtool_dir/$a" "$src" "$prom/prometheus" "$prom/promtool"
+  echo "$(sha "$promtool_dir/$a")  $a" >>"$promtool_dir/sha256sums.txt"
 }
 
 make_platform linux amd64
@@ -197,12 +207,13 @@ all_pinned() {
     prints_version "$1" helm "version --short" "v$HELM_VERSION" &&
     prints_version "$1" kubeconform -v "v$KUBECONFORM_VERSION" &&
     prints_version "$1" ghz --version "v$GHZ_VERSION" &&
-    prints_version "$1" shellcheck --version "$SHELLCHECK_VERSION"
+    prints_version "$1" shellcheck --version "$SHELLCHECK_VERSION" &&
+    prints_version "$1" promtool --version "$promtool_release"
 }
 
 stamps_present() {
   local t
-  for t in grpcurl helm kubeconform ghz shellcheck; do [[ -s $1/.$t.version ]] || return 1; done
+  for t in grpcurl helm kubeconform ghz shellcheck promtool; do [[ -s $1/.$t.version ]] || return 1; done
 }
 
 home_is_clean() { [[ ! -e $tmp/home ]]; }
@@ -232,15 +243,17 @@ check "a copy of the layout installs into its own .tools/bin" \
 
 run MESHCART_TOOLS_DIR="$a" MESHCART_TOOLS_SHELLCHECK_SHA256="$sc_linux_sha"
 check "first run succeeds" succeeded
-check "first run prints one line per tool" line_count 5
+check "first run prints one line per tool" line_count 6
 check "first run reports grpcurl installed" stdout_has "grpcurl $GRPCURL_VERSION installed (download, sha256 verified)"
 check "first run reports helm installed" stdout_has "helm $HELM_VERSION installed (download, sha256 verified)"
 check "first run reports kubeconform installed" stdout_has "kubeconform $KUBECONFORM_VERSION installed"
 check "first run reports ghz installed" stdout_has "ghz $GHZ_VERSION installed"
 check "first run reports shellcheck installed" stdout_has "shellcheck $SHELLCHECK_VERSION installed (download"
-check "all five binaries are installed, executable and pinned" all_pinned "$a"
+check "first run reports promtool installed" stdout_has "promtool $PROMTOOL_VERSION installed (download, sha256 verified)"
+check "all six binaries are installed, executable and pinned" all_pinned "$a"
 check "version stamps are written" stamps_present "$a"
 check "only the named binary is taken from an archive (no ghz-web)" test ! -e "$a/ghz-web"
+check "only promtool is taken from Prometheus's archive" test ! -e "$a/prometheus"
 check "no temporary folders are left" no_leftovers "$a"
 check "nothing is written outside the bin folder (HOME untouched)" home_is_clean
 
@@ -248,8 +261,8 @@ before=$(ls -li "$a")
 fetched=$(downloads '\.tar\.')
 run MESHCART_TOOLS_DIR="$a" MESHCART_TOOLS_SHELLCHECK_SHA256="$sc_linux_sha"
 check "second run succeeds" succeeded
-check "second run prints one line per tool" line_count 5
-check "second run finds every tool already present" [ "$(grep -c 'already present' "$out")" -eq 5 ]
+check "second run prints one line per tool" line_count 6
+check "second run finds every tool already present" [ "$(grep -c 'already present' "$out")" -eq 6 ]
 check "second run installs nothing" [ "$before" = "$(ls -li "$a")" ]
 check "second run downloads nothing" [ "$(downloads '\.tar\.')" -eq "$fetched" ]
 
@@ -273,10 +286,10 @@ c="$tmp/c/bin"
 run MESHCART_TOOLS_DIR="$c" MESHCART_TOOLS_OS=darwin MESHCART_TOOLS_ARCH=arm64 \
   MESHCART_TOOLS_SHELLCHECK_SHA256="$sc_darwin_sha"
 check "darwin/arm64: succeeds" succeeded
-check "darwin/arm64: all five installed" all_pinned "$c"
+check "darwin/arm64: all six installed" all_pinned "$c"
 for asset in "grpcurl_${GRPCURL_VERSION}_osx_arm64.tar.gz" kubeconform-darwin-arm64.tar.gz \
   ghz-darwin-arm64.tar.gz "helm-v$HELM_VERSION-darwin-arm64.tar.gz" \
-  "shellcheck-v$SHELLCHECK_VERSION.darwin.aarch64.tar.xz"; do
+  "shellcheck-v$SHELLCHECK_VERSION.darwin.aarch64.tar.xz" "prometheus-$promtool_release.darwin-arm64.tar.gz"; do
   check "darwin/arm64: fetched $asset" grep -qF "/$asset " "$tmp/server.log"
 done
 

@@ -112,6 +112,11 @@ export class Shop {
     if (response.status !== 200) throw new Error(`${name} refused the fault rules: ${response.status} ${await response.text()}`);
   }
 
+  /** The service's admin port (probes and /metrics), as a base URL. */
+  adminUrl(name: ShopService): string {
+    return `http://127.0.0.1:${this.get(name).adminPort}`;
+  }
+
   /** Every log line the service wrote so far. */
   logs(name: ShopService): string[] {
     return this.get(name).process.logs();

@@ -108,6 +108,9 @@ export function grpcClientCallMetrics(registry: Registry): ClientMiddleware {
 
 const processMetrics = new WeakSet<Registry>();
 
+/** prom-client's default gauges that carry a counter's suffix. */
+const SUMMED_GAUGES = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"] as const;
+
 /**
  * What every service exports besides its calls: Node's process metrics
  * (CPU, memory, event loop lag, GC), build info, and the trace exporter's
@@ -118,6 +121,11 @@ export function registerProcessMetrics(registry: Registry, service: string, vers
   processMetrics.add(registry);
   registry.setDefaultLabels({ service_name: service });
   collectDefaultMetrics({ register: registry });
+  // prom-client names three gauges *_total, which Prometheus keeps for
+  // counters (`promtool check metrics` refuses them). Each is the sum of its
+  // per-type gauge without the suffix (nodejs_active_handles, ...), so
+  // nothing is lost.
+  for (const name of SUMMED_GAUGES) registry.removeSingleMetric(name);
   new Gauge({
     name: "meshcart_build_info",
     help: "Always 1; labels name the running version.",
