@@ -79,8 +79,10 @@ Next:
   make smoke        grpcurl on localhost:$STOREFRONT_PORT: list, place an order, read it back
   helm test $RELEASE -n $NAMESPACE --kube-context $CONTEXT
                     every service healthy; an order through storefront reaches CONFIRMED
-  make dashboard    Linkerd viz: golden metrics per route, edges (mTLS), tap
-  make traces       Jaeger on http://localhost:16686 (services' and proxies' spans)
-  make grafana      Grafana on http://localhost:3000 (the meshcart dashboard)
+  make dashboard    Linkerd viz: each workload's success rate, RPS, latency; edges (mTLS), tap, top
+  make traces       Jaeger on http://localhost:16686/jaeger/ (services' and proxies' spans)
+  make grafana      Grafana on http://localhost:50750/grafana/: "meshcart mesh" has what viz
+                    cannot show (per GRPCRoute, retries, canary split, authorization, rate
+                    limits, circuit breakers); "meshcart" has the services' own metrics
   make down         delete the cluster and the meshcart images
 NEXT
