@@ -1,37 +1,56 @@
 #!/usr/bin/env bash
-# Installs meshcart's pinned command-line tools (grpcurl, helm, kubeconform,
-# ghz, shellcheck, promtool) into <repo>/.tools/bin. `make tools` calls it; CI may
-# name only the tools its tests need.
+# Installs meshcart's pinned command-line tools into <repo>/.tools/bin.
+# `make tools` calls it; CI and the make targets name only what they need.
 #
-#   scripts/tools.sh [tool...]   install the named tools (default: all)
+#   scripts/tools.sh [tool...]   install the named tools (default: grpcurl
+#                                helm kubeconform ghz shellcheck promtool; "kube" names
+#                                the API-server tier's kube-apiserver,
+#                                kube-controller-manager, kube-scheduler,
+#                                kubectl, etcd and kwok)
 #   scripts/tools.sh --print-path
 #                                print the bin folder and install nothing
 #
-# Versions come from versions.env. Where `go` is on PATH a tool is built with
-# `go install module@vX.Y.Z` (the Go module proxy is reachable where GitHub is
-# not); otherwise the project's release archive is downloaded with curl, its
-# SHA-256 checked against the checksum file that release publishes (pinned in
-# this file for shellcheck, which publishes none), and the binary extracted.
-# A shellcheck already on PATH, or from apt-get, is preferred to a download.
+# Versions come from versions.env. Where `go` is on PATH a tool is built from
+# the Go module proxy (the proxy is reachable where GitHub is not):
+#   - `go install module@vX.Y.Z` for grpcurl, kubeconform, ghz, promtool
+#     (without Prometheus's service discoveries) and kwok, and
+#     for helm with its release's -ldflags (its version and the Kubernetes
+#     version `helm template` assumes without a cluster: a plain `go install`
+#     says v3.19 and Kubernetes v1.20, which the chart's kubeVersion refuses);
+#   - Kubernetes (kube-apiserver, kube-controller-manager, kube-scheduler,
+#     kubectl) from a wrapper module generated here at build time, stamped
+#     with the -ldflags of Kubernetes' hack/lib/version.sh; etcd from one of
+#     its own (see build_kubernetes and build_etcd). A cold build of all of
+#     them takes 15-20 minutes on 2 cores; the binaries are kept in the bin
+#     folder, so the next run takes a second.
+# Otherwise the project's release is downloaded with curl, its hash checked
+# against the checksum file that release publishes, or against a pin in this
+# file where none is published (shellcheck, kwok) or where an index of the
+# project publishes it (the envtest archives of kube-apiserver, etcd and
+# kubectl), and the binary extracted. A shellcheck already on PATH, or from
+# apt-get, is preferred to a download.
 #
 # Environment (all optional):
 #   MESHCART_TOOLS_DIR     bin folder (default <repo>/.tools/bin)
 #   MESHCART_TOOLS_METHOD  go | download (default: go when go is on PATH)
-#   MESHCART_TOOLS_MIRROR  base URL that replaces https://github.com and
-#                          https://get.helm.sh: assets are fetched from
-#                          $MIRROR/github.com/... and $MIRROR/get.helm.sh/...
+#   MESHCART_TOOLS_MIRROR  base URL that replaces https://github.com,
+#                          https://get.helm.sh and https://dl.k8s.io: assets
+#                          are fetched from $MIRROR/github.com/...,
+#                          $MIRROR/get.helm.sh/... and $MIRROR/dl.k8s.io/...
 #   MESHCART_TOOLS_OS, MESHCART_TOOLS_ARCH
 #                          release platform (linux|darwin, amd64|arm64);
 #                          default from uname
-#   MESHCART_TOOLS_SHELLCHECK_SHA256
-#                          SHA-256 of the shellcheck archive, for a version or
+#   MESHCART_TOOLS_SHELLCHECK_SHA256, MESHCART_TOOLS_KWOK_SHA256,
+#   MESHCART_TOOLS_KWOK_STAGES_SHA256, MESHCART_TOOLS_ENVTEST_SHA512
+#                          the hash of that download, for a version or
 #                          platform this file has no pin for
 #
 # What could not be verified offline (this was written on a machine that
-# reaches package registries but not GitHub or get.helm.sh): the download
-# path ran only against a local fake mirror (scripts/test/tools.test.sh), so
-# these names come from the projects' release configurations and from
-# public scripts that fetch the same versions, not from the real servers:
+# reaches package registries but not GitHub, get.helm.sh or dl.k8s.io): the
+# download path ran only against a local fake mirror
+# (scripts/test/tools.test.sh), so these names come from the projects'
+# release configurations and from public scripts that fetch the same
+# versions, not from the real servers:
 #   grpcurl 1.9.3   grpcurl_1.9.3_{linux,osx}_{x86_64,arm64}.tar.gz,
 #                   grpcurl_1.9.3_checksums.txt
 #   kubeconform     kubeconform-{linux,darwin}-{amd64,arm64}.tar.gz, CHECKSUMS
@@ -48,9 +67,18 @@
 #                   prometheus-3.16.0.{linux,darwin}-{amd64,arm64}.tar.gz,
 #                   with sha256sums.txt (the Go module numbers Prometheus
 #                   v3.X.Y as v0.3XX.Y: PROMTOOL_VERSION is the module's)
+#   envtest 1.35.0  controller-tools' envtest-v1.35.0-{linux,darwin}-{amd64,arm64}.tar.gz
+#                   (kube-apiserver and kubectl of Kubernetes 1.35.0, etcd
+#                   3.6.6, under controller-tools/envtest/); the SHA-512 pins
+#                   are those of controller-tools' envtest-releases.yaml
+#   Kubernetes      dl.k8s.io/release/v1.35.0/bin/linux/{amd64,arm64}/
+#                   kube-{controller-manager,scheduler} and <name>.sha256
+#                   (Kubernetes publishes them for Linux only)
+#   kwok 0.8.0      kwok-{linux,darwin}-{amd64,arm64} (bare binaries, no
+#                   checksum file) and stage-fast.yaml; their SHA-256 pins
+#                   below come from one public manifest, not recomputed
 # Nor was the --version output of the real release binaries (used only when
-# a binary has no stamp). The go install path and the apt-get path ran for
-# real.
+# a binary has no stamp). The go paths and the apt-get path ran for real.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -59,16 +87,24 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=/dev/null
 source "$root/versions.env"
 
-ALL_TOOLS="grpcurl helm kubeconform ghz shellcheck promtool"
+DEFAULT_TOOLS="grpcurl helm kubeconform ghz shellcheck promtool"
+# make chart-test's API-server tier (scripts/deploy/apiserver-test.sh)
+KUBE_TOOLS="kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok"
+ALL_TOOLS="$DEFAULT_TOOLS $KUBE_TOOLS"
 bin_dir=""      # where the tools go; set by main
 method=""       # go | download; set by choose_method
 work=""         # scratch folder inside bin_dir, removed on exit
 current_tool="" # for the message of an unexpected failure
 died=0
-asset="" url="" sums_url="" # the release being downloaded (release_asset)
+# The release being downloaded (release_asset): the file, its URL, the
+# checksum file the release publishes (or empty), the hash pinned here (or
+# empty), the hash's algorithm (256 or 512), and whether the file is an
+# archive or the bare binary.
+asset="" url="" sums_url="" pinned_hash="" hash_bits=256 bare=0
+downloaded="" # the path of the verified download (download)
 
 usage() {
-  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -111,6 +147,9 @@ pinned_version() {
     ghz) var=GHZ_VERSION ;;
     shellcheck) var=SHELLCHECK_VERSION ;;
     promtool) var=PROMTOOL_VERSION ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) var=KUBERNETES_VERSION ;;
+    etcd) var=ETCD_VERSION ;;
+    kwok) var=KWOK_VERSION ;;
   esac
   echo "${!var:-}"
 }
@@ -122,6 +161,9 @@ go_package() {
     kubeconform) echo github.com/yannh/kubeconform/cmd/kubeconform ;;
     ghz) echo github.com/bojand/ghz/cmd/ghz ;;
     promtool) echo github.com/prometheus/prometheus/cmd/promtool ;;
+    kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "k8s.io/kubernetes/cmd/$1" ;;
+    etcd) echo go.etcd.io/etcd/server/v3 ;;
   esac
 }
 
@@ -131,7 +173,19 @@ version_args() {
     grpcurl) echo -version ;;
     helm) echo "version --short" ;;
     kubeconform) echo -v ;;
-    ghz | shellcheck | promtool) echo --version ;;
+    kubectl) echo "version --client" ;;
+    ghz | shellcheck | promtool | kwok | etcd | kube-apiserver | kube-controller-manager | kube-scheduler) echo --version ;;
+  esac
+}
+
+# Tools whose own version output is what matters (helm and kubectl compare
+# a chart's kubeVersion with it; the API-server tier prints it): accepted
+# only when they report exactly the pinned version, whatever their stamp
+# says, so that a helm built before its version was stamped is rebuilt.
+reports_own_version() {
+  case $1 in
+    helm | kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | etcd) return 0 ;;
+    *) return 1 ;;
   esac
 }
 
@@ -144,15 +198,19 @@ is_known_tool() {
 
 # --- is the pinned version already there? -----------------------------------
 
-file_sha256() {
-  if command -v sha256sum >/dev/null 2>&1; then
-    sha256sum "$1" | awk '{ print tolower($1) }'
+# file_hash FILE [256|512]
+file_hash() {
+  local bits=${2:-256}
+  if command -v "sha${bits}sum" >/dev/null 2>&1; then
+    "sha${bits}sum" "$1" | awk '{ print tolower($1) }'
   elif command -v shasum >/dev/null 2>&1; then
-    shasum -a 256 "$1" | awk '{ print tolower($1) }'
+    shasum -a "$bits" "$1" | awk '{ print tolower($1) }'
   else
     return 1
   fi
 }
+
+file_sha256() { file_hash "$1" 256; }
 
 stamp_file() { echo "$bin_dir/.$1.version"; }
 
@@ -197,12 +255,140 @@ reports_version() {
 has_pinned_version() {
   local tool=$1 version=$2 bin="$bin_dir/$1"
   [[ -f $bin && -x $bin ]] || return 1
+  if reports_own_version "$tool"; then
+    reports_version "$tool" "$version"
+    return
+  fi
   stamp_matches "$tool" "$version" && return 0
   [[ "$(buildinfo_version "$bin" "$(go_package "$tool")")" == "$version" ]] && return 0
   reports_version "$tool" "$version"
 }
 
 # --- building with go --------------------------------------------------------
+
+# go_mod_field MODULE@VERSION FIELD: a field (GoMod, Info, Dir) of
+# `go mod download -json`, i.e. a file or folder in the module cache.
+go_mod_field() {
+  local json
+  json=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "$1" 2>&1) ||
+    { printf '%s\n' "$json" | tail -n 5 >&2; die "go mod download $1 failed"; }
+  printf '%s\n' "$json" | sed -n "s/^[[:space:]]*\"$2\": \"\(.*\)\",\{0,1\}\$/\1/p" | head -n 1
+}
+
+# go_build DIR LOG ARGS...: `go build ARGS` inside the module DIR.
+go_build() {
+  local dir=$1 log=$2
+  shift 2
+  if ! (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath "$@") >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    die "go build $* failed (log above)"
+  fi
+}
+
+# helm's Makefile stamps its version and the Kubernetes version that
+# `helm template` assumes without a cluster (that of the client-go it is
+# built with); a plain `go install` leaves "v3.19" and Kubernetes v1.20
+# (pkg/chartutil/capabilities.go), and `helm template` then refuses a chart
+# whose kubeVersion wants more.
+helm_ldflags() {
+  local version=$1 gomod client_go major minor
+  gomod=$(go_mod_field "helm.sh/helm/v3@v$version" GoMod)
+  client_go=$(awk '$1 == "k8s.io/client-go" { print $2; exit }' "$gomod")
+  [[ $client_go =~ ^v0\.([0-9]+)\. ]] || die "cannot read the client-go version from helm's go.mod ($gomod)"
+  major=1 minor=${BASH_REMATCH[1]}
+  echo "-s -w -X helm.sh/helm/v3/internal/version.version=v$version" \
+    "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor" \
+    "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+}
+
+# `go install k8s.io/kubernetes/cmd/...@v1.35.0` is refused: that go.mod
+# replaces its staging modules (k8s.io/api, client-go, ...) with folders of
+# its own repository. This writes a wrapper module that requires
+# k8s.io/kubernetes and, for every staging module it requires (read from its
+# go.mod: 29 at 1.35), requires and replaces it with the published
+# v0.<minor>.<patch>; the staging modules that are only replaced, never
+# required (two samples), are left out. Its go and godebug lines are those
+# of Kubernetes' go.mod. Generated at build time, in the scratch folder.
+kube_module=""
+kubernetes_module() {
+  local v=$KUBERNETES_VERSION gomod staged m dir="$work/kubernetes-module"
+  if [[ -n $kube_module ]]; then return 0; fi
+  gomod=$(go_mod_file_of "k8s.io/kubernetes@v$v")
+  staged=$(awk '
+    /^require \(/ { inreq = 1; next }
+    /^replace \(/ { inrep = 1; next }
+    /^\)/ { inreq = 0; inrep = 0; next }
+    inreq && $1 ~ /^k8s\.io\// { required[$1] = 1 }
+    inrep && $2 == "=>" && $3 ~ /^\.\/staging\// { staged[$1] = 1 }
+    END { for (m in staged) if (m in required) print m }' "$gomod" | sort)
+  [[ -n $staged ]] || die "found no staging modules in $gomod"
+  mkdir -p "$dir"
+  {
+    echo "// Generated by scripts/tools.sh to build Kubernetes $v; never committed."
+    echo "module meshcart.local/kubernetes-build"
+    echo
+    grep -E '^(go|godebug) ' "$gomod"
+    echo
+    echo "require k8s.io/kubernetes v$v"
+    echo
+    echo "require ("
+    for m in $staged; do printf '\t%s v0.%s\n' "$m" "${v#*.}"; done
+    echo ")"
+    echo
+    echo "replace ("
+    for m in $staged; do printf '\t%s => %s v0.%s\n' "$m" "$m" "${v#*.}"; done
+    echo ")"
+  } >"$dir/go.mod"
+  kube_module=$dir
+}
+
+go_mod_file_of() {
+  local file
+  file=$(go_mod_field "$1" GoMod)
+  [[ -f $file ]] || die "go mod download $1 gave no go.mod"
+  echo "$file"
+}
+
+# The -X flags of Kubernetes' hack/lib/version.sh, on both version packages:
+# without them the binaries say v0.0.0-master, and helm refuses a chart with
+# a kubeVersion against such a server.
+kubernetes_ldflags() {
+  local v=$KUBERNETES_VERSION major minor date pkg flags="-s -w" info
+  major=${v%%.*}
+  minor=${v#*.}
+  minor=${minor%%.*}
+  info=$(go_mod_field "k8s.io/kubernetes@v$v" Info)
+  date=$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$info")
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    flags+=" -X $pkg.gitVersion=v$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+    if [[ -n $date ]]; then flags+=" -X $pkg.buildDate=$date"; fi
+  done
+  echo "$flags"
+}
+
+build_kubernetes() {
+  local tool=$1 stage=$2
+  kubernetes_module
+  go_build "$kube_module" "$stage/go.log" -ldflags "$(kubernetes_ldflags)" -o "$stage/$tool" "$(go_package "$tool")"
+}
+
+# etcd's server module is the etcd binary's main package, but its go.mod
+# replaces its sibling modules with folders too: a wrapper of its own (not
+# the Kubernetes one, whose requirements would move etcd's dependencies).
+build_etcd() {
+  local stage=$1 dir="$work/etcd-module" gomod
+  gomod=$(go_mod_file_of "go.etcd.io/etcd/server/v3@v$ETCD_VERSION")
+  mkdir -p "$dir"
+  {
+    echo "// Generated by scripts/tools.sh to build etcd $ETCD_VERSION; never committed."
+    echo "module meshcart.local/etcd-build"
+    echo
+    grep -E '^go ' "$gomod"
+    echo
+    echo "require go.etcd.io/etcd/server/v3 v$ETCD_VERSION"
+  } >"$dir/go.mod"
+  go_build "$dir" "$stage/go.log" -ldflags "-s -w" -o "$stage/etcd" "$(go_package etcd)"
+}
 
 # Build tags of a tool: promtool without Prometheus's service discoveries
 # (cloud SDKs it does not need to lint metrics), which halves its build.
@@ -213,14 +399,21 @@ go_tags() {
 }
 
 install_with_go() {
-  local tool=$1 version=$2 stage=$3 pkg
+  local tool=$1 version=$2 stage=$3 pkg ldflags=""
   pkg=$(go_package "$tool")
-  progress "building $tool $version with go install (may take minutes) ..."
-  if ! GOBIN="$stage" go install -tags "$(go_tags "$tool")" "$pkg@v$version" >"$stage/go.log" 2>&1; then
-    tail -n 20 "$stage/go.log" >&2
-    die "go install $pkg@v$version failed (log above)"
-  fi
-  [[ -f $stage/$tool ]] || die "go install $pkg@v$version produced no $tool"
+  progress "building $tool $version with go (may take minutes) ..."
+  case $tool in
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) build_kubernetes "$tool" "$stage" ;;
+    etcd) build_etcd "$stage" ;;
+    *)
+      if [[ $tool == helm ]]; then ldflags=$(helm_ldflags "$version"); fi
+      if ! GOBIN="$stage" go install -tags "$(go_tags "$tool")" ${ldflags:+-ldflags "$ldflags"} "$pkg@v$version" >"$stage/go.log" 2>&1; then
+        tail -n 20 "$stage/go.log" >&2
+        die "go install $pkg@v$version failed (log above)"
+      fi
+      ;;
+  esac
+  [[ -f $stage/$tool ]] || die "building $pkg $version produced no $tool"
 }
 
 # --- downloading a release ---------------------------------------------------
@@ -260,9 +453,19 @@ helm_base() {
   fi
 }
 
-# Sets asset (archive file name), url (its URL) and sums_url (the checksum
-# file the release publishes; empty where the hash is pinned here instead).
-# Each project names its platforms its own way, hence the mapping.
+k8s_base() {
+  if [[ -n ${MESHCART_TOOLS_MIRROR:-} ]]; then
+    echo "${MESHCART_TOOLS_MIRROR%/}/dl.k8s.io"
+  else
+    echo https://dl.k8s.io
+  fi
+}
+
+# Sets asset (file name), url, sums_url (the checksum file the release
+# publishes), pinned_hash (where the hash is pinned here instead), hash_bits
+# and bare (1: the asset is the binary itself, not an archive). Each project
+# names its platforms its own way, hence the mapping. Fails (status 1) for a
+# tool that has no release for the platform.
 release_asset() {
   local tool=$1 v=$2 os=$3 arch=$4 gh x86 osx rel
   gh=$(github_base)
@@ -270,6 +473,7 @@ release_asset() {
   if [[ $arch == amd64 ]]; then x86=x86_64; fi
   osx=$os
   if [[ $os == darwin ]]; then osx=osx; fi
+  sums_url="" pinned_hash="" hash_bits=256 bare=0
   case $tool in
     grpcurl) # goreleaser; darwin is "osx", amd64 is "x86_64"
       asset="grpcurl_${v}_${osx}_${x86}.tar.gz"
@@ -287,26 +491,61 @@ release_asset() {
       asset="helm-v$v-$os-$arch.tar.gz"
       url="$(helm_base)/$asset"
       sums_url="$url.sha256sum" ;;
+    shellcheck) # no checksum file is published: pinned below
+      if [[ $arch == arm64 ]]; then x86=aarch64; fi
+      asset="shellcheck-v$v.$os.$x86.tar.xz"
+      url="$gh/koalaman/shellcheck/releases/download/v$v/$asset"
+      pinned_hash=$(pinned_download_hash "$asset") ;;
     promtool) # in the Prometheus release; module v0.3XX.Y is release 3.XX.Y
       rel=${v#0.}
       rel="$((${rel%%.*} / 100)).$((${rel%%.*} % 100)).${v##*.}"
       asset="prometheus-$rel.$os-$arch.tar.gz"
       url="$gh/prometheus/prometheus/releases/download/v$rel/$asset"
       sums_url="$gh/prometheus/prometheus/releases/download/v$rel/sha256sums.txt" ;;
-    shellcheck) # no checksum file is published: see shellcheck_sha256
-      if [[ $arch == arm64 ]]; then x86=aarch64; fi
-      asset="shellcheck-v$v.$os.$x86.tar.xz"
-      url="$gh/koalaman/shellcheck/releases/download/v$v/$asset"
-      sums_url="" ;;
+    kube-apiserver | kubectl | etcd)
+      # controller-tools' envtest archive: kube-apiserver and kubectl of
+      # dl.k8s.io, etcd of etcd's release (its hack/envtest Dockerfile), one
+      # archive for the three; SHA-512 pinned from its envtest-releases.yaml.
+      asset="envtest-v$KUBERNETES_VERSION-$os-$arch.tar.gz"
+      url="$gh/kubernetes-sigs/controller-tools/releases/download/envtest-v$KUBERNETES_VERSION/$asset"
+      hash_bits=512
+      pinned_hash=$(pinned_download_hash "$asset") ;;
+    kube-controller-manager | kube-scheduler) # dl.k8s.io; "<name>.sha256" holds the bare hash
+      [[ $os == linux ]] || return 1
+      asset=$tool bare=1
+      url="$(k8s_base)/release/v$v/bin/$os/$arch/$tool"
+      sums_url="$url.sha256" ;;
+    kwok) # bare binaries, no checksum file: pinned below
+      asset="kwok-$os-$arch" bare=1
+      url="$gh/kubernetes-sigs/kwok/releases/download/v$v/$asset"
+      pinned_hash=$(pinned_download_hash "$asset") ;;
+    kwok-stages) # kwok's fast node and pod stages, as released
+      asset=stage-fast.yaml bare=1
+      url="$gh/kubernetes-sigs/kwok/releases/download/v$v/$asset"
+      pinned_hash=$(pinned_download_hash "$asset") ;;
   esac
 }
 
-# koalaman/shellcheck releases publish no checksums, so the archives' hashes
-# are pinned here (taken from several independent public manifests that
-# agree; not recomputed offline). Bumping SHELLCHECK_VERSION needs new pins.
-shellcheck_sha256() {
-  if [[ -n ${MESHCART_TOOLS_SHELLCHECK_SHA256:-} ]]; then
-    echo "$MESHCART_TOOLS_SHELLCHECK_SHA256"
+# Hashes of downloads whose release publishes no checksum file (shellcheck,
+# kwok) or publishes it in an index of the project (envtest), pinned here;
+# an environment variable gives one this file lacks. Bumping a version
+# needs new pins.
+#   ShellCheck: from several independent public manifests that agree; not
+#     recomputed offline.
+#   envtest: controller-tools' envtest-releases.yaml (v1.35.0 entries).
+#   kwok: from public manifests that installed kwok v0.8.0 with these pins
+#     (the binaries: one; stage-fast.yaml: two that agree); not recomputed
+#     offline. Other platforms: MESHCART_TOOLS_KWOK_SHA256, or go.
+pinned_download_hash() {
+  local override=""
+  case $1 in
+    shellcheck-*) override=${MESHCART_TOOLS_SHELLCHECK_SHA256:-} ;;
+    envtest-*) override=${MESHCART_TOOLS_ENVTEST_SHA512:-} ;;
+    kwok-*) override=${MESHCART_TOOLS_KWOK_SHA256:-} ;;
+    stage-fast.yaml) override=${MESHCART_TOOLS_KWOK_STAGES_SHA256:-} ;;
+  esac
+  if [[ -n $override ]]; then
+    echo "$override" | tr '[:upper:]' '[:lower:]'
     return 0
   fi
   case "$1" in
@@ -314,7 +553,15 @@ shellcheck_sha256() {
     shellcheck-v0.10.0.linux.aarch64.tar.xz) echo 324a7e89de8fa2aed0d0c28f3dab59cf84c6d74264022c00c22af665ed1a09bb ;;
     shellcheck-v0.10.0.darwin.x86_64.tar.xz) echo ef27684f23279d112d8ad84e0823642e43f838993bbb8c0963db9b58a90464c2 ;;
     shellcheck-v0.10.0.darwin.aarch64.tar.xz) echo bbd2f14826328eee7679da7221f2bc3afb011f6a928b848c80c321f6046ddf81 ;;
+    envtest-v1.35.0-linux-amd64.tar.gz) echo 130369c16f076e724d089189afaede960316f5f5dea6cf57be7a4fc6f09c77342893192509790e4056e116e232dff832ed863f5bd55dcb55d38f3ab834828a11 ;;
+    envtest-v1.35.0-linux-arm64.tar.gz) echo e53e2b88398f5b9503e3f074d82a2dcb090c708b34940848607ce658138a5d4a25962e042ab683ccc026a8a6c90c0be7f658e42dde0887369d73c3b68e2fc86c ;;
+    envtest-v1.35.0-darwin-amd64.tar.gz) echo fccc583ba6d322c88a8c56f7876090a7ad63460046a4bcae414093b23ce68a75f172ca7484b7c7475b707657eca5108a8ad3fd85e1b4f70a6c99ca2f22dbd6b2 ;;
+    envtest-v1.35.0-darwin-arm64.tar.gz) echo bb5d0bb3975956331b0aa0c039955b4c4dc6c5c288e5af369364c7d2fbeac11a025227dabb127569080b259dd29b697cc77fa77abd27ae26721ddb23e8ee0613 ;;
+    kwok-linux-amd64) [[ $KWOK_VERSION == 0.8.0 ]] && echo f5a4385a2ae1b9dd7f8acae18e002a75c0ebba124ae9d7259aa8dadb50711f46 ;;
+    kwok-darwin-arm64) [[ $KWOK_VERSION == 0.8.0 ]] && echo 69a064ec98d37844d9d742b5b28ff57825659a983ccc3e208daa6948b94d64ba ;;
+    stage-fast.yaml) [[ $KWOK_VERSION == 0.8.0 ]] && echo 2f28d95564ec43056c0873f7a25ac7d2a5bba4c8496c72f8b3ee73fd4f54ee24 ;;
   esac
+  return 0
 }
 
 fetch() {
@@ -322,36 +569,37 @@ fetch() {
 }
 
 # Reads a checksum file in either published shape: "<hash>  <name>" lines
-# (sha256sum, goreleaser) or a single bare hash (ghz's *.sha256).
-expected_sha256() {
-  local sums=$1 asset=$2
-  awk -v asset="$asset" '
+# (sha256sum, goreleaser) or a single bare hash (ghz's *.sha256, dl.k8s.io).
+expected_hash() {
+  local sums=$1 asset=$2 bits=$3
+  awk -v asset="$asset" -v len=$((bits / 4)) '
     NF >= 2 { name = $2; sub(/^\*/, "", name); sub(/^\.\//, "", name)
               if (name == asset && found == "") found = $1 }
     NF == 1 { bare = $1; bares++ }
     END { if (found == "" && bares == 1 && NR == 1) found = bare
-          if (length(found) == 64 && found ~ /^[0-9a-fA-F]+$/) print tolower(found) }' "$sums"
+          if (length(found) == len && found ~ /^[0-9a-fA-F]+$/) print tolower(found) }' "$sums"
 }
 
-# The expected hash of the archive, from the release's checksum file or the
-# pin; an archive without one is never installed.
+# The expected hash of the download, from the release's checksum file or the
+# pin; a download without one is never installed.
 verify_archive() {
   local tool=$1 archive=$2 stage=$3 expected actual
   if [[ -n $sums_url ]]; then
     fetch "$sums_url" "$stage/sums" ||
       die "cannot fetch the checksum file $sums_url; refusing to install $tool unverified (with go on PATH it is built from the Go module proxy instead)"
-    expected=$(expected_sha256 "$stage/sums" "$asset")
+    expected=$(expected_hash "$stage/sums" "$asset" "$hash_bits")
   else
-    expected=$(shellcheck_sha256 "$asset" | tr '[:upper:]' '[:lower:]')
+    expected=$pinned_hash
   fi
-  [[ -n $expected ]] || die "no SHA-256 for $asset (checked ${sums_url:-the pins in scripts/tools.sh}); refusing to install $tool"
-  actual=$(file_sha256 "$archive") || die "need sha256sum or shasum to verify downloads"
+  [[ -n $expected ]] || die "no SHA-$hash_bits for $asset (checked ${sums_url:-the pins in scripts/tools.sh}); refusing to install $tool (with go on PATH it is built from the Go module proxy instead)"
+  actual=$(file_hash "$archive" "$hash_bits") || die "need sha${hash_bits}sum or shasum to verify downloads"
   [[ $actual == "$expected" ]] ||
     die "checksum mismatch for $asset: expected $expected, got $actual; refusing to install $tool"
 }
 
 # Finds the archive member whose base name is the tool (helm keeps it in
-# "<os>-<arch>/", shellcheck in "shellcheck-vX/", the others at the top).
+# "<os>-<arch>/", shellcheck in "shellcheck-vX/", envtest in
+# "controller-tools/envtest/", the others at the top).
 archive_member() {
   tar -tf "$1" | awk -v name="$2" '
     { n = split($0, part, "/") }
@@ -371,15 +619,37 @@ extract_binary() {
   mv "$stage/x/$member" "$stage/$tool"
 }
 
-install_from_release() {
-  local tool=$1 version=$2 stage=$3 os arch
+# download TOOL VERSION STAGE: sets downloaded to the verified asset of TOOL
+# (and the globals of release_asset). One
+# asset may serve several tools (the envtest archive): verified downloads
+# are kept in the scratch folder for the rest of the run.
+download() {
+  local tool=$1 version=$2 stage=$3 os arch kept
   os=$(platform_os) || die "no $tool release for OS $(uname -s); install go (https://go.dev/dl/) and run again"
   arch=$(platform_arch) || die "no $tool release for CPU $(uname -m); install go (https://go.dev/dl/) and run again"
-  release_asset "$tool" "$version" "$os" "$arch"
-  progress "downloading $url ..."
-  fetch "$url" "$stage/$asset" || die "download failed: $url"
-  verify_archive "$tool" "$stage/$asset" "$stage"
-  extract_binary "$tool" "$stage/$asset" "$stage"
+  release_asset "$tool" "$version" "$os" "$arch" ||
+    die "$tool publishes no release for $os/$arch; install go (https://go.dev/dl/) to build it, and run again"
+  [[ -n $sums_url || -n $pinned_hash ]] ||
+    die "no SHA-$hash_bits for $asset (checked the pins in scripts/tools.sh); refusing to install $tool (with go on PATH it is built from the Go module proxy instead)"
+  kept="$work/downloads/$asset"
+  if [[ ! -f $kept ]]; then
+    progress "downloading $url ..."
+    fetch "$url" "$stage/$asset" || die "download failed: $url"
+    verify_archive "$tool" "$stage/$asset" "$stage"
+    mkdir -p "$work/downloads"
+    mv "$stage/$asset" "$kept"
+  fi
+  downloaded=$kept
+}
+
+install_from_release() {
+  local tool=$1 version=$2 stage=$3
+  download "$tool" "$version" "$stage"
+  if [[ $bare -eq 1 ]]; then
+    cp "$downloaded" "$stage/$tool"
+  else
+    extract_binary "$tool" "$downloaded" "$stage"
+  fi
 }
 
 # --- installing --------------------------------------------------------------
@@ -401,18 +671,66 @@ install_binary() {
 }
 
 install_go_tool() {
-  local tool=$1 version note="" how
+  local tool=$1 version note="" how started
   version=$(pinned_version "$tool")
-  if has_pinned_version "$tool" "$version"; then
+  if has_pinned_version "$tool" "$version" && extras_present "$tool" "$version"; then
     write_stamp "$tool" "$version"
     say "$tool $version already present"
     return 0
   fi
   if [[ -e $bin_dir/$tool || -L $bin_dir/$tool ]]; then note=", replaced another version"; fi
+  started=$SECONDS
   install_binary "$tool" "$version" "$method"
+  if reports_own_version "$tool" && ! reports_version "$tool" "$version"; then
+    rm -f "$bin_dir/$tool" "$(stamp_file "$tool")"
+    # shellcheck disable=SC2046 # the arguments are meant to be split
+    die "the $tool just installed does not report version $version: $("$bin_dir/$tool" $(version_args "$tool") 2>&1 | head -n 1)"
+  fi
+  install_extras "$tool" "$version"
   how="go install"
-  if [[ $method == download ]]; then how="download, sha256 verified"; fi
+  case $tool in
+    kube-* | kubectl | etcd) how="go build" ;;
+  esac
+  if [[ $method == go ]]; then
+    how+=", $((SECONDS - started))s"
+  else
+    how="download, sha${hash_bits} verified"
+  fi
   say "$tool $version installed ($how$note)"
+}
+
+# What a tool needs beside its binary: kwok, its fast node and pod stages
+# (node-initialize, node-heartbeat-with-lease, pod-ready, pod-complete,
+# pod-delete), without which it changes nothing. They ship in kwok's module
+# (kustomize/stage/) and as the release asset stage-fast.yaml; installed as
+# <bin>/kwok-stages.yaml, whose first line names the version.
+kwok_stages_file() { echo "$bin_dir/kwok-stages.yaml"; }
+
+extras_present() {
+  local tool=$1 version=$2
+  case $tool in
+    kwok) [[ "$(head -n 1 "$(kwok_stages_file)" 2>/dev/null)" == "# kwok $version fast stages"* ]] ;;
+    *) return 0 ;;
+  esac
+}
+
+install_extras() {
+  local tool=$1 version=$2 stage dir part
+  [[ $tool == kwok ]] || return 0
+  stage=$(mktemp -d "$work/kwok-stages.XXXXXX")
+  if [[ $method == go ]]; then
+    dir=$(go_mod_field "sigs.k8s.io/kwok@v$version" Dir)
+    echo "# kwok $version fast stages (from its module, kustomize/stage/)" >"$stage/stages.yaml"
+    for part in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+      pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+      [[ -f $dir/kustomize/stage/$part ]] || die "kwok $version has no kustomize/stage/$part"
+      { echo "---"; cat "$dir/kustomize/stage/$part"; } >>"$stage/stages.yaml"
+    done
+  else
+    download kwok-stages "$version" "$stage"
+    { echo "# kwok $version fast stages (its release's stage-fast.yaml)"; cat "$downloaded"; } >"$stage/stages.yaml"
+  fi
+  mv -f "$stage/stages.yaml" "$(kwok_stages_file)"
 }
 
 # --- shellcheck: PATH, then apt-get, then the pinned release ---------------
@@ -507,15 +825,16 @@ main() {
       --print-path) print_path=1 ;;
       -h | --help) usage; exit 0 ;;
       -*) echo "tools.sh: unknown option $arg" >&2; usage >&2; exit 2 ;;
-      *) is_known_tool "$arg" || { echo "tools.sh: unknown tool '$arg' (known: $ALL_TOOLS)" >&2; exit 2; }
+      kube) tools="$tools $KUBE_TOOLS" ;;
+      *) is_known_tool "$arg" || { echo "tools.sh: unknown tool '$arg' (known: $ALL_TOOLS, or kube for the last six)" >&2; exit 2; }
          tools="$tools $arg" ;;
     esac
   done
   bin_dir=$(absolute "${MESHCART_TOOLS_DIR:-$root/.tools/bin}")
   if [[ $print_path -eq 1 ]]; then echo "$bin_dir"; exit 0; fi
-  if [[ -z $tools ]]; then tools=$ALL_TOOLS; fi
+  if [[ -z $tools ]]; then tools=$DEFAULT_TOOLS; fi
   for tool in $tools; do
-    [[ -n "$(pinned_version "$tool")" ]] || die "$(echo "$tool" | tr '[:lower:]' '[:upper:]')_VERSION is missing from versions.env"
+    [[ -n "$(pinned_version "$tool")" ]] || die "versions.env pins no version for $tool"
   done
 
   mkdir -p "$bin_dir"

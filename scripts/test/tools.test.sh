@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tests scripts/tools.sh's download path, the one a laptop without go takes,
 # against a fake release mirror: python3's http.server on 127.0.0.1 serving
-# fake archives (a shell script named like each tool) with checksum files
-# laid out like the real releases. go, shellcheck and apt-get are kept off
+# fake archives and binaries (a shell script named like each tool) with
+# checksum files laid out like the real releases (GitHub, get.helm.sh,
+# dl.k8s.io). go, shellcheck and apt-get are kept off
 # PATH, and every run writes to a temporary folder, never to .tools/.
 # Last line: "N passed, N failed"; exits non-zero if anything failed.
 set -uo pipefail
@@ -13,7 +14,7 @@ tools_sh="$repo/scripts/tools.sh"
 # shellcheck source=/dev/null
 source "$repo/versions.env"
 : "${GRPCURL_VERSION:?}" "${HELM_VERSION:?}" "${KUBECONFORM_VERSION:?}" "${GHZ_VERSION:?}" \
-  "${SHELLCHECK_VERSION:?}" "${PROMTOOL_VERSION:?}"
+  "${SHELLCHECK_VERSION:?}" "${PROMTOOL_VERSION:?}" "${KUBERNETES_VERSION:?}" "${ETCD_VERSION:?}" "${KWOK_VERSION:?}"
 # Prometheus's release of the promtool Go module v0.3XX.Y is 3.XX.Y.
 promtool_release=3.${PROMTOOL_VERSION#0.3}
 
@@ -50,8 +51,8 @@ check() {
 
 sysbin="$tmp/sysbin"
 mkdir "$sysbin"
-for cmd in bash env cat sed awk tr grep sha256sum mktemp mkdir rm mv chmod ln \
-  readlink uname dirname tail curl tar gzip xz flock; do
+for cmd in bash env cat sed awk tr grep sha256sum sha512sum mktemp mkdir rm mv cp chmod ln \
+  readlink uname dirname head tail curl tar gzip xz flock; do
   if path=$(command -v "$cmd"); then ln -s "$path" "$sysbin/$cmd"; fi
 done
 
@@ -65,10 +66,15 @@ kubeconform_dir="$gh/yannh/kubeconform/releases/download/v$KUBECONFORM_VERSION"
 ghz_dir="$gh/bojand/ghz/releases/download/v$GHZ_VERSION"
 helm_dir="$good/get.helm.sh"
 shellcheck_dir="$gh/koalaman/shellcheck/releases/download/v$SHELLCHECK_VERSION"
+envtest_dir="$gh/kubernetes-sigs/controller-tools/releases/download/envtest-v$KUBERNETES_VERSION"
+k8s_dir="$good/dl.k8s.io/release/v$KUBERNETES_VERSION/bin"
+kwok_dir="$gh/kubernetes-sigs/kwok/releases/download/v$KWOK_VERSION"
 promtool_dir="$gh/prometheus/prometheus/releases/download/v$promtool_release"
-mkdir -p "$grpcurl_dir" "$kubeconform_dir" "$ghz_dir" "$helm_dir" "$shellcheck_dir" "$promtool_dir"
+mkdir -p "$grpcurl_dir" "$kubeconform_dir" "$ghz_dir" "$helm_dir" "$shellcheck_dir" "$envtest_dir" "$k8s_dir" "$kwok_dir" \
+  "$promtool_dir"
 
 sha() { sha256sum "$1" | awk '{ print $1 }'; }
+sha512() { sha512sum "$1" | awk '{ print $1 }'; }
 
 # fake_tool DIR NAME OUTPUT: a script that prints OUTPUT, like `NAME --version`
 fake_tool() {
@@ -87,7 +93,7 @@ archive() {
   esac
 }
 
-# make_platform OS ARCH: the six archives of one platform, named as each
+# make_platform OS ARCH: the archives of one platform, named as each
 # project names them (written out here, independently of tools.sh).
 make_platform() {
   local os=$1 arch=$2 x86=$2 osx=$1 aarch=$2 src="$tmp/src-$1-$2"
@@ -128,6 +134,26 @@ make_platform() {
   a="$prom.tar.gz"
   archive "$promtool_dir/$a" "$src" "$prom/prometheus" "$prom/promtool"
   echo "$(sha "$promtool_dir/$a")  $a" >>"$promtool_dir/sha256sums.txt"
+
+  # envtest: one archive, three tools under controller-tools/envtest/
+  local e="$src/controller-tools/envtest"
+  fake_tool "$e" kube-apiserver "Kubernetes v$KUBERNETES_VERSION"
+  fake_tool "$e" kubectl "Client Version: v$KUBERNETES_VERSION"
+  fake_tool "$e" etcd "etcd Version: $ETCD_VERSION"
+  archive "$envtest_dir/envtest-v$KUBERNETES_VERSION-$os-$arch.tar.gz" "$src" \
+    controller-tools/envtest/kube-apiserver controller-tools/envtest/kubectl controller-tools/envtest/etcd
+
+  # dl.k8s.io: bare binaries with a bare-hash "<name>.sha256", Linux only
+  if [[ $os == linux ]]; then
+    for a in kube-controller-manager kube-scheduler; do
+      fake_tool "$k8s_dir/$os/$arch" "$a" "Kubernetes v$KUBERNETES_VERSION"
+      sha "$k8s_dir/$os/$arch/$a" >"$k8s_dir/$os/$arch/$a.sha256"
+    done
+  fi
+
+  # kwok: a bare binary, no checksum file
+  fake_tool "$src" kwok "kwok version v$KWOK_VERSION go1.26 ($os/$arch)"
+  cp "$src/kwok" "$kwok_dir/kwok-$os-$arch"
 }
 
 make_platform linux amd64
@@ -135,7 +161,13 @@ make_platform darwin arm64
 # A decoy line for an asset nobody asks for must not be picked.
 echo "$(printf '0%.0s' {1..64})  grpcurl_${GRPCURL_VERSION}_windows_x86_64.zip" \
   >>"$grpcurl_dir/grpcurl_${GRPCURL_VERSION}_checksums.txt"
+printf 'apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: fake\n' >"$kwok_dir/stage-fast.yaml"
 sc_linux_sha=$(sha "$shellcheck_dir/shellcheck-v$SHELLCHECK_VERSION.linux.x86_64.tar.xz")
+envtest_linux_sha=$(sha512 "$envtest_dir/envtest-v$KUBERNETES_VERSION-linux-amd64.tar.gz")
+envtest_darwin_sha=$(sha512 "$envtest_dir/envtest-v$KUBERNETES_VERSION-darwin-arm64.tar.gz")
+kwok_linux_sha=$(sha "$kwok_dir/kwok-linux-amd64")
+kwok_darwin_sha=$(sha "$kwok_dir/kwok-darwin-arm64")
+stages_sha=$(sha "$kwok_dir/stage-fast.yaml")
 sc_darwin_sha=$(sha "$shellcheck_dir/shellcheck-v$SHELLCHECK_VERSION.darwin.aarch64.tar.xz")
 
 # The bad mirror: the same releases, each with its checksum broken another way.
@@ -151,6 +183,8 @@ mv "$b_kc.new" "$b_kc"
 rm "$bgh/bojand/ghz/releases/download/v$GHZ_VERSION/ghz-linux-x86_64.tar.gz.sha256"
 # helm: the archive was tampered with after its checksum was published
 echo "tampered" >>"$bad/get.helm.sh/helm-v$HELM_VERSION-linux-amd64.tar.gz"
+# kube-scheduler: the same, on dl.k8s.io
+echo "tampered" >>"$bad/dl.k8s.io/release/v$KUBERNETES_VERSION/bin/linux/amd64/kube-scheduler"
 
 # --- serve it on 127.0.0.1 ---------------------------------------------------
 
@@ -253,9 +287,9 @@ check "first run reports promtool installed" stdout_has "promtool $PROMTOOL_VERS
 check "all six binaries are installed, executable and pinned" all_pinned "$a"
 check "version stamps are written" stamps_present "$a"
 check "only the named binary is taken from an archive (no ghz-web)" test ! -e "$a/ghz-web"
-check "only promtool is taken from Prometheus's archive" test ! -e "$a/prometheus"
 check "no temporary folders are left" no_leftovers "$a"
 check "nothing is written outside the bin folder (HOME untouched)" home_is_clean
+check "only promtool is taken from Prometheus's archive" test ! -e "$a/prometheus"
 
 before=$(ls -li "$a")
 fetched=$(downloads '\.tar\.')
@@ -312,6 +346,72 @@ expect_refused ghz "cannot fetch the checksum file $bad_url/github.com/bojand/gh
 # No override: the pinned hash of the real release must reject the fake.
 expect_refused shellcheck "checksum mismatch for shellcheck-v$SHELLCHECK_VERSION.linux.x86_64.tar.xz"
 check "a refused run names what it refused" stderr_has "refusing to install shellcheck"
+
+# --- the API-server tier's tools (tools.sh kube) ------------------------------
+
+kube_overrides=(MESHCART_TOOLS_ENVTEST_SHA512="$envtest_linux_sha" MESHCART_TOOLS_KWOK_SHA256="$kwok_linux_sha"
+  MESHCART_TOOLS_KWOK_STAGES_SHA256="$stages_sha")
+kube_pinned() {
+  prints_version "$1" kube-apiserver --version "Kubernetes v$KUBERNETES_VERSION" &&
+    prints_version "$1" kubectl "version --client" "v$KUBERNETES_VERSION" &&
+    prints_version "$1" etcd --version "etcd Version: $ETCD_VERSION" &&
+    prints_version "$1" kwok --version "v$KWOK_VERSION" &&
+    { [[ $2 == darwin ]] || {
+      prints_version "$1" kube-controller-manager --version "v$KUBERNETES_VERSION" &&
+        prints_version "$1" kube-scheduler --version "v$KUBERNETES_VERSION"
+    }; }
+}
+f="$tmp/f/bin"
+run MESHCART_TOOLS_DIR="$f" "${kube_overrides[@]}" kube
+check "kube: succeeds" succeeded
+check "kube: one line per tool" line_count 6
+for t in kube-apiserver kubectl; do
+  check "kube: $t from the envtest archive, SHA-512 checked" stdout_has "$t $KUBERNETES_VERSION installed (download, sha512 verified)"
+done
+check "kube: etcd from the envtest archive" stdout_has "etcd $ETCD_VERSION installed (download, sha512 verified)"
+for t in kube-controller-manager kube-scheduler; do
+  check "kube: $t from dl.k8s.io, SHA-256 checked" stdout_has "$t $KUBERNETES_VERSION installed (download, sha256 verified)"
+done
+check "kube: kwok from its release" stdout_has "kwok $KWOK_VERSION installed (download, sha256 verified)"
+check "kube: all six binaries report the pinned versions" kube_pinned "$f" linux
+check "kube: kwok's stages installed beside it, named by version" \
+  [ "$(head -n 1 "$f/kwok-stages.yaml")" = "# kwok $KWOK_VERSION fast stages (its release's stage-fast.yaml)" ]
+check "kube: kwok's stages are the release's" grep -qx 'kind: Stage' "$f/kwok-stages.yaml"
+check "kube: the envtest archive is downloaded once for its three tools" [ "$(downloads envtest-v)" -eq 1 ]
+check "kube: no temporary folders are left" no_leftovers "$f"
+
+fetched=$(downloads '')
+run MESHCART_TOOLS_DIR="$f" "${kube_overrides[@]}" kube
+check "kube, second run: every tool already present" [ "$(grep -c 'already present' "$out")" -eq 6 ]
+check "kube, second run: nothing downloaded" [ "$(downloads '')" -eq "$fetched" ]
+rm "$f/kwok-stages.yaml"
+run MESHCART_TOOLS_DIR="$f" "${kube_overrides[@]}" kwok
+check "kube: kwok without its stages is installed again" stdout_has "kwok $KWOK_VERSION installed"
+check "kube: and its stages with it" test -s "$f/kwok-stages.yaml"
+
+g="$tmp/g/bin"
+run MESHCART_TOOLS_DIR="$g" MESHCART_TOOLS_OS=darwin MESHCART_TOOLS_ARCH=arm64 \
+  MESHCART_TOOLS_ENVTEST_SHA512="$envtest_darwin_sha" MESHCART_TOOLS_KWOK_SHA256="$kwok_darwin_sha" \
+  MESHCART_TOOLS_KWOK_STAGES_SHA256="$stages_sha" kube-apiserver kubectl etcd kwok
+check "kube, darwin/arm64: the envtest tools and kwok install" kube_pinned "$g" darwin
+check "kube, darwin/arm64: fetched envtest-v$KUBERNETES_VERSION-darwin-arm64.tar.gz" \
+  grep -qF "/envtest-v$KUBERNETES_VERSION-darwin-arm64.tar.gz " "$tmp/server.log"
+run MESHCART_TOOLS_DIR="$g" MESHCART_TOOLS_OS=darwin MESHCART_TOOLS_ARCH=arm64 kube-controller-manager
+check "kube, darwin/arm64: kube-controller-manager has no release there: fails" failed_run
+check "kube, darwin/arm64: says to install go" stderr_has "kube-controller-manager publishes no release for darwin/arm64; install go"
+
+expect_refused kube-apiserver "checksum mismatch for envtest-v$KUBERNETES_VERSION-linux-amd64.tar.gz"
+expect_refused kube-scheduler "checksum mismatch for kube-scheduler" "${kube_overrides[@]}"
+expect_refused kwok "checksum mismatch for kwok-linux-amd64"
+expect_refused kwok "no SHA-256 for kwok-linux-arm64" MESHCART_TOOLS_ARCH=arm64
+
+h="$tmp/h/bin"
+mkdir -p "$h"
+fake_tool "$h" helm "v3.19"
+echo "$HELM_VERSION $(sha "$h/helm")" >"$h/.helm.version"
+run MESHCART_TOOLS_DIR="$h" helm
+check "a helm that says v3.19 (a go install without -ldflags) is replaced despite its stamp" \
+  stdout_has "helm $HELM_VERSION installed (download, sha256 verified, replaced another version)"
 
 e="$tmp/e/bin"
 fetched=$(downloads shellcheck)
