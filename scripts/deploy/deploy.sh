@@ -58,15 +58,8 @@ while read -r service tag; do chart+=(--set "$service.image.tag=$tag"); done <<<
 if [[ -n ${VALUES:-} ]]; then chart+=(-f "$VALUES"); fi
 
 say "Helm release $RELEASE"
-# What the cluster runs against what this checkout would install (rendered
-# against the cluster, so that the generated passwords are the live ones).
-up_to_date=0
-if [[ "$(query helm list --namespace "$NAMESPACE" --kube-context "$CONTEXT" --deployed --short --filter "^${RELEASE}\$" || true)" == "$RELEASE" ]]; then
-  current=$(query helm get manifest "$RELEASE" --namespace "$NAMESPACE" --kube-context "$CONTEXT" | grep -v '^---$' || true)
-  desired=$(query helm template "${chart[@]}" --dry-run=server --skip-tests | grep -v '^---$' || true)
-  if [[ -n $current && "$current" == "$desired" ]]; then up_to_date=1; fi
-fi
-if [[ $up_to_date -eq 1 ]]; then
+# What the cluster runs against what this checkout would install (lib.sh).
+if release_is_current "${chart[@]}"; then
   note "runs exactly this checkout: kept"
 else
   run_watching_pods helm upgrade --install "${chart[@]}" --wait --timeout 10m

@@ -12,6 +12,8 @@
 # Messages go to stderr, so that stdout of a dry run is only commands.
 #
 # Settings (environment): MESHCART_CLUSTER (kind cluster, default meshcart),
+# MESHCART_CONTEXT (kube context, default kind-<cluster>; the API-server
+# tier of make chart-test points the scripts at its own server with it),
 # MESHCART_NAMESPACE (default meshcart), MESHCART_RELEASE (Helm release,
 # default meshcart), VALUES (an extra values file for the chart), DRY_RUN.
 
@@ -25,7 +27,7 @@ source "$deploy_root/versions.env"
 CLUSTER=${MESHCART_CLUSTER:-meshcart}
 NAMESPACE=${MESHCART_NAMESPACE:-meshcart}
 RELEASE=${MESHCART_RELEASE:-meshcart}
-CONTEXT="kind-$CLUSTER"
+CONTEXT=${MESHCART_CONTEXT:-kind-$CLUSTER}
 DRY_RUN=${DRY_RUN:-0}
 # The storefront's port on the host (k8s/kind-config.yaml, chart value storefront.nodePort).
 STOREFRONT_PORT=30050
@@ -147,6 +149,29 @@ image_build_problems() {
       printf '%s\t%s\n' "Docker Engine API ${api:-unknown} with the containerd image store: loading the images into kind needs 'docker save --platform', Docker 28 (API 1.48) or newer" "$(advice docker-engine)"
     fi
   fi
+}
+
+# release_is_current CHART_ARGS...: whether the deployed release $RELEASE
+# runs exactly what `helm upgrade --install CHART_ARGS...` would install
+# now. Rendered against the cluster, as the upgrade would be: --validate
+# takes the cluster's Kubernetes version and APIs (without it helm assumes
+# its own built-in version: v1.20 for a plain `go install` build, which the
+# chart's kubeVersion refuses), and --dry-run=server lets the chart's
+# lookups read the live Secrets (generated passwords). A render that fails
+# stops the script with helm's own message; no release: false.
+release_is_current() {
+  local current desired err
+  [[ "$(query helm list --namespace "$NAMESPACE" --kube-context "$CONTEXT" --deployed --short --filter "^${RELEASE}\$" || true)" == "$RELEASE" ]] ||
+    return 1
+  current=$(query helm get manifest "$RELEASE" --namespace "$NAMESPACE" --kube-context "$CONTEXT") || return 1
+  err=$(mktemp)
+  if ! desired=$(helm template "$@" --validate --dry-run=server --skip-tests 2>"$err"); then
+    desired=$(cat "$err")
+    rm -f "$err"
+    die "helm cannot render the chart against $CONTEXT:"$'\n'"$desired"
+  fi
+  rm -f "$err"
+  [[ -n $current && "$(grep -v '^---$' <<<"$current")" == "$(grep -v '^---$' <<<"$desired")" ]]
 }
 
 cluster_exists() {

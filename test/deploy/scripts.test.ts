@@ -160,6 +160,35 @@ describe("make deploy against stand-in tools", () => {
     expect(result.stderr).toContain("runs exactly this checkout: kept");
   });
 
+  it("with a helm built by a plain `go install` (it assumes Kubernetes v1.20): still renders against the cluster and keeps the release", async () => {
+    const state = await getState();
+    const before = { ...state, helmBuild: "go-install" };
+    await setState(before);
+    const result = await script("deploy.sh");
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.trace).toEqual([]);
+    expect(result.stderr).toContain("runs exactly this checkout: kept");
+    expect(await getState()).toEqual(before);
+    const render = result.calls.find((c) => c.tool === "helm" && c.args.includes("template"));
+    expect(render?.args).toEqual(expect.arrayContaining(["--validate", "--dry-run=server", "--skip-tests"]));
+    delete (before as { helmBuild?: string }).helmBuild;
+    await setState(before);
+  });
+
+  it("on a cluster older than the chart's kubeVersion: stops with helm's own message and upgrades nothing", async () => {
+    const state = await getState();
+    state.clusters.meshcart.kubeVersion = "v1.30.2";
+    await setState(state);
+    const result = await script("deploy.sh");
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("helm cannot render the chart against kind-meshcart:");
+    expect(result.stderr).toContain("Error: chart requires kubeVersion: >=1.31.0-0 which is incompatible with Kubernetes v1.30.2");
+    expect(result.calls.filter((c) => c.tool === "helm" && c.args.includes("upgrade"))).toEqual([]);
+    expect(result.calls.filter((c) => c.changed)).toEqual([]);
+    delete state.clusters.meshcart.kubeVersion;
+    await setState(state);
+  });
+
   it("on an existing cluster whose images were lost: reloads them, keeps the release", async () => {
     const state = await getState();
     state.clusters.meshcart.images = [];

@@ -86,6 +86,8 @@ function cluster(context) {
   if (!found) fail(`error: context "${context}" does not exist, or the connection to the server was refused`);
   found.crds ??= {};
   found.namespaces ??= { default: {} };
+  // The Kubernetes version of the kind node image (k8s/kind-config.yaml).
+  found.kubeVersion ??= "v1.35.8";
   found.images ??= [];
   return found;
 }
@@ -112,6 +114,27 @@ function setValue(values, assignment) {
   let node = values;
   for (const key of path.slice(0, -1)) node = node[key] ??= {};
   node[path.at(-1)] = value;
+}
+
+/**
+ * The helm binary being stood in for: its version, and the Kubernetes
+ * version it assumes when it renders without a cluster (pkg/chartutil's
+ * default: that of its client-go in a release build, v1.20 in a plain
+ * `go install` build, which has no release -ldflags).
+ */
+const HELM_BUILDS = {
+  release: { version: "v3.19.0+g3d8990f", defaultKubeVersion: "v1.34.0" },
+  "go-install": { version: "v3.19", defaultKubeVersion: "v1.20.0" },
+};
+const helmBuild = HELM_BUILDS[state.helmBuild ?? "release"];
+
+/** The chart's kubeVersion (">=1.31.0-0") against a Kubernetes version, as Helm checks it before rendering. */
+function kubeVersionRefusal(chartDir, kubeVersion) {
+  const wanted = /^kubeVersion:\s*"?>=\s*(\d+)\.(\d+)/m.exec(readFileSync(path.join(chartDir, "Chart.yaml"), "utf8"));
+  const [, major, minor] = /^v(\d+)\.(\d+)/.exec(kubeVersion) ?? [];
+  if (!wanted || !major) return undefined;
+  const ok = Number(major) > Number(wanted[1]) || (Number(major) === Number(wanted[1]) && Number(minor) >= Number(wanted[2]));
+  return ok ? undefined : `chart requires kubeVersion: >=${wanted[1]}.${wanted[2]}.0-0 which is incompatible with Kubernetes ${kubeVersion}`;
 }
 
 const handlers = {
@@ -329,18 +352,23 @@ const handlers = {
 
   helm() {
     const a = [...args];
-    if (a[0] === "version") return out("v3.19.0+g3d8990f"), done();
+    if (a[0] === "version") return out(helmBuild.version), done();
     const context = take(a, "--kube-context");
     const namespace = take(a, "--namespace", "-n");
     const verb = a.shift();
     const c = cluster(context);
     /**
-     * What the chart would render: the same for the same chart, values and
-     * namespace. Like Helm's, it changes with the contents of the chart and
-     * of the values files, not only with the arguments naming them.
+     * What the chart would render: the same for the same chart, values,
+     * namespace, Kubernetes version (templates may ask .Capabilities) and
+     * generated passwords. Like Helm's, it changes with the contents of the
+     * chart and of the values files, not only with the arguments naming
+     * them. The passwords are the live Secrets' when Helm may read the
+     * cluster (lookup), fresh random ones otherwise.
      */
-    const manifest = (rest) =>
-      `# stand-in manifest\nnamespace: ${namespace}\nargs: ${JSON.stringify(rest)}\ncontents: ${contentsDigest(rest)}\n`;
+    const manifest = (rest, { kubeVersion, lookup }) =>
+      `# stand-in manifest\nnamespace: ${namespace}\nargs: ${JSON.stringify(rest)}\ncontents: ${contentsDigest(rest)}\n` +
+      `kubeVersion: ${kubeVersion}\npasswords: ${lookup ? "the live Secrets'" : `random ${Math.random().toString(36).slice(2)}`}\n`;
+    const chartDir = (rest) => rest.find((arg) => /^[^-].*\/meshcart$/.test(arg) && existsSync(arg));
     if (verb === "list") {
       const deployed = has(a, "--deployed");
       has(a, "--short");
@@ -354,8 +382,16 @@ const handlers = {
       return done();
     }
     if (verb === "template") {
-      if (!has(a, "--dry-run=server") || !has(a, "--skip-tests")) fail("stand-in helm template: the deploy script renders against the cluster, without tests");
-      process.stdout.write(manifest(a));
+      // Helm's capabilities: the cluster's with --validate, else
+      // --kube-version, else its own built-in default; lookups read the
+      // cluster only with --dry-run=server.
+      const validate = has(a, "--validate");
+      const kubeVersion = validate ? c.kubeVersion : (take(a, "--kube-version") ?? helmBuild.defaultKubeVersion);
+      const lookup = has(a, "--dry-run=server");
+      if (!has(a, "--skip-tests")) fail("stand-in helm template: the deploy script compares with the release's manifest, which lists no tests (--skip-tests)");
+      const refusal = kubeVersionRefusal(chartDir(a), kubeVersion);
+      if (refusal) fail(`Error: ${refusal}`);
+      process.stdout.write(manifest(a, { kubeVersion, lookup }));
       return done();
     }
     if (verb === "get" && a[0] === "values") {
@@ -376,7 +412,9 @@ const handlers = {
       if (state.helmWait?.error) fail(state.helmWait.error);
       if (!c.namespaces[namespace]) fail(`Error: create: failed to create: namespaces "${namespace}" not found`);
       if (!install && (!c.release || c.release.name !== a[0])) fail(`Error: UPGRADE FAILED: "${a[0]}" has no deployed releases`);
-      const rendered = manifest(a);
+      const refusal = kubeVersionRefusal(chartDir(a), c.kubeVersion);
+      if (refusal) fail(`Error: UPGRADE FAILED: ${refusal}`);
+      const rendered = manifest(a, { kubeVersion: c.kubeVersion, lookup: true });
       const sets = {};
       for (let set = take(a, "--set"); set !== undefined; set = take(a, "--set")) setValue(sets, set);
       changed = true;
