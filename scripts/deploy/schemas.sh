@@ -11,9 +11,9 @@
 #   <dir>/kubernetes/<version>-strict/<kind>-<group>-<version>.json
 # - Custom resources (Linkerd policy, Gateway API): converted from the real
 #   CRDs into <dir>/crds/<group>/<kind>_<version>.json by crd-schemas.mjs.
-#   The CRDs come from MESHCART_CRDS (files or folders, space-separated),
-#   else ../shared/crds next to the repository (CI), else from the pinned
-#   linkerd-crds chart (helm template) and the Gateway API release file.
+#   The CRDs are those scripts/deploy/crds.sh names: MESHCART_CRDS, else
+#   ../shared/crds next to the repository (CI), else the pinned linkerd-crds
+#   chart and the Gateway API release file, fetched once.
 #
 # <dir> is .tools/schemas (MESHCART_SCHEMAS_DIR overrides). Versions live in
 # versions.env. Needs python3 with pip (PyPI) and node.
@@ -97,23 +97,7 @@ PY
 fi
 
 # --- CRDs ---------------------------------------------------------------------
+crd_list=$("$root/scripts/deploy/crds.sh")
 crd_sources=()
-if [[ -n ${MESHCART_CRDS:-} ]]; then
-  read -r -a crd_sources <<<"$MESHCART_CRDS"
-elif [[ -d $root/../shared/crds ]]; then
-  crd_sources=("$root/../shared/crds")
-else
-  # A user's machine: the same CRDs from their sources. The linkerd-crds
-  # chart rather than `linkerd install --crds`, which since 2.18 refuses to
-  # render without a cluster that has the Gateway API CRDs (linkerd2 #13834).
-  # Edge release edge-YY.M.P is chart version 20YY.M.P.
-  chart_version="20${LINKERD_VERSION#edge-}"
-  helm template linkerd-crds linkerd-crds --repo https://helm.linkerd.io/edge --version "$chart_version" \
-    >"$work/linkerd-crds.yaml" ||
-    die "cannot render the linkerd-crds chart $chart_version (needs the internet once); or set MESHCART_CRDS to CRD files or folders"
-  curl -fsSL -o "$work/gateway-api.yaml" \
-    "https://github.com/kubernetes-sigs/gateway-api/releases/download/${GATEWAY_API_VERSION}/standard-install.yaml" ||
-    die "cannot download the Gateway API ${GATEWAY_API_VERSION} CRDs"
-  crd_sources=("$work/linkerd-crds.yaml" "$work/gateway-api.yaml")
-fi
+while IFS= read -r source; do crd_sources+=("$source"); done <<<"$crd_list"
 node "$root/scripts/deploy/crd-schemas.mjs" "$dir/crds" "${crd_sources[@]}"
