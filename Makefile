@@ -174,12 +174,19 @@ e2e: | $(DEPS) ## The whole path on a real kind cluster: deploy, smoke, mTLS edg
 	@$(DEPLOY)/e2e.sh
 
 .PHONY: chart-test
-chart-test: | $(DEPS) ## helm lint, kubeconform (strict, real CRDs), then the chart and deploy-script tests
-	scripts/tools.sh helm kubeconform shellcheck >/dev/null
+chart-test: | $(DEPS) ## helm lint, kubeconform (strict, real CRDs), the chart and deploy-script tests, then the chart on a real API server
+	scripts/tools.sh helm kubeconform shellcheck kube
 	scripts/deploy/schemas.sh
 	scripts/deploy/chart-test.sh
 	tsc -b
 	scripts/run-tests.sh test/deploy/chart.test.ts test/deploy/scripts.test.ts
+	scripts/deploy/apiserver-test.sh
+
+.PHONY: apiserver-test
+apiserver-test: | $(DEPS) ## The chart on a real Kubernetes 1.35 API server (etcd, controllers, kwok): dry runs, install, canary, upgrades, reinstall
+	scripts/tools.sh helm kubeconform kube
+	scripts/deploy/schemas.sh
+	scripts/deploy/apiserver-test.sh
 
 .PHONY: clean
 clean: ## Remove build output (keeps .data and .tools)
