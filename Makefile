@@ -107,19 +107,20 @@ doctor: ## Check Docker (buildx, memory, disk), kind, kubectl, helm and linkerd 
 cluster: ## Create the kind cluster of k8s/kind-config.yaml (kept if it exists)
 	@$(DEPLOY)/cluster.sh
 
+# The cluster path needs Node (image tags and the deploy scripts' helpers use
+# built-ins only) and helm, not the workspace's npm dependencies: a first
+# make deploy downloads no dev tooling.
 .PHONY: mesh
-mesh: ## Install Gateway API CRDs, Linkerd (proxy tracing to Jaeger) and viz on the cluster
+mesh: | $(NODE) ## Install Gateway API CRDs, Linkerd (proxy tracing to Jaeger) and viz on the cluster
+	@scripts/tools.sh helm >/dev/null
 	@$(DEPLOY)/mesh.sh
 
-# The images need Node (their tag: built-ins only), not the workspace's npm
-# dependencies. make deploy still needs them: make mesh reads the chart's
-# values with the yaml package (scripts/deploy/chart-values.mjs).
 .PHONY: images
 images: | $(NODE) ## Build the service images in one build (tag: a hash of the build context) and load them into kind
 	@$(DEPLOY)/images.sh
 
 .PHONY: deploy
-deploy: | $(DEPS) ## cluster + mesh + images + the Helm chart, then the next steps [VALUES=file] [IMAGES=<registry>/meshcart:<version>] [DRY_RUN=1]
+deploy: | $(NODE) ## cluster + mesh + images + the Helm chart, then the next steps [VALUES=file] [IMAGES=<registry>/meshcart:<version>] [DRY_RUN=1]
 	@scripts/tools.sh helm >/dev/null
 	@$(DEPLOY)/deploy.sh
 

@@ -46,16 +46,7 @@ if [[ $inject != enabled ]]; then
   run kubectl --context "$CONTEXT" annotate namespace "$NAMESPACE" --overwrite linkerd.io/inject=enabled
 fi
 
-chart=(
-  "$RELEASE" helm/meshcart --namespace "$NAMESPACE" --kube-context "$CONTEXT"
-)
-tags=$(image_tags)
-if [[ -n ${IMAGES:-} ]]; then
-  chart+=(--set "image.repository=${IMAGES%:*}")
-  tags=$(while read -r service _; do echo "$service ${IMAGES##*:}"; done <<<"$tags")
-fi
-while read -r service tag; do chart+=(--set "$service.image.tag=$tag"); done <<<"$tags"
-if [[ -n ${VALUES:-} ]]; then chart+=(-f "$VALUES"); fi
+chart_arguments cluster
 
 say "Helm release $RELEASE"
 # What the cluster runs against what this checkout would install (lib.sh).

@@ -185,6 +185,28 @@ image_tags() {
 
 image_ref() { echo "meshcart/$1:$2"; }
 
+# Sets the array `chart`: the release, the chart and what this checkout
+# installs (namespace, the cluster's context for `cluster`, the image tags:
+# content-derived, or the version of the published IMAGES, then VALUES).
+# `offline` renders go without the context: helm reads a named context even
+# then, and fails while the cluster does not exist yet.
+chart_arguments() {
+  local tags service tag
+  chart=("$RELEASE" helm/meshcart --namespace "$NAMESPACE")
+  case $1 in
+    cluster) chart+=(--kube-context "$CONTEXT") ;;
+    offline) ;;
+    *) die "chart_arguments: cluster or offline, not '$1'" ;;
+  esac
+  tags=$(image_tags)
+  if [[ -n ${IMAGES:-} ]]; then
+    chart+=(--set "image.repository=${IMAGES%:*}")
+    tags=$(while read -r service _; do echo "$service ${IMAGES##*:}"; done <<<"$tags")
+  fi
+  while read -r service tag; do chart+=(--set "$service.image.tag=$tag"); done <<<"$tags"
+  if [[ -n ${VALUES:-} ]]; then chart+=(-f "$VALUES"); fi
+}
+
 # Every meshcart image Docker holds, whatever its tag ("repository:tag" lines).
 meshcart_images() {
   query docker image ls --filter 'reference=meshcart/*' --format '{{.Repository}}:{{.Tag}}' || true

@@ -17,7 +17,23 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$deploy_root"
 
-require kubectl linkerd
+require kubectl linkerd helm
+
+# Whether the chart, as make deploy will install it (VALUES included),
+# installs what templates/<file> holds: helm's own answer, so no script
+# re-implements how Helm merges values files. A template that renders
+# nothing is "could not find template" to `--show-only`.
+chart_arguments offline
+chart_installs() {
+  local rendered
+  if rendered=$(helm template "${chart[@]}" --show-only "templates/$1" 2>&1); then
+    [[ -n $rendered ]]
+  elif [[ $rendered == *"could not find template templates/$1"* ]]; then
+    return 1
+  else
+    die "helm cannot render the chart: $rendered"
+  fi
+}
 
 settings_key=meshcart/mesh-config
 settings_of() { query kubectl --context "$CONTEXT" get namespace "$1" -o "jsonpath={.metadata.annotations.meshcart/mesh-config}" || true; }
@@ -40,7 +56,8 @@ fi
 # (jaeger.enabled: off in values-minimal.yaml and values-tracing-off.yaml).
 # Without one, tracing is switched off explicitly: `linkerd upgrade` keeps
 # the settings of the last install unless told otherwise.
-jaeger=$(node scripts/deploy/chart-values.mjs jaeger.enabled ${VALUES:+"$VALUES"})
+jaeger=false
+if chart_installs jaeger.yaml; then jaeger=true; fi
 if [[ $jaeger == true ]]; then
   control_plane=(
     --set proxy.tracing.enabled=true
@@ -79,7 +96,7 @@ fi
 # linked: a link to a Grafana that is not there would only fail.
 viz_values=k8s/linkerd-viz-values.yaml
 viz_links=()
-if [[ "$(node scripts/deploy/chart-values.mjs grafana.enabled ${VALUES:+"$VALUES"})" == true ]]; then
+if chart_installs grafana.yaml; then
   viz_links+=(--set "grafana.url=grafana.${NAMESPACE}.svc.cluster.local:3000")
 fi
 if [[ $jaeger == true ]]; then

@@ -7,10 +7,9 @@ import { Client, credentials, type ServiceError } from "@grpc/grpc-js";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createLogger, loadConfig, serviceConfig, startServiceRuntime } from "@meshcart/lib";
 import { freePort } from "../../dev/src/net.js";
-import { chartValues, valueAt as chartValueAt } from "../../scripts/deploy/chart-values.mjs";
 import { authorizedEdges, durationMs, loadContract, parseReference, rpcs, validate } from "../../scripts/mesh/contract.mjs";
 import { renderAll } from "../../scripts/mesh/render.mjs";
-import { namespace, pods, render, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
+import { chartValueAt, chartValues, namespace, pods, render, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
 import { repoRoot, toolsBin } from "./support/paths.js";
 
 const run = promisify(execFile);

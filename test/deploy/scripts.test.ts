@@ -169,7 +169,8 @@ describe("make deploy against stand-in tools", () => {
     expect(result.trace).toEqual([]);
     expect(result.stderr).toContain("runs exactly this checkout: kept");
     expect(await getState()).toEqual(before);
-    const render = result.calls.find((c) => c.tool === "helm" && c.args.includes("template"));
+    // make deploy's own render (make mesh's `--show-only` question comes first).
+    const render = result.calls.find((c) => c.tool === "helm" && c.args.includes("template") && !c.args.includes("--show-only"));
     expect(render?.args).toEqual(expect.arrayContaining(["--validate", "--dry-run=server", "--skip-tests"]));
     delete (before as { helmBuild?: string }).helmBuild;
     await setState(before);

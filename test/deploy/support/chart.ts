@@ -1,10 +1,10 @@
 import { execFile } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { parseAllDocuments } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 import { helmValues, readVersions, tags } from "../../../scripts/deploy/image-tag.mjs";
 import { repoRoot, toolsBin } from "./paths.js";
 
@@ -110,4 +110,33 @@ export function quantity(value: string | number): number {
   if (!match) throw new Error(`not a quantity: ${value}`);
   const units: Record<string, number> = { "": 1, m: 1e-3, k: 1e3, Ki: 1024, M: 1e6, Mi: 1024 ** 2, G: 1e9, Gi: 1024 ** 3, T: 1e12, Ti: 1024 ** 4 };
   return Number(match[1]) * units[match[2] ?? ""]!;
+}
+
+/**
+ * The chart's values as Helm computes them for an install: values.yaml with
+ * each file merged over it in order (maps merge key by key, anything else
+ * replaces, null removes). The tests' own oracle for which optional parts a
+ * value set installs; the deploy scripts ask helm itself (mesh.sh).
+ */
+export function chartValues(files: readonly string[] = []): Manifest {
+  let values = parse(readFileSync(path.join(chartDir, "values.yaml"), "utf8"));
+  for (const file of files) values = mergeValues(values, parse(readFileSync(file, "utf8")) ?? {});
+  return values;
+}
+
+function mergeValues(base: Manifest, over: Manifest): Manifest {
+  if (over === undefined) return base;
+  const isMap = (v: unknown) => v !== null && typeof v === "object" && !Array.isArray(v);
+  if (!isMap(base) || !isMap(over)) return over;
+  const out = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    if (value === null) delete out[key];
+    else out[key] = mergeValues(base[key], value);
+  }
+  return out;
+}
+
+/** A value by its dotted key (`jaeger.enabled`); undefined when absent. */
+export function chartValueAt(values: Manifest, dotted: string): unknown {
+  return dotted.split(".").reduce((v, key) => (v === null || v === undefined ? undefined : v[key]), values);
 }

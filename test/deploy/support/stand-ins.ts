@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { repoRoot } from "./paths.js";
+import { repoRoot, toolsBin } from "./paths.js";
 
 /**
  * A sandbox in which the deploy scripts run against the stand-in docker,
@@ -86,6 +86,7 @@ export async function standInSandbox(prefix: string, basics: readonly string[]):
         HOME: dir,
         STANDIN_MJS: path.join(repoRoot, "test/deploy/stand-ins/stand-in.mjs"),
         STANDIN_STATE: statePath,
+        STANDIN_REAL_HELM: path.join(toolsBin, "helm"),
         STANDIN_LOG: log,
         ...options.env,
       };
