@@ -3,6 +3,40 @@ import type { Logger } from "./logger.js";
 
 export type Sql = pg.PoolClient | pg.Pool;
 
+/**
+ * A named prepared statement: Postgres parses and plans it once per
+ * connection, then only binds and runs it (pg keeps the names per
+ * connection). The name also follows the statement's first keyword as a
+ * comment, so that pg_stat_statements (which keeps no leading or trailing
+ * comment) and the log of a slow query say which one it is.
+ */
+export interface Statement {
+  readonly name: string;
+  readonly text: string;
+}
+
+const statementNames = new Set<string>();
+
+/** Defines a prepared statement; a name is one statement's for the life of the process. */
+export function statement(name: string, text: string): Statement {
+  if (!/^[a-z][a-z0-9_.-]*$/.test(name)) throw new Error(`statement name ${JSON.stringify(name)} must be lower-case words joined by . _ or -`);
+  if (statementNames.has(name)) throw new Error(`statement ${name} is defined twice`);
+  statementNames.add(name);
+  const trimmed = text.trim();
+  const keyword = /^[A-Za-z]+/.exec(trimmed)?.[0];
+  if (!keyword) throw new Error(`statement ${name} must start with a keyword`);
+  return Object.freeze({ name, text: `${keyword} /* ${name} */${trimmed.slice(keyword.length)}` });
+}
+
+/** Runs a statement (prepared when it is a Statement) on a pool or on a transaction's client. */
+export function execute<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  sql: Sql,
+  query: string | Statement,
+  values?: unknown[],
+): Promise<pg.QueryResult<R>> {
+  return typeof query === "string" ? sql.query<R>(query, values) : sql.query<R>({ name: query.name, text: query.text, values });
+}
+
 // bigint columns (money, stock counters) arrive as JS numbers. Every such
 // value is bounded far below 2^53 by validation and CHECK constraints; one
 // that is not is a corrupted row, refused loudly rather than rounded.
@@ -74,8 +108,9 @@ export class Database {
     this.pool.on("error", (error) => this.logger.warn({ err: error }, "idle database connection lost"));
   }
 
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
-    return this.pool.query<R>(text, values);
+  /** One statement in its own transaction; a Statement runs prepared. */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(query: string | Statement, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    return execute<R>(this.pool, query, values);
   }
 
   /**

@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { createTestDatabase, type TestDatabase } from "../../../dev/src/testing/database.js";
 import { openDatabase } from "../src/bootstrap.js";
 import { loadConfig, serviceConfig } from "../src/config.js";
-import { Database, isTransientDatabaseError, isUniqueViolation } from "../src/database.js";
+import { Database, execute, isTransientDatabaseError, isUniqueViolation, statement } from "../src/database.js";
 import type { Logger } from "../src/logger.js";
 import { migrate, readMigrations } from "../src/migrations.js";
 import { startServiceRuntime } from "../src/service-runtime.js";
@@ -337,6 +337,28 @@ describe("Database", () => {
 
   it("pings: true when the database answers", async () => {
     expect(await db.ping()).toBe(true);
+  });
+});
+
+describe("prepared statements", () => {
+  it("run by name, prepared once per connection, with the name where pg_stat_statements keeps it", async () => {
+    const twice = statement("lib-test.twice", "  SELECT $1::int * 2 AS n ");
+    expect(twice).toEqual({ name: "lib-test.twice", text: "SELECT /* lib-test.twice */ $1::int * 2 AS n" });
+    const db = open(testDb.url, { poolMax: 1 });
+    expect((await db.query<{ n: number }>(twice, [21])).rows).toEqual([{ n: 42 }]);
+    expect((await db.query<{ n: number }>(twice, [4])).rows).toEqual([{ n: 8 }]);
+    // The server holds it prepared under its name (one connection: the pool's only one).
+    const { rows } = await db.query<{ name: string }>("SELECT name FROM pg_prepared_statements");
+    expect(rows.map((r) => r.name)).toContain("lib-test.twice");
+    // The same on a transaction's client.
+    expect(await db.transaction(async (tx) => (await execute<{ n: number }>(tx, twice, [5])).rows[0]!.n)).toBe(10);
+  });
+
+  it("a name is one statement's: defined twice, or malformed, it is refused at once", () => {
+    statement("lib-test.once", "SELECT 1");
+    expect(() => statement("lib-test.once", "SELECT 2")).toThrow(/defined twice/);
+    expect(() => statement("Bad Name", "SELECT 1")).toThrow(/lower-case/);
+    expect(() => statement("lib-test.no-keyword", "(SELECT 1)")).toThrow(/must start with a keyword/);
   });
 });
 
