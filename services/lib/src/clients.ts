@@ -16,6 +16,7 @@ import { errorDetailsClientMiddleware } from "nice-grpc-error-details";
 import type { Logger } from "./logger.js";
 import { grpcClientAttemptMetrics, grpcClientCallMetrics, type Registry } from "./metrics.js";
 import { CORRELATION_HEADER, currentRequest } from "./request-context.js";
+import { injectTraceContext, traceContextCarrier } from "./tracing.js";
 
 export interface ClientSettings {
   /** host:port of the service. */
@@ -50,6 +51,13 @@ async function* propagateCorrelation<Request, Response>(call: ClientMiddlewareCa
   return yield* call.next(call.request, { ...options, metadata });
 }
 
+/** The active trace context to the next service, when no instrumentation does that (tracing.ts, traceContextCarrier). */
+async function* propagateTraceContext<Request, Response>(call: ClientMiddlewareCall<Request, Response>, options: CallOptions) {
+  const metadata = Metadata(options.metadata);
+  injectTraceContext((key, value) => metadata.set(key, value));
+  return yield* call.next(call.request, { ...options, metadata });
+}
+
 async function* passThrough<Request, Response>(call: ClientMiddlewareCall<Request, Response>, options: CallOptions) {
   return yield* call.next(call.request, options);
 }
@@ -71,8 +79,9 @@ export function openChannel(address: string): Channel {
  * Middleware order matters (on a client the last `.use()` is outermost):
  * the retry middleware is outside the deadline so that each attempt gets its
  * own deadline; per-attempt metrics sit inside the retry, per-call metrics
- * outside it. (Client spans come from the gRPC instrumentation, one per
- * attempt, with the traceparent in the metadata.)
+ * outside it. (Exporting, client spans come from the gRPC instrumentation,
+ * one per attempt, with the traceparent in the metadata; not exporting, the
+ * traceparent alone is passed on.)
  */
 export function createServiceClient<D extends CompatServiceDefinition>(
   definition: D,
@@ -83,6 +92,7 @@ export function createServiceClient<D extends CompatServiceDefinition>(
   const registry = settings.registry;
   const base = createClientFactory().use(errorDetailsClientMiddleware);
   const factory = (registry ? base.use(grpcClientAttemptMetrics(registry)) : base)
+    .use(traceContextCarrier() === "middleware" ? propagateTraceContext : passThrough)
     .use(propagateCorrelation)
     .use(deadlineMiddleware)
     .use(retryMiddleware)

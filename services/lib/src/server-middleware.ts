@@ -9,7 +9,7 @@ import { ConflictError, NotFoundError, RefusedError, StillRunningError, Unavaila
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, unavailable, type FieldViolation } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { CORRELATION_HEADER, enterRequest } from "./request-context.js";
-import { SpanAttributes, annotateSpan } from "./tracing.js";
+import { SpanAttributes, annotateSpan, enterIncomingTraceContext } from "./tracing.js";
 import { undecodableRequest } from "./validation.js";
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -31,6 +31,24 @@ export async function* requestContextMiddleware<Request, Response>(
   // The server span (gRPC instrumentation) is the active one here.
   annotateSpan({ [SpanAttributes.correlationId]: correlationId });
   return yield* call.next(call.request, context);
+}
+
+/**
+ * The incoming call's trace context, current for the rest of the call, when
+ * no instrumentation does that (tracing.ts, traceContextCarrier).
+ */
+export async function* traceContextMiddleware<Request, Response>(call: ServerMiddlewareCall<Request, Response>, context: CallContext) {
+  const traceparent = context.metadata.get("traceparent");
+  const tracestate = context.metadata.get("tracestate");
+  const span = enterIncomingTraceContext(
+    { traceparent: typeof traceparent === "string" ? traceparent : undefined, tracestate: typeof tracestate === "string" ? tracestate : undefined },
+    call.method.path,
+  );
+  try {
+    return yield* call.next(call.request, context);
+  } finally {
+    span.end();
+  }
 }
 
 /**

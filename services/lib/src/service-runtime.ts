@@ -13,8 +13,14 @@ import type { Database } from "./database.js";
 import { exposeDeadline } from "./deadline.js";
 import type { Logger } from "./logger.js";
 import { grpcServerMetrics, registerDatabaseMetrics, registerProcessMetrics } from "./metrics.js";
-import { flushTelemetry } from "./tracing.js";
-import { decodeRequestsSafely, endStreamsOn, errorBoundaryMiddleware, requestContextMiddleware } from "./server-middleware.js";
+import { flushTelemetry, traceContextCarrier } from "./tracing.js";
+import {
+  decodeRequestsSafely,
+  endStreamsOn,
+  errorBoundaryMiddleware,
+  requestContextMiddleware,
+  traceContextMiddleware,
+} from "./server-middleware.js";
 import { faultMiddleware, type FaultInjector } from "./faults.js";
 
 /** The descriptor set that `npm run generate` builds from proto/. */
@@ -98,7 +104,7 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
   };
   publishHealth();
 
-  const server: Server = createServer({
+  const base = createServer({
     "grpc.max_receive_message_length": config.GRPC_MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": config.GRPC_MAX_MESSAGE_BYTES,
     // Connections come from the local Linkerd proxy (or a client) and are
@@ -113,7 +119,8 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
   })
     // Outermost: every call counts once, with the status the client gets.
     .use(grpcServerMetrics(registry))
-    .use(errorDetailsServerMiddleware)
+    .use(errorDetailsServerMiddleware);
+  const server: Server = (traceContextCarrier() === "middleware" ? base.use(traceContextMiddleware) : base)
     .use(requestContextMiddleware)
     .use(errorBoundaryMiddleware(logger))
     .use(endStreamsOn(stopController.signal))

@@ -13,8 +13,11 @@
  * Configuration is the standard OTEL_* environment (endpoint, protocol,
  * headers, sampler, batch sizes), with one meshcart rule: spans are
  * exported only when an endpoint is configured (OTEL_EXPORTER_OTLP_ENDPOINT
- * or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT). Without one, trace context is still
- * propagated and logged (trace_id on log lines) but nothing is recorded.
+ * or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT). Without one, nothing is recorded
+ * and no instrumentation runs (it would cost every call and every statement
+ * work for spans nobody sees); trace context is still propagated and logged
+ * (trace_id on log lines) by meshcart's own gRPC middleware (tracing.ts,
+ * traceContextCarrier).
  */
 import { hostname } from "node:os";
 import { DiagLogLevel, diag, type DiagLogger } from "@opentelemetry/api";
@@ -37,7 +40,7 @@ import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic
 import { logLevels } from "./config.js";
 import { createLogger, type Logger } from "./logger.js";
 import { CORRELATION_HEADER } from "./request-context.js";
-import { exportStats, setTelemetryFlush } from "./tracing.js";
+import { exportStats, setTelemetryFlush, setTraceContextCarrier } from "./tracing.js";
 
 type Env = Record<string, string | undefined>;
 
@@ -113,25 +116,28 @@ function start(service: string, env: Env, logger: Logger): TelemetryState {
     // Metrics are Prometheus' job (the admin port) and logs go to stdout.
     metricReaders: [],
     logRecordProcessors: [],
-    instrumentations: [
-      // The one gRPC tracing layer: server and client spans, W3C
-      // traceparent in the metadata. nice-grpc runs over grpc-js.
-      new GrpcInstrumentation({
-        ignoreGrpcMethods: UNTRACED_METHODS,
-        metadataToSpanAttributes: {
-          client: { requestMetadata: [CORRELATION_HEADER] },
-          server: { requestMetadata: [CORRELATION_HEADER] },
-        },
-      }),
-      // Statements inside a traced call or saga step only: pings, sweeps
-      // and recovery scans would each be a trace of their own. Parameters
-      // are never recorded (they can be customer data). No span per pool
-      // checkout (as many as statements): the pool's saturation is on
-      // /metrics.
-      new PgInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false, ignoreConnectSpans: true }),
-    ],
+    instrumentations: exporter
+      ? [
+          // The one gRPC tracing layer: server and client spans, W3C
+          // traceparent in the metadata. nice-grpc runs over grpc-js.
+          new GrpcInstrumentation({
+            ignoreGrpcMethods: UNTRACED_METHODS,
+            metadataToSpanAttributes: {
+              client: { requestMetadata: [CORRELATION_HEADER] },
+              server: { requestMetadata: [CORRELATION_HEADER] },
+            },
+          }),
+          // Statements inside a traced call or saga step only: pings, sweeps
+          // and recovery scans would each be a trace of their own. Parameters
+          // are never recorded (they can be customer data). No span per pool
+          // checkout (as many as statements): the pool's saturation is on
+          // /metrics.
+          new PgInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false, ignoreConnectSpans: true }),
+        ]
+      : [],
   });
   sdk.start();
+  setTraceContextCarrier(exporter ? "instrumentation" : "middleware");
   // After the SDK, which sets its own console logger from OTEL_LOG_LEVEL.
   diag.setLogger(new RateLimitedDiag(complaints), { logLevel: diagLevelOf(env.OTEL_LOG_LEVEL), suppressOverrideMessage: true });
 

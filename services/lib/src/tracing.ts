@@ -60,6 +60,48 @@ export const tracer = trace.getTracer("meshcart");
 /** Stored trace context is always W3C, whatever propagators the wire uses. */
 const w3c = new W3CTraceContextPropagator();
 
+/**
+ * Who carries trace context over gRPC calls. Exporting, the OpenTelemetry
+ * gRPC instrumentation does (with a span per call). Not exporting, no
+ * instrumentation runs at all (its work per call and per statement would
+ * buy nothing), and meshcart's own middleware passes the W3C traceparent on
+ * and makes each call's context current, so that log lines still carry
+ * trace ids and a mesh's proxy spans still join one trace. Without the SDK
+ * (unit tests, OTEL_SDK_DISABLED) nobody does.
+ */
+export type TraceContextCarrier = "instrumentation" | "middleware" | "none";
+
+let carrier: TraceContextCarrier = "none";
+
+/** Set once by the telemetry module when the SDK starts. */
+export function setTraceContextCarrier(who: TraceContextCarrier): void {
+  carrier = who;
+}
+
+export function traceContextCarrier(): TraceContextCarrier {
+  return carrier;
+}
+
+/** Writes the active context's W3C traceparent (and tracestate) with `set`, for an outgoing call. */
+export function injectTraceContext(set: (key: string, value: string) => void): void {
+  const headers: Record<string, string> = {};
+  w3c.inject(context.active(), headers, defaultTextMapSetter);
+  for (const [key, value] of Object.entries(headers)) set(key, value);
+}
+
+/**
+ * Makes an incoming call's trace context current for the rest of the call,
+ * with a span of the call's own (not recorded: nothing is exported when
+ * this runs) as the parent of what it does.
+ */
+export function enterIncomingTraceContext(headers: { traceparent?: string; tracestate?: string }, name: string): Span {
+  const parent = headers.traceparent ? w3c.extract(ROOT_CONTEXT, headers, defaultTextMapGetter) : ROOT_CONTEXT;
+  const span = tracer.startSpan(name, { kind: SpanKind.SERVER }, parent);
+  // As the request context: nice-grpc middleware are async generators, whose work cannot be wrapped in a callback.
+  context.attach(trace.setSpan(parent, span));
+  return span;
+}
+
 /** Sets attributes on the span of the work in progress (a gRPC call's server span, a saga step). */
 export function annotateSpan(attributes: Attributes): void {
   trace.getActiveSpan()?.setAttributes(attributes);

@@ -10,7 +10,15 @@ import { Registry } from "../src/metrics.js";
 import { runInRequest } from "../src/request-context.js";
 import { startServiceRuntime, type ServiceRuntime } from "../src/service-runtime.js";
 import { resourceAttributes } from "../src/telemetry.js";
-import { SpanAttributes, activeTraceparent, contextFromTraceparent, inSpan, linkTo } from "../src/tracing.js";
+import {
+  SpanAttributes,
+  activeTraceIds,
+  activeTraceparent,
+  contextFromTraceparent,
+  inSpan,
+  linkTo,
+  setTraceContextCarrier,
+} from "../src/tracing.js";
 import {
   InventoryServiceDefinition,
   type InventoryServiceImplementation,
@@ -158,6 +166,50 @@ describe("log lines", () => {
     for (const secret of ["abc.def.ghi", "pm_card_visa", "hunter2", "secret@", "4242424242424242"]) expect(line).not.toContain(secret);
     expect(line).toContain("alice");
     expect(REDACTED_PATHS).toContain("*.token");
+  });
+});
+
+describe("trace context when nothing is exported", () => {
+  // No instrumentation runs then: the runtime's and the clients' own middleware carry the W3C traceparent.
+  let runtime: ServiceRuntime;
+  const seen: { traceparent?: string; traceId?: string }[] = [];
+
+  beforeAll(async () => {
+    setTraceContextCarrier("middleware");
+    const implementation = fakeInventory();
+    implementation.getProduct = async (request, context) => {
+      const header = context.metadata.get("traceparent");
+      seen.push({ traceparent: typeof header === "string" ? header : undefined, traceId: activeTraceIds()?.trace_id });
+      return { product: { sku: request.sku } };
+    };
+    runtime = await startServiceRuntime({
+      name: "carried",
+      config: { ...loadConfig(serviceConfig, {}), GRPC_PORT: 0, ADMIN_PORT: 0 },
+      logger: capturedLogger("carried", "info").logger,
+      host: "127.0.0.1",
+      services: [{ definition: InventoryServiceDefinition, implementation }],
+    });
+  });
+  afterAll(async () => {
+    await runtime?.shutdown("test over");
+    setTraceContextCarrier("none");
+  });
+
+  it("passes the caller's trace on, and makes it the handler's: its log lines carry the trace id", async () => {
+    const { logger } = capturedLogger("caller", "info");
+    const channel = openChannel(`127.0.0.1:${runtime.grpcPort}`);
+    const client = createServiceClient(InventoryServiceDefinition, channel, { address: "carried", attemptTimeoutMs: 2_000, retries: 0 }, logger);
+    let callerTrace = "";
+    await inSpan("caller", {}, async (span) => {
+      callerTrace = span.spanContext().traceId;
+      await client.getProduct({ sku: "A" });
+    });
+    // Outside any trace: the handler starts none of its own that the caller could not see, and nothing breaks.
+    await client.getProduct({ sku: "B" });
+    channel.close();
+    expect(seen[0]!.traceparent).toMatch(new RegExp(`^00-${callerTrace}-[0-9a-f]{16}-0[01]$`));
+    expect(seen[0]!.traceId).toBe(callerTrace);
+    expect(seen[1]!.traceparent).toBeUndefined();
   });
 });
 
