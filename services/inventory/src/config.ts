@@ -7,7 +7,9 @@ export const inventoryConfig = {
   ...faultConfig,
   INVENTORY_SEED_CATALOGUE: boolean(false).describe("Add the demo catalogue's missing products at start."),
   RESERVATION_TTL_SECONDS: integer(1, 3600, 300).describe("How long a reservation holds stock when the caller names no TTL."),
-  EXPIRY_SWEEP_INTERVAL_MS: integer(100, 60_000, 1_000).describe("How often expired holds are looked for and freed."),
+  EXPIRY_SWEEP_INTERVAL_MS: integer(100, 600_000, 60_000).describe(
+    "Longest the expiry sweeper sleeps: it wakes when the next hold it knows of runs out, and at least this often for holds made by other replicas.",
+  ),
 };
 
 export type InventoryConfig = Config<typeof inventoryConfig>;

@@ -41,15 +41,29 @@ export function inventoryHandlers(inventory: Inventory, defaultTtlMs: number): I
 
     async reserveStock(request) {
       const ttlMs = request.ttl ? durationMs(request.ttl) : defaultTtlMs;
+      const minTotal = request.minTotalMinorUnits;
+      const maxTotal = request.maxTotalMinorUnits;
       validate((v) => {
         v.id("reservation_id", request.reservationId);
         v.itemLines("items", request.items, LIMITS);
-        if (request.ttl && !(ttlMs >= LIMITS.minTtlMs && ttlMs <= LIMITS.maxTtlMs)) {
-          v.add("ttl", "must be from 1s to 1h");
+        if (request.ttl) {
+          // A Duration's nanos are a fraction of a second with the sign of its
+          // seconds: a positive TTL has nanos from 0 to 999 999 999.
+          if (!Number.isInteger(request.ttl.nanos) || request.ttl.nanos < 0 || request.ttl.nanos > MAX_NANOS) {
+            v.add("ttl.nanos", "must be from 0 to 999999999");
+          } else if (!(ttlMs >= LIMITS.minTtlMs && ttlMs <= LIMITS.maxTtlMs)) {
+            v.add("ttl", "must be from 1s to 1h");
+          }
         }
+        v.integer("min_total_minor_units", minTotal, 0, Number.MAX_SAFE_INTEGER);
+        v.integer("max_total_minor_units", maxTotal, 0, Number.MAX_SAFE_INTEGER);
+        if (minTotal > 0 && maxTotal > 0 && maxTotal < minTotal) v.add("max_total_minor_units", "must be at least min_total_minor_units");
       });
       annotateSpan({ [SpanAttributes.reservationId]: request.reservationId });
-      const reservation = await inventory.reserve(request.reservationId, request.items, ttlMs);
+      const reservation = await inventory.reserve(request.reservationId, request.items, ttlMs, {
+        ...(minTotal > 0 ? { minMinor: minTotal } : {}),
+        ...(maxTotal > 0 ? { maxMinor: maxTotal } : {}),
+      });
       return { reservation: reservationMessage(reservation) };
     },
 
@@ -90,6 +104,8 @@ export function inventoryHandlers(inventory: Inventory, defaultTtlMs: number): I
 function isSkuPosition(value: unknown): value is { sku: string } {
   return typeof value === "object" && value !== null && typeof (value as { sku?: unknown }).sku === "string";
 }
+
+const MAX_NANOS = 999_999_999;
 
 function durationMs(duration: Duration): number {
   return duration.seconds * 1000 + Math.floor(duration.nanos / 1e6);

@@ -1,8 +1,13 @@
 /**
  * The stock ledger: the only place that decides how stock counters move.
- * Every write of the inventory service computes new counters here from rows
- * it holds locked, so the rules live in one tested module and the database's
- * CHECK constraints are a second line of defence, not the first.
+ * Each move is a per-unit change of the counters (MOVES), and what a
+ * reservation does when asked to commit, release or return is a table
+ * (decide, decisionTable). The inventory's statements apply exactly these:
+ * each call is one statement that locks what it changes and moves the
+ * counters by these deltas, passed as parameters, so the rules live in one
+ * tested module; the database's CHECK constraints are a second line of
+ * defence, not the first. The functions below apply the same moves in
+ * memory, checked, for the tests and for reasoning about the ledger.
  *
  * Invariants (hold before and after every move):
  *   initial + restocked = on_hand + sold
@@ -22,6 +27,46 @@ export interface StockCounters {
 
 export type ReservationState = "HELD" | "COMMITTED" | "RELEASED" | "EXPIRED" | "RETURNED";
 
+export const RESERVATION_STATES: readonly ReservationState[] = ["HELD", "COMMITTED", "RELEASED", "EXPIRED", "RETURNED"];
+
+/** What one unit of a move does to the counters (inventory.proto's table). */
+export interface Delta {
+  onHand: number;
+  reserved: number;
+  sold: number;
+  restocked: number;
+}
+
+export type Move = "reserve" | "commit" | "release" | "return" | "restock";
+
+export const MOVES: Readonly<Record<Move, Readonly<Delta>>> = {
+  // Units are held: what a new reservation can take shrinks.
+  reserve: { onHand: 0, reserved: 1, sold: 0, restocked: 0 },
+  // Held units leave the warehouse: a sale.
+  commit: { onHand: -1, reserved: -1, sold: 1, restocked: 0 },
+  // Held units are freed (release or expiry).
+  release: { onHand: 0, reserved: -1, sold: 0, restocked: 0 },
+  // Sold units come back to the shelf.
+  return: { onHand: 1, reserved: 0, sold: -1, restocked: 0 },
+  // A delivery adds units.
+  restock: { onHand: 1, reserved: 0, sold: 0, restocked: 1 },
+};
+
+/** The move that goes with a reservation entering `to`. */
+export function moveInto(to: ReservationState): Move {
+  switch (to) {
+    case "HELD":
+      return "reserve";
+    case "COMMITTED":
+      return "commit";
+    case "RELEASED":
+    case "EXPIRED":
+      return "release";
+    case "RETURNED":
+      return "return";
+  }
+}
+
 export function available(stock: StockCounters): number {
   return stock.onHand - stock.reserved;
 }
@@ -40,38 +85,54 @@ function positive(quantity: number): void {
   if (!Number.isSafeInteger(quantity) || quantity <= 0) throw new LedgerError(`quantity ${quantity} is not a positive whole number`);
 }
 
+function apply(move: Move, stock: StockCounters, quantity: number): StockCounters {
+  positive(quantity);
+  const d = MOVES[move];
+  return checked(
+    {
+      ...stock,
+      onHand: stock.onHand + d.onHand * quantity,
+      reserved: stock.reserved + d.reserved * quantity,
+      sold: stock.sold + d.sold * quantity,
+      restocked: stock.restocked + d.restocked * quantity,
+    },
+    move,
+  );
+}
+
+/**
+ * Whether `quantity` more units can be held: the one rule of a new
+ * reservation (the reserve statement checks it on the rows it locks).
+ */
+export function canReserve(stock: Pick<StockCounters, "onHand" | "reserved">, quantity: number): boolean {
+  return quantity <= stock.onHand - stock.reserved;
+}
+
 /** Hold `quantity` units for a reservation. Refused when fewer are available. */
 export function reserve(stock: StockCounters, quantity: number): StockCounters {
   positive(quantity);
-  if (quantity > available(stock)) throw new LedgerError(`only ${available(stock)} available, ${quantity} asked`);
-  return checked({ ...stock, reserved: stock.reserved + quantity }, "reserve");
+  if (!canReserve(stock, quantity)) throw new LedgerError(`only ${available(stock)} available, ${quantity} asked`);
+  return apply("reserve", stock, quantity);
 }
 
 /** Held units leave the warehouse: a sale. */
 export function commit(stock: StockCounters, quantity: number): StockCounters {
-  positive(quantity);
-  return checked(
-    { ...stock, onHand: stock.onHand - quantity, reserved: stock.reserved - quantity, sold: stock.sold + quantity },
-    "commit",
-  );
+  return apply("commit", stock, quantity);
 }
 
 /** Held units are freed (release or expiry). */
 export function release(stock: StockCounters, quantity: number): StockCounters {
-  positive(quantity);
-  return checked({ ...stock, reserved: stock.reserved - quantity }, "release");
+  return apply("release", stock, quantity);
 }
 
 /** Sold units come back to the shelf. */
 export function returnSold(stock: StockCounters, quantity: number): StockCounters {
-  positive(quantity);
-  return checked({ ...stock, onHand: stock.onHand + quantity, sold: stock.sold - quantity }, "return");
+  return apply("return", stock, quantity);
 }
 
 /** A delivery adds units. */
 export function restock(stock: StockCounters, quantity: number): StockCounters {
-  positive(quantity);
-  return checked({ ...stock, onHand: stock.onHand + quantity, restocked: stock.restocked + quantity }, "restock");
+  return apply("restock", stock, quantity);
 }
 
 /** Every invariant the counters break; empty when the ledger holds. */
@@ -127,15 +188,39 @@ export function decide(state: ReservationState, action: ReservationAction, holdE
 
 /** The ledger move that goes with a reservation reaching `to`. */
 export function moveFor(to: ReservationState): (stock: StockCounters, quantity: number) => StockCounters {
-  switch (to) {
-    case "COMMITTED":
-      return commit;
-    case "RELEASED":
-    case "EXPIRED":
-      return release;
-    case "RETURNED":
-      return returnSold;
-    case "HELD":
-      return reserve;
-  }
+  const functions: Record<Move, (stock: StockCounters, quantity: number) => StockCounters> = {
+    reserve,
+    commit,
+    release,
+    return: returnSold,
+    restock,
+  };
+  return functions[moveInto(to)];
+}
+
+/** One row of an action's decision table: what the reservation does from `state`, and the counters' move when it changes. */
+export interface DecisionRow {
+  state: ReservationState;
+  holdExpired: boolean;
+  kind: Decision["kind"];
+  /** The state it enters (apply, expire); the state it is in otherwise. */
+  to: ReservationState;
+  delta: Delta;
+}
+
+const NO_MOVE: Delta = { onHand: 0, reserved: 0, sold: 0, restocked: 0 };
+
+/**
+ * `decide` for every state a reservation can be in, as rows a statement can
+ * join against: the one transition statement takes these as parameters.
+ */
+export function decisionTable(action: ReservationAction): DecisionRow[] {
+  return RESERVATION_STATES.flatMap((state) =>
+    [false, true].map((holdExpired): DecisionRow => {
+      const decision = decide(state, action, holdExpired);
+      const to = decision.kind === "apply" ? decision.to : decision.kind === "expire" ? "EXPIRED" : state;
+      const changes = decision.kind === "apply" || decision.kind === "expire";
+      return { state, holdExpired, kind: decision.kind, to, delta: changes ? MOVES[moveInto(to)] : NO_MOVE };
+    }),
+  );
 }

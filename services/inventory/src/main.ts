@@ -25,6 +25,8 @@ runMain(async () => {
   // Fault injection (FAULTS, FAULT_CONTROL_PORT): this replica only.
   const faults = await startFaults({ service: "inventory", config, definitions: [InventoryServiceDefinition], logger, registry });
   const metrics = new InventoryMetrics(registry, () => inventory.stockLevels(), logger);
+  const sweeper = expirySweeper(inventory, config.EXPIRY_SWEEP_INTERVAL_MS, logger, (count) => metrics.expiredReservations.inc(count));
+  inventory.onHold = (expiresAt) => sweeper.holdMade(expiresAt);
   const runtime = await startServiceRuntime({
     name: "inventory",
     config,
@@ -39,10 +41,7 @@ runMain(async () => {
         implementation: inventoryHandlers(inventory, config.RESERVATION_TTL_SECONDS * 1000),
       },
     ],
-    background: [
-      ...faults.tasks,
-      expirySweeper(inventory, config.EXPIRY_SWEEP_INTERVAL_MS, logger, (count) => metrics.expiredReservations.inc(count)),
-    ],
+    background: [...faults.tasks, sweeper],
   });
   exitOnSignals(runtime, logger);
 });

@@ -46,7 +46,8 @@ beforeAll(async () => {
       DATABASE_URL: testDb.url,
       INVENTORY_SEED_CATALOGUE: "true",
       LOG_LEVEL: "warn",
-      EXPIRY_SWEEP_INTERVAL_MS: "200",
+      // Longer than the whole file: the sweeper must wake for the holds it makes, at their deadline.
+      EXPIRY_SWEEP_INTERVAL_MS: "600000",
       // Room for the concurrent calls below without queueing for a connection.
       DB_POOL_MAX: "20",
       RESERVATION_TTL_SECONDS: String(DEFAULT_TTL_SECONDS),
@@ -133,7 +134,7 @@ async function refusedWithoutEffect(call: () => Promise<unknown>): Promise<Refus
 }
 
 function reserveRequest(items: { sku: string; quantity: number }[], extra: Partial<ReserveStockRequest> = {}): ReserveStockRequest {
-  return { reservationId: newId(), items, ttl: undefined, ...extra };
+  return { reservationId: newId(), items, ttl: undefined, minTotalMinorUnits: 0, maxTotalMinorUnits: 0, ...extra };
 }
 
 // ---------------------------------------------------------------- health and catalogue
@@ -291,6 +292,21 @@ describe("ReserveStock", () => {
     expect((await refusal(client.getReservation({ reservationId: request.reservationId }))).code).toBe(Status.NOT_FOUND);
   });
 
+  it("FAILED_PRECONDITION (type TOTAL) when the total is outside the caller's bounds, and nothing is held", async () => {
+    const price = (await client.getProduct({ sku: "MESH-MUG" })).product!.unitPrice!.minorUnits;
+    for (const bounds of [{ minTotalMinorUnits: 3 * price + 1 }, { maxTotalMinorUnits: 3 * price - 1 }]) {
+      const request = reserveRequest([{ sku: "MESH-MUG", quantity: 3 }], bounds);
+      const result = await refusedWithoutEffect(() => client.reserveStock(request));
+      expect(result.code).toBe(Status.FAILED_PRECONDITION);
+      expect(result.preconditions).toEqual([{ type: "TOTAL", subject: String(3 * price) }]);
+      expect((await refusal(client.getReservation({ reservationId: request.reservationId }))).code).toBe(Status.NOT_FOUND);
+    }
+    // The bounds themselves are accepted.
+    const { reservation } = await client.reserveStock(reserveRequest([{ sku: "MESH-MUG", quantity: 3 }], { minTotalMinorUnits: 3 * price, maxTotalMinorUnits: 3 * price }));
+    expect(reservation!.total!.minorUnits).toBe(3 * price);
+    await client.releaseReservation({ reservationId: reservation!.reservationId });
+  });
+
   it("the scarce sticker: exactly its stock can be reserved, not one more", async () => {
     const gold = await stock("MESH-STICKER-GOLD");
     expect(gold.available).toBeGreaterThan(0);
@@ -335,6 +351,17 @@ describe("ReserveStock", () => {
     { name: "a TTL under 1 s", request: () => reserveRequest(ok, { ttl: { seconds: 0, nanos: 999_000_000 } }), fields: ["ttl"] },
     { name: "a negative TTL", request: () => reserveRequest(ok, { ttl: { seconds: -5, nanos: 0 } }), fields: ["ttl"] },
     { name: "a TTL over 1 h", request: () => reserveRequest(ok, { ttl: { seconds: 3600, nanos: 1_000_000 } }), fields: ["ttl"] },
+    // A Duration's nanos carry the sign of its seconds and stay under a second: these held stock once.
+    { name: "negative TTL nanos", request: () => reserveRequest(ok, { ttl: { seconds: 10, nanos: -1 } }), fields: ["ttl.nanos"] },
+    { name: "TTL nanos of a second or more", request: () => reserveRequest(ok, { ttl: { seconds: 10, nanos: 1_000_000_000 } }), fields: ["ttl.nanos"] },
+    { name: "TTL nanos far out of range", request: () => reserveRequest(ok, { ttl: { seconds: 0, nanos: 2_000_000_000 } }), fields: ["ttl.nanos"] },
+    { name: "a negative smallest total", request: () => reserveRequest(ok, { minTotalMinorUnits: -1 }), fields: ["min_total_minor_units"] },
+    { name: "a negative largest total", request: () => reserveRequest(ok, { maxTotalMinorUnits: -1 }), fields: ["max_total_minor_units"] },
+    {
+      name: "a largest total under the smallest",
+      request: () => reserveRequest(ok, { minTotalMinorUnits: 500, maxTotalMinorUnits: 499 }),
+      fields: ["max_total_minor_units"],
+    },
     {
       name: "several problems at once",
       request: () => reserveRequest([{ sku: "MESH-TSHIRT", quantity: 0 }, { sku: "x y", quantity: 5000 }], { reservationId: "" }),
@@ -486,7 +513,7 @@ describe("expiry", () => {
     const reservationId = reservation!.reservationId;
     expect(await stock("MESH-HOODIE")).toMatchObject({ reserved: before.reserved + 3 });
 
-    // The sweeper runs every 200 ms; the bound is only there to fail rather than hang.
+    // The sweeper wakes at the hold's deadline (its longest sleep is 10 min); the bound is only there to fail rather than hang.
     const deadline = Date.now() + 20_000;
     let state = reservation!.state;
     while (state !== ReservationState.RESERVATION_STATE_EXPIRED) {

@@ -16,3 +16,4 @@ export * from "./deadline.js";
 export * from "./tracing.js";
 export * from "./metrics.js";
 export * from "./faults.js";
+export * from "./limits.js";

@@ -17,8 +17,13 @@ export const orderConfig = {
   ORDER_SAGA_LEASE_MS: integer(1_000, 600_000, 15_000).describe(
     "How long a saga lease lasts without renewal; another replica resumes a dead replica's sagas after it.",
   ),
-  ORDER_RECOVERY_INTERVAL_MS: integer(100, 600_000, 2_000).describe("How often abandoned sagas are looked for."),
+  ORDER_RECOVERY_INTERVAL_MS: integer(100, 600_000, 2_000).describe(
+    "Shortest time between two looks for abandoned sagas; each look sleeps until the earliest running lease ends, at most one lease (ORDER_SAGA_LEASE_MS).",
+  ),
   ORDER_RETRY_MAX_MS: integer(10, 600_000, 10_000).describe("Upper bound of the backoff between compensation retries."),
+  ORDER_UNDO_ATTEMPTS: integer(1, 1_000, 10).describe(
+    "Attempts of a compensation or cancellation step whose calls keep failing in a way retrying does not fix (INTERNAL, PERMISSION_DENIED, an unexpected refusal) before it is recorded as not done and the saga ends; transient failures are retried until they pass.",
+  ),
   ORDER_MAX_WAIT_MS: integer(100, 600_000, 20_000).describe(
     "Longest CreateOrder or CancelOrder waits for the outcome, whatever the caller's deadline.",
   ),

@@ -1,10 +1,8 @@
 import { createHash, randomUUID } from "node:crypto";
-import type pg from "pg";
-import { isUniqueViolation, type Database } from "@meshcart/lib";
+import { isUniqueViolation, statement, type Database } from "@meshcart/lib";
 import {
   fold,
   isFinal,
-  stateAfter,
   type Order,
   type OrderEvent,
   type OrderEventData,
@@ -45,6 +43,30 @@ export class ConcurrentAppendError extends Error {
 
 export const NOTIFY_CHANNEL = "order_events";
 
+/**
+ * What happens to the order's saga run with an append:
+ * - end: the order is final, the run is removed;
+ * - renew: the driver keeps it, with a fresh lease;
+ * - hand-over: the driver stops (shutdown); the lease runs out at once so
+ *   another replica takes the run;
+ * - start: work begins on a final order (a cancellation): a run is created
+ *   for `owner`, with `trigger` as its context.
+ */
+export type RunChange =
+  | { run: "end" }
+  | { run: "renew" | "hand-over"; leaseMs: number }
+  | { run: "start"; owner: string; leaseMs: number; trigger?: SagaTrigger };
+
+export interface AppendOptions {
+  /**
+   * The driver appending: the events are written only while it owns the
+   * run (an append by a driver that lost its run writes nothing and
+   * answers false). Absent for CancelOrder's append, which starts a run.
+   */
+  driver?: string;
+  change: RunChange;
+}
+
 interface EventRow {
   sequence: number;
   type: string;
@@ -61,130 +83,250 @@ export function requestDigest(order: NewOrder): string {
     .digest("hex");
 }
 
+// Each method is one statement (docs/order-saga.md, "What is persisted when").
+
+/**
+ * A new order: the projection row, its first event and its saga run, or,
+ * when the request id exists already, that order's id and digest.
+ */
+const PLACE = statement(
+  "order.place",
+  `WITH placed AS (
+     INSERT INTO orders (order_id, request_id, request_digest, customer_id, state, version, payment_method, lines, created_at, updated_at, traceparent)
+     VALUES ($1, $2, $3, $4, 'PENDING', 1, $5, $6, $7, $7, $8)
+     ON CONFLICT (request_id) DO NOTHING
+     RETURNING order_id
+   ),
+   logged AS (
+     INSERT INTO order_events (order_id, sequence, type, state_after, data, occurred_at)
+     SELECT order_id, 1, 'ORDER_PLACED', 'PENDING', $9, $7 FROM placed
+   ),
+   run AS (
+     INSERT INTO saga_runs (order_id, owner, lease_until, traceparent, correlation_id)
+     SELECT order_id, $10, now() + make_interval(secs => $11::double precision / 1000), $8, $12 FROM placed
+   )
+   SELECT order_id, $3 AS request_digest, true AS created FROM placed
+   UNION ALL
+   SELECT order_id, request_digest, false FROM orders WHERE request_id = $2 AND NOT EXISTS (SELECT 1 FROM placed)`,
+);
+
+const FIND_BY_REQUEST = statement("order.find-by-request", "SELECT order_id, request_digest FROM orders WHERE request_id = $1");
+
+/**
+ * Appends events (a JSON array: sequence, type, state_after, data,
+ * occurred_at), rewrites the projection, changes the saga run and tells
+ * every replica (NOTIFY "<order id> <version> <writer>"), in one statement. Two writers at the same
+ * position collide on the log's primary key. With a driver ($2), nothing
+ * is written unless it owns the run.
+ * $1 order, $2 driver (NULL: anyone), $3 events, $4-$11 the projection,
+ * $12 run change, $13 lease ms, $14 owner of a started run, $15/$16 its trigger.
+ */
+const APPEND = statement(
+  "order.append",
+  `WITH appended AS (
+     INSERT INTO order_events (order_id, sequence, type, state_after, data, occurred_at)
+     SELECT $1, e.sequence, e.type, e.state_after, e.data, e.occurred_at
+     FROM jsonb_to_recordset($3::jsonb) AS e(sequence int, type text, state_after text, data jsonb, occurred_at timestamptz)
+     WHERE $2::text IS NULL OR EXISTS (SELECT 1 FROM saga_runs WHERE order_id = $1 AND owner = $2)
+     RETURNING sequence
+   ),
+   projected AS (
+     UPDATE orders SET state = $4, version = $5, lines = $6, currency_code = $7, total_minor = $8, payment_id = $9, failure_reason = $10, updated_at = $11
+     WHERE order_id = $1 AND EXISTS (SELECT 1 FROM appended)
+   ),
+   ended AS (
+     DELETE FROM saga_runs WHERE order_id = $1 AND $12::text = 'end' AND EXISTS (SELECT 1 FROM appended)
+   ),
+   kept AS (
+     UPDATE saga_runs
+     SET lease_until = CASE WHEN $12::text = 'hand-over' THEN now() - interval '1 second' ELSE now() + make_interval(secs => $13::double precision / 1000) END
+     WHERE order_id = $1 AND owner = $2 AND $12::text IN ('renew', 'hand-over') AND EXISTS (SELECT 1 FROM appended)
+   ),
+   started AS (
+     INSERT INTO saga_runs (order_id, owner, lease_until, traceparent, correlation_id)
+     SELECT $1, $14, now() + make_interval(secs => $13::double precision / 1000), $15, $16
+     WHERE $12::text = 'start' AND EXISTS (SELECT 1 FROM appended)
+     ON CONFLICT (order_id) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until,
+       traceparent = EXCLUDED.traceparent, correlation_id = EXCLUDED.correlation_id
+   )
+   SELECT n AS appended, CASE WHEN n > 0 THEN pg_notify('${NOTIFY_CHANNEL}', $1 || ' ' || $5::text || ' ' || coalesce($2, $14, '')) END AS notified
+   FROM (SELECT count(*)::int AS n FROM appended) a`,
+);
+
+/** An order's whole log with the context of its saga run (empty when it has none). */
+const LOAD_RUN = statement(
+  "order.load-run",
+  `SELECT (SELECT json_agg(json_build_object('sequence', e.sequence, 'type', e.type, 'state_after', e.state_after, 'data', e.data,
+                                             'occurred_at', e.occurred_at) ORDER BY e.sequence)
+           FROM order_events e WHERE e.order_id = o.order_id) AS events,
+          r.traceparent, r.correlation_id, o.traceparent AS order_traceparent
+   FROM orders o LEFT JOIN saga_runs r USING (order_id) WHERE o.order_id = $1`,
+);
+
+const EVENTS_AFTER = statement(
+  "order.events-after",
+  `SELECT sequence, type, state_after, data, occurred_at FROM order_events WHERE order_id = $1 AND sequence > $2 ORDER BY sequence`,
+);
+
+const LIST_BY_CUSTOMER = statement(
+  "order.list-by-customer",
+  `SELECT * FROM orders WHERE customer_id = $1
+     AND ($2::timestamptz IS NULL OR (created_at, order_id) < ($2::timestamptz, $3::text))
+   ORDER BY created_at DESC, order_id DESC LIMIT $4`,
+);
+
+/**
+ * Takes over runs whose lease ran out (at most $3), and says when the
+ * earliest lease still running ends (the recovery task sleeps until then).
+ */
+const CLAIM_ABANDONED = statement(
+  "order.claim-abandoned",
+  `WITH claimed AS (
+     UPDATE saga_runs SET owner = $1, lease_until = now() + make_interval(secs => $2::double precision / 1000)
+     WHERE order_id IN (SELECT order_id FROM saga_runs WHERE lease_until < now() ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED)
+     RETURNING order_id
+   )
+   SELECT order_id, NULL::timestamptz AS next_lease_end FROM claimed
+   UNION ALL
+   SELECT NULL, (SELECT min(lease_until) FROM saga_runs WHERE lease_until >= now() AND order_id NOT IN (SELECT order_id FROM claimed))`,
+);
+
+const CLAIM_OWN = statement(
+  "order.claim-own",
+  `UPDATE saga_runs SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE owner = $1 RETURNING order_id`,
+);
+
+const RENEW_LEASE = statement(
+  "order.renew-lease",
+  `UPDATE saga_runs SET lease_until = now() + make_interval(secs => $3::double precision / 1000) WHERE order_id = $1 AND owner = $2`,
+);
+
+const HAND_OVER = statement(
+  "order.hand-over",
+  "UPDATE saga_runs SET lease_until = now() - interval '1 second' WHERE order_id = $1 AND owner = $2",
+);
+
 /**
  * Persistence of orders: the append-only event log, the projection kept in
- * the same transaction, and the saga leases.
+ * the same statement, and the saga runs with their leases. Every method is
+ * one statement.
  */
 export class EventStore {
   constructor(private readonly db: Database) {}
 
   async findByRequestId(requestId: string): Promise<{ orderId: string; digest: string } | undefined> {
-    const { rows } = await this.db.query<{ order_id: string; request_digest: string }>(
-      "SELECT order_id, request_digest FROM orders WHERE request_id = $1",
-      [requestId],
-    );
+    const { rows } = await this.db.query<{ order_id: string; request_digest: string }>(FIND_BY_REQUEST, [requestId]);
     return rows[0] && { orderId: rows[0].order_id, digest: rows[0].request_digest };
   }
 
   /**
-   * Persists a new order (PENDING) with its first event and a saga lease
-   * held by `owner`. When the request id exists already (a racing
-   * duplicate), nothing is written and that order is returned instead.
+   * Persists a new order (PENDING) with its first event and a saga run held
+   * by `owner`, and returns it as folded. When the request id exists
+   * already (a replay, or a racing duplicate), nothing is written and that
+   * order's id is returned instead.
    */
   async place(
-    order: NewOrder,
+    request: NewOrder,
     owner: string,
     leaseMs: number,
     trigger: SagaTrigger = {},
-  ): Promise<{ orderId: string; digest: string; created: boolean }> {
-    const digest = requestDigest(order);
+  ): Promise<{ orderId: string; digest: string; created: true; order: Order } | { orderId: string; digest: string; created: false }> {
+    const digest = requestDigest(request);
     const orderId = `ord_${randomUUID().replaceAll("-", "")}`;
-    try {
-      await this.db.transaction(async (tx) => {
-        const placed: OrderEventData = { type: "ORDER_PLACED", orderId, ...order };
-        const now = new Date();
-        await tx.query(
-          `INSERT INTO orders (order_id, request_id, request_digest, customer_id, state, version, payment_method, lines, created_at, updated_at, traceparent)
-           VALUES ($1, $2, $3, $4, 'PENDING', 1, $5, $6, $7, $7, $8)`,
-          [orderId, order.requestId, digest, order.customerId, order.paymentMethod, JSON.stringify(order.items), now, trigger.traceparent ?? null],
-        );
-        await insertEvent(tx, orderId, 1, placed, "PENDING", now);
-        await tx.query(
-          `INSERT INTO saga_runs (order_id, owner, lease_until, traceparent, correlation_id)
-           VALUES ($1, $2, now() + make_interval(secs => $3::double precision / 1000), $4, $5)`,
-          [orderId, owner, leaseMs, trigger.traceparent ?? null, trigger.correlationId ?? null],
-        );
-        await tx.query("SELECT pg_notify($1, $2)", [NOTIFY_CHANNEL, orderId]);
-      });
-      return { orderId, digest, created: true };
-    } catch (error) {
-      if (!isUniqueViolation(error)) throw error;
-      const existing = await this.findByRequestId(order.requestId);
-      if (!existing) throw error;
-      return { ...existing, created: false };
-    }
+    const placed: OrderEventData = { type: "ORDER_PLACED", orderId, ...request };
+    const now = new Date();
+    const { rows } = await this.db.query<{ order_id: string; request_digest: string; created: boolean }>(PLACE, [
+      orderId,
+      request.requestId,
+      digest,
+      request.customerId,
+      request.paymentMethod,
+      JSON.stringify(request.items),
+      now,
+      trigger.traceparent ?? null,
+      JSON.stringify(placed),
+      owner,
+      leaseMs,
+      trigger.correlationId ?? null,
+    ]);
+    const row = rows[0];
+    if (row?.created) return { orderId, digest, created: true, order: fold([{ sequence: 1, data: placed, stateAfter: "PENDING", occurredAt: now }]) };
+    // A duplicate still in flight when this one tried: it has committed by now.
+    const existing = row ? { orderId: row.order_id, digest: row.request_digest } : await this.findByRequestId(request.requestId);
+    if (!existing) throw new Error(`order for request ${request.requestId} was neither placed nor found`);
+    return { ...existing, created: false };
   }
 
   async load(orderId: string): Promise<Order | undefined> {
-    const events = await this.events(this.db.pool, orderId, 0);
+    const events = await this.eventsAfter(orderId, 0);
     return events.length ? fold(events) : undefined;
   }
 
+  /** The order and the context of its saga run, for a driver that did not start it (recovery). */
+  async loadRun(orderId: string): Promise<{ order: Order; context: SagaContext } | undefined> {
+    const { rows } = await this.db.query<{
+      events: (Omit<EventRow, "occurred_at"> & { occurred_at: string })[] | null;
+      traceparent: string | null;
+      correlation_id: string | null;
+      order_traceparent: string | null;
+    }>(LOAD_RUN, [orderId]);
+    const row = rows[0];
+    if (!row?.events?.length) return undefined;
+    return {
+      order: fold(row.events.map((e) => toEvent({ ...e, occurred_at: new Date(e.occurred_at) }))),
+      context: {
+        traceparent: row.traceparent ?? undefined,
+        correlationId: row.correlation_id ?? undefined,
+        orderTraceparent: row.order_traceparent ?? undefined,
+      },
+    };
+  }
+
   async eventsAfter(orderId: string, sequence: number): Promise<OrderEvent[]> {
-    return this.events(this.db.pool, orderId, sequence);
+    const { rows } = await this.db.query<EventRow>(EVENTS_AFTER, [orderId, sequence]);
+    return rows.map(toEvent);
   }
 
   /**
-   * Appends events at `expectedVersion + 1...` and updates the projection,
-   * atomically. Fails with ConcurrentAppendError when the log moved on.
-   * When the order becomes final its saga run is removed; `startRun`
-   * (re)creates one for work that begins on a final order (cancellation).
+   * Appends `order`'s events after `expectedVersion` (the caller folded
+   * them already: `order` is what the log says afterwards), rewrites the
+   * projection from it, and changes the saga run, atomically. Fails with
+   * ConcurrentAppendError when the log moved on; answers false (nothing
+   * written) when `options.driver` no longer owns the run.
    */
-  async append(
-    orderId: string,
-    expectedVersion: number,
-    newEvents: OrderEventData[],
-    options: { startRun?: { owner: string; leaseMs: number; trigger?: SagaTrigger } } = {},
-  ): Promise<Order> {
+  async append(order: Order, expectedVersion: number, options: AppendOptions): Promise<boolean> {
+    const events = order.history.filter((e) => e.sequence > expectedVersion);
+    if (events.length === 0) throw new Error(`nothing to append to order ${order.orderId} after version ${expectedVersion}`);
+    if (isFinal(order.state) !== (options.change.run === "end")) {
+      throw new Error(`order ${order.orderId} is ${order.state}: its run must ${isFinal(order.state) ? "end" : "not end"} with this append`);
+    }
+    const change = options.change;
+    const lease = change.run === "end" ? null : change.leaseMs;
+    const trigger = change.run === "start" ? (change.trigger ?? {}) : {};
     try {
-      return await this.db.transaction(async (tx) => {
-        const events = await this.events(tx, orderId, 0);
-        const current = fold(events);
-        if (current.version !== expectedVersion) {
-          throw new ConcurrentAppendError(`order ${orderId} is at ${current.version}, not ${expectedVersion}`);
-        }
-        let state: OrderState = current.state;
-        let sequence = current.version;
-        for (const data of newEvents) {
-          state = stateAfter(state, data);
-          sequence += 1;
-          const occurredAt = new Date();
-          await insertEvent(tx, orderId, sequence, data, state, occurredAt);
-          events.push({ sequence, data, stateAfter: state, occurredAt });
-        }
-        const order = fold(events);
-        await tx.query(
-          `UPDATE orders SET state = $2, version = $3, lines = $4, currency_code = $5, total_minor = $6,
-             payment_id = $7, failure_reason = $8, updated_at = $9 WHERE order_id = $1`,
-          [
-            orderId,
-            order.state,
-            order.version,
-            JSON.stringify(order.lines ?? order.items),
-            order.currencyCode ?? null,
-            order.totalMinor ?? null,
-            order.paymentId ?? null,
-            order.failureReason ?? null,
-            order.updatedAt,
-          ],
-        );
-        if (isFinal(order.state)) {
-          await tx.query("DELETE FROM saga_runs WHERE order_id = $1", [orderId]);
-        } else if (options.startRun) {
-          const trigger = options.startRun.trigger ?? {};
-          await tx.query(
-            `INSERT INTO saga_runs (order_id, owner, lease_until, traceparent, correlation_id)
-             VALUES ($1, $2, now() + make_interval(secs => $3::double precision / 1000), $4, $5)
-             ON CONFLICT (order_id) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until,
-               traceparent = EXCLUDED.traceparent, correlation_id = EXCLUDED.correlation_id`,
-            [orderId, options.startRun.owner, options.startRun.leaseMs, trigger.traceparent ?? null, trigger.correlationId ?? null],
-          );
-        }
-        await tx.query("SELECT pg_notify($1, $2)", [NOTIFY_CHANNEL, orderId]);
-        return order;
-      });
+      const { rows } = await this.db.query<{ appended: number }>(APPEND, [
+        order.orderId,
+        options.driver ?? null,
+        JSON.stringify(
+          events.map((e) => ({ sequence: e.sequence, type: e.data.type, state_after: e.stateAfter, data: e.data, occurred_at: e.occurredAt.toISOString() })),
+        ),
+        order.state,
+        order.version,
+        JSON.stringify(order.lines ?? order.items),
+        order.currencyCode ?? null,
+        order.totalMinor ?? null,
+        order.paymentId ?? null,
+        order.failureReason ?? null,
+        order.updatedAt,
+        change.run,
+        lease,
+        change.run === "start" ? change.owner : null,
+        trigger.traceparent ?? null,
+        trigger.correlationId ?? null,
+      ]);
+      return rows[0]!.appended > 0;
     } catch (error) {
-      if (isUniqueViolation(error)) throw new ConcurrentAppendError(`order ${orderId} was appended to concurrently`);
+      if (isUniqueViolation(error)) throw new ConcurrentAppendError(`order ${order.orderId} was appended to concurrently`);
       throw error;
     }
   }
@@ -195,80 +337,38 @@ export class EventStore {
     limit: number,
     after?: { createdAt: string; orderId: string },
   ): Promise<{ orders: OrderSummary[]; more: boolean }> {
-    const { rows } = await this.db.query<ProjectionRow>(
-      `SELECT * FROM orders WHERE customer_id = $1
-         AND ($2::timestamptz IS NULL OR (created_at, order_id) < ($2::timestamptz, $3::text))
-       ORDER BY created_at DESC, order_id DESC LIMIT $4`,
-      [customerId, after?.createdAt ?? null, after?.orderId ?? null, limit + 1],
-    );
+    const { rows } = await this.db.query<ProjectionRow>(LIST_BY_CUSTOMER, [customerId, after?.createdAt ?? null, after?.orderId ?? null, limit + 1]);
     return { orders: rows.slice(0, limit).map(toSummary), more: rows.length > limit };
   }
 
   /**
    * Takes over sagas whose lease ran out (their driver died or stopped),
-   * at most `limit`, and returns their ids. Each is handed to one caller.
+   * at most `limit`, each handed to one caller; and when the earliest lease
+   * still running ends (undefined: there is none).
    */
-  async claimAbandoned(owner: string, leaseMs: number, limit: number): Promise<string[]> {
-    const { rows } = await this.db.query<{ order_id: string }>(
-      `UPDATE saga_runs SET owner = $1, lease_until = now() + make_interval(secs => $2::double precision / 1000)
-       WHERE order_id IN (
-         SELECT order_id FROM saga_runs WHERE lease_until < now() ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED
-       ) RETURNING order_id`,
-      [owner, leaseMs, limit],
-    );
-    return rows.map((r) => r.order_id);
+  async claimAbandoned(owner: string, leaseMs: number, limit: number): Promise<{ claimed: string[]; nextLeaseEnd: Date | undefined }> {
+    const { rows } = await this.db.query<{ order_id: string | null; next_lease_end: Date | null }>(CLAIM_ABANDONED, [owner, leaseMs, limit]);
+    return {
+      claimed: rows.flatMap((r) => (r.order_id ? [r.order_id] : [])),
+      nextLeaseEnd: rows.find((r) => r.order_id === null)?.next_lease_end ?? undefined,
+    };
   }
 
   /** Takes back the sagas `owner` held before a restart, whatever their lease. */
   async claimOwn(owner: string, leaseMs: number): Promise<string[]> {
-    const { rows } = await this.db.query<{ order_id: string }>(
-      `UPDATE saga_runs SET lease_until = now() + make_interval(secs => $2::double precision / 1000)
-       WHERE owner = $1 RETURNING order_id`,
-      [owner, leaseMs],
-    );
+    const { rows } = await this.db.query<{ order_id: string }>(CLAIM_OWN, [owner, leaseMs]);
     return rows.map((r) => r.order_id);
-  }
-
-  /** The trace and correlation id a saga run continues (empty for orders placed before they were kept). */
-  async sagaContext(orderId: string): Promise<SagaContext> {
-    const { rows } = await this.db.query<{ traceparent: string | null; correlation_id: string | null; order_traceparent: string | null }>(
-      `SELECT r.traceparent, r.correlation_id, o.traceparent AS order_traceparent
-       FROM orders o LEFT JOIN saga_runs r USING (order_id) WHERE o.order_id = $1`,
-      [orderId],
-    );
-    const row = rows[0];
-    return {
-      traceparent: row?.traceparent ?? undefined,
-      correlationId: row?.correlation_id ?? undefined,
-      orderTraceparent: row?.order_traceparent ?? undefined,
-    };
   }
 
   /** Extends the lease; false when another driver owns the saga now. */
   async renewLease(orderId: string, owner: string, leaseMs: number): Promise<boolean> {
-    const result = await this.db.query(
-      `UPDATE saga_runs SET lease_until = now() + make_interval(secs => $3::double precision / 1000)
-       WHERE order_id = $1 AND owner = $2`,
-      [orderId, owner, leaseMs],
-    );
+    const result = await this.db.query(RENEW_LEASE, [orderId, owner, leaseMs]);
     return result.rowCount === 1;
   }
 
   /** Hands the saga back at once (on shutdown) so another driver takes it. */
   async releaseLease(orderId: string, owner: string): Promise<void> {
-    await this.db.query("UPDATE saga_runs SET lease_until = now() - interval '1 second' WHERE order_id = $1 AND owner = $2", [
-      orderId,
-      owner,
-    ]);
-  }
-
-  private async events(sql: pg.Pool | pg.PoolClient, orderId: string, after: number): Promise<OrderEvent[]> {
-    const { rows } = await sql.query<EventRow>(
-      `SELECT sequence, type, state_after, data, occurred_at FROM order_events
-       WHERE order_id = $1 AND sequence > $2 ORDER BY sequence`,
-      [orderId, after],
-    );
-    return rows.map(toEvent);
+    await this.db.query(HAND_OVER, [orderId, owner]);
   }
 }
 
@@ -309,18 +409,4 @@ function toSummary(row: ProjectionRow): OrderSummary {
 
 function toEvent(row: EventRow): OrderEvent {
   return { sequence: row.sequence, data: row.data, stateAfter: row.state_after, occurredAt: row.occurred_at };
-}
-
-async function insertEvent(
-  tx: pg.PoolClient,
-  orderId: string,
-  sequence: number,
-  data: OrderEventData,
-  state: OrderState,
-  occurredAt: Date,
-): Promise<void> {
-  await tx.query(
-    `INSERT INTO order_events (order_id, sequence, type, state_after, data, occurred_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-    [orderId, sequence, data.type, state, JSON.stringify(data), occurredAt],
-  );
 }

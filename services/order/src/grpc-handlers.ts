@@ -124,6 +124,7 @@ const EVENT_TYPES: Record<EventType, OrderEventType> = {
   ORDER_FAILED: OrderEventType.ORDER_EVENT_TYPE_ORDER_FAILED,
   CANCELLATION_REQUESTED: OrderEventType.ORDER_EVENT_TYPE_CANCELLATION_REQUESTED,
   ORDER_CANCELLED: OrderEventType.ORDER_EVENT_TYPE_ORDER_CANCELLED,
+  STEP_ABANDONED: OrderEventType.ORDER_EVENT_TYPE_STEP_ABANDONED,
 };
 
 /** The human-readable part of an event, for the history. */
@@ -142,9 +143,13 @@ function eventDetail(event: OrderEvent): string {
     case "PAYMENT_CAPTURED":
       return `payment ${data.paymentId}`;
     case "PAYMENT_REFUNDED":
-      return data.refundedMinor > 0 ? `refunded ${data.refundedMinor} on ${data.paymentId}` : "nothing to refund";
+      return data.refundedMinor > 0 ? `refunded ${data.refundedMinor} on ${data.paymentId}` : (data.detail ?? "nothing to refund");
     case "STOCK_RELEASED":
       return data.detail;
+    case "STOCK_RETURNED":
+      return data.detail ?? "";
+    case "STEP_ABANDONED":
+      return `${data.step} given up: ${data.reason}`;
     default:
       return "";
   }

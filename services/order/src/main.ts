@@ -3,6 +3,7 @@ import "./telemetry.js";
 import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import {
+  CHARGE_AMOUNT,
   Registry,
   createLogger,
   createServiceClient,
@@ -47,7 +48,7 @@ runMain(async () => {
   );
 
   const store = new EventStore(db);
-  const notifier = new OrderNotifier(config.DATABASE_URL, logger);
+  const notifier = new OrderNotifier(config.DATABASE_URL, logger, owner);
   notifier.start();
   const stopSagas = new AbortController();
   const saga = new Saga(
@@ -59,14 +60,16 @@ runMain(async () => {
       leaseMs: config.ORDER_SAGA_LEASE_MS,
       retryBaseMs: 100,
       retryMaxMs: config.ORDER_RETRY_MAX_MS,
+      undoAttempts: config.ORDER_UNDO_ATTEMPTS,
+      chargeBounds: { minMinor: CHARGE_AMOUNT.minMinorUnits, maxMinor: CHARGE_AMOUNT.maxMinorUnits },
       crash: crashHook(config.ORDER_CRASH_POINT, logger),
     },
     logger,
     stopSagas.signal,
-    (orderId) => notifier.notify(orderId),
+    (order) => notifier.notify(order),
     new OrderMetrics(registry),
   );
-  const orders = new Orders(store, saga, inventory, notifier, {
+  const orders = new Orders(store, saga, notifier, {
     owner,
     leaseMs: config.ORDER_SAGA_LEASE_MS,
     maxWaitMs: config.ORDER_MAX_WAIT_MS,

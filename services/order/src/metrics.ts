@@ -6,6 +6,8 @@ export const SAGA_OUTCOMES: readonly SagaOutcome[] = ["confirmed", "rejected", "
 
 /** Steps the saga driver runs (order-state.ts nextStep). */
 const STEPS = ["reserve", "charge", "commit", "refund", "release", "return", "finish"] as const;
+/** Steps that undo, which may be given up (STEP_ABANDONED). */
+const UNDO_STEPS = ["refund", "release", "return"] as const;
 /** Forward steps whose failure (or decline) starts compensation. */
 const FORWARD_STEPS = ["reserve", "charge", "commit"] as const;
 
@@ -20,7 +22,7 @@ export class OrderMetrics {
   readonly duration: Histogram<"outcome">;
   /** Compensations started, by the forward step that failed or was declined. */
   readonly compensations: Counter<"step" | "cause">;
-  /** Saga steps run, by result: ok, or retry (a compensation step that failed and is tried again). */
+  /** Saga steps run, by result: ok, retry (an undo step that failed and is tried again), or abandoned (given up, recorded as not done). */
   readonly steps: Counter<"step" | "result">;
   /** Sagas resumed by recovery: a dead replica's, or this replica's after a restart. */
   readonly recoveries: Counter;
@@ -49,7 +51,7 @@ export class OrderMetrics {
     });
     this.steps = new Counter({
       name: "meshcart_order_saga_steps_total",
-      help: "Saga steps run, by step and result (ok, retry).",
+      help: "Saga steps run, by step and result (ok, retry, abandoned: an undo step given up after failures retrying does not fix).",
       labelNames: ["step", "result"],
       registers,
     });
@@ -76,6 +78,7 @@ export class OrderMetrics {
     for (const step of FORWARD_STEPS) this.compensations.inc({ step, cause: "failed" }, 0);
     this.compensations.inc({ step: "charge", cause: "declined" }, 0);
     for (const step of STEPS) for (const result of ["ok", "retry"]) this.steps.inc({ step, result }, 0);
+    for (const step of UNDO_STEPS) this.steps.inc({ step, result: "abandoned" }, 0);
   }
 
   /** Where the running-sagas gauge reads from. */

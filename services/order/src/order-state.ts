@@ -38,13 +38,21 @@ export type OrderEventData =
   | { type: "STOCK_RESERVED"; reservationId: string; lines: PricedLine[]; currencyCode: string; totalMinor: number }
   | { type: "STOCK_UNAVAILABLE"; reason: string }
   | { type: "PAYMENT_CAPTURED"; paymentId: string }
-  | { type: "PAYMENT_DECLINED"; paymentId: string; reason: string }
+  /** No payment id when payment refused the request itself (nothing was recorded). */
+  | { type: "PAYMENT_DECLINED"; paymentId?: string; reason: string }
   | { type: "RESERVATION_COMMITTED" }
   | { type: "ORDER_CONFIRMED" }
   | { type: "STEP_FAILED"; step: SagaStep; reason: string }
-  | { type: "PAYMENT_REFUNDED"; paymentId: string; refundedMinor: number }
+  /** `detail` says why nothing was refunded, when nothing was (e.g. the charge in doubt was never recorded). */
+  | { type: "PAYMENT_REFUNDED"; paymentId: string; refundedMinor: number; detail?: string }
   | { type: "STOCK_RELEASED"; detail: string }
-  | { type: "STOCK_RETURNED" }
+  | { type: "STOCK_RETURNED"; detail?: string }
+  /**
+   * A compensation or cancellation step gave up: its calls kept failing in
+   * a way retrying does not fix. What it should have undone is named in the
+   * order's failure reason, for an operator.
+   */
+  | { type: "STEP_ABANDONED"; step: UndoStep; reason: string }
   | { type: "ORDER_REJECTED"; reason: string }
   | { type: "ORDER_FAILED"; reason: string }
   | { type: "CANCELLATION_REQUESTED"; reason: string }
@@ -87,12 +95,16 @@ export function stateAfter(before: OrderState | undefined, event: OrderEventData
     case "PAYMENT_REFUNDED":
     case "STOCK_RELEASED":
     case "STOCK_RETURNED":
+    case "STEP_ABANDONED":
       if (!before) throw new Error(`${event.type} cannot be an order's first event`);
       return before;
   }
 }
 
 export type SagaStep = "reserve" | "charge" | "commit";
+
+/** Steps that undo: compensation (refund, release) and cancellation (refund, return). */
+export type UndoStep = "refund" | "release" | "return";
 
 /** Why compensation runs, which decides how it ends. */
 export type CompensationCause = "declined" | "failed";
@@ -143,7 +155,7 @@ export function fold(events: OrderEvent[]): Order {
   const first = events[0];
   if (!first || first.data.type !== "ORDER_PLACED") throw new Error("an order's log starts with ORDER_PLACED");
   const placed = first.data;
-  const order: Order = {
+  const start: Order = {
     orderId: placed.orderId,
     requestId: placed.requestId,
     customerId: placed.customerId,
@@ -158,61 +170,79 @@ export function fold(events: OrderEvent[]): Order {
     createdAt: first.occurredAt,
     updatedAt: first.occurredAt,
     version: 0,
-    history: events,
+    history: [],
   };
-  for (const event of events) {
-    const data = event.data;
-    switch (data.type) {
-      case "STOCK_RESERVED":
-        order.lines = data.lines;
-        order.currencyCode = data.currencyCode;
-        order.totalMinor = data.totalMinor;
-        break;
-      case "STOCK_UNAVAILABLE":
-        order.failureReason = data.reason;
-        break;
-      case "PAYMENT_CAPTURED":
-        order.paymentId = data.paymentId;
-        order.chargeAttempted = true;
-        break;
-      case "PAYMENT_DECLINED":
-        order.paymentId = data.paymentId;
-        order.chargeAttempted = true;
-        order.compensationCause = "declined";
-        order.failureReason = data.reason;
-        break;
-      case "STEP_FAILED":
-        // From the charge step on, a charge may exist whatever the error said.
-        if (data.step !== "reserve") order.chargeAttempted = true;
-        order.compensationCause = "failed";
-        order.failureReason = data.reason;
-        break;
-      case "PAYMENT_REFUNDED":
-        order.refunded = true;
-        order.paymentId = data.paymentId;
-        break;
-      case "STOCK_RELEASED":
-        order.stockReleased = true;
-        break;
-      case "STOCK_RETURNED":
-        order.stockReturned = true;
-        break;
-      case "ORDER_REJECTED":
-      case "ORDER_FAILED":
-        order.failureReason = data.reason;
-        break;
-      case "CANCELLATION_REQUESTED":
-        order.failureReason = data.reason || "cancelled by the customer";
-        break;
-      default:
-        break;
-    }
-    order.state = event.stateAfter;
-    order.updatedAt = event.occurredAt;
-    order.version = event.sequence;
+  return events.reduce(applyEvent, start);
+}
+
+/** The order after one more event (a new object: an order is never changed in place). */
+export function applyEvent(before: Order, event: OrderEvent): Order {
+  const order: Order = { ...before, history: [...before.history, event] };
+  const data = event.data;
+  switch (data.type) {
+    case "STOCK_RESERVED":
+      order.lines = data.lines;
+      order.currencyCode = data.currencyCode;
+      order.totalMinor = data.totalMinor;
+      break;
+    case "STOCK_UNAVAILABLE":
+      order.failureReason = data.reason;
+      break;
+    case "PAYMENT_CAPTURED":
+      order.paymentId = data.paymentId;
+      order.chargeAttempted = true;
+      break;
+    case "PAYMENT_DECLINED":
+      if (data.paymentId) order.paymentId = data.paymentId;
+      order.chargeAttempted = true;
+      order.compensationCause = "declined";
+      order.failureReason = data.reason;
+      break;
+    case "STEP_FAILED":
+      // From the charge step on, a charge may exist whatever the error said.
+      if (data.step !== "reserve") order.chargeAttempted = true;
+      order.compensationCause = "failed";
+      order.failureReason = data.reason;
+      break;
+    case "PAYMENT_REFUNDED":
+      order.refunded = true;
+      if (data.paymentId) order.paymentId = data.paymentId;
+      break;
+    case "STOCK_RELEASED":
+      order.stockReleased = true;
+      break;
+    case "STOCK_RETURNED":
+      order.stockReturned = true;
+      break;
+    case "STEP_ABANDONED":
+      // Not tried again; the reason stays on the order for an operator.
+      if (data.step === "refund") order.refunded = true;
+      else if (data.step === "release") order.stockReleased = true;
+      else order.stockReturned = true;
+      order.failureReason = `${order.failureReason ?? "checkout failed"}; ${UNDONE[data.step]} (${data.reason})`;
+      break;
+    case "ORDER_REJECTED":
+    case "ORDER_FAILED":
+      order.failureReason = data.reason;
+      break;
+    case "CANCELLATION_REQUESTED":
+      order.failureReason = data.reason || "cancelled by the customer";
+      break;
+    default:
+      break;
   }
+  order.state = event.stateAfter;
+  order.updatedAt = event.occurredAt;
+  order.version = event.sequence;
   return order;
 }
+
+/** What an abandoned step leaves for an operator, as the failure reason says it. */
+const UNDONE: Record<UndoStep, string> = {
+  refund: "the refund was not confirmed and needs an operator",
+  release: "the stock release was not confirmed and needs an operator",
+  return: "the stock return was not confirmed and needs an operator",
+};
 
 /** What the saga does next for an order, or nothing when it is final. */
 export type NextStep =

@@ -4,15 +4,13 @@ import {
   RefusedError,
   SpanAttributes,
   StillRunningError,
-  UnavailableError,
   activeTraceparent,
   annotateSpan,
   currentRequest,
 } from "@meshcart/lib";
 import { ConcurrentAppendError, requestDigest, type EventStore, type NewOrder, type SagaTrigger } from "./event-store.js";
-import type { OrderNotifier } from "./order-notifier.js";
-import { fold, isFinal, type Order, type OrderEvent, type OrderSummary } from "./order-state.js";
-import { TransientFailure, type InventoryPort } from "./ports.js";
+import type { OrderNotifier, Subscription } from "./order-notifier.js";
+import { applyEvent, fold, isFinal, type Order, type OrderEvent, type OrderSummary } from "./order-state.js";
 import type { Saga } from "./saga.js";
 
 export interface OrdersSettings {
@@ -24,41 +22,44 @@ export interface OrdersSettings {
   pollMs: number;
 }
 
+/** What a waiter holds already: the order as it knows it, and its subscription taken before that. */
+interface Known {
+  order: Order;
+  subscription: Subscription;
+}
+
 /**
  * The order service's use cases. Sagas run in the service's own context:
- * a caller that gives up stops waiting, never the saga.
+ * a caller that gives up stops waiting, never the saga. A saga this
+ * process drives hands every append to its waiters in-process; only what
+ * other replicas append is read back.
  */
 export class Orders {
   constructor(
     private readonly store: EventStore,
     private readonly saga: Saga,
-    private readonly inventory: InventoryPort,
     private readonly notifier: OrderNotifier,
     private readonly settings: OrdersSettings,
   ) {}
 
+  /**
+   * Places the order and waits for its outcome. An unknown SKU, too little
+   * stock or a total payment cannot take is the saga's first step's
+   * refusal (REJECTED), not an error of this call.
+   */
   async create(request: NewOrder, signal: AbortSignal): Promise<Order> {
-    const existing = await this.store.findByRequestId(request.requestId);
-    if (existing) {
-      annotateSpan({ [SpanAttributes.orderId]: existing.orderId, [SpanAttributes.replayed]: true });
-      return this.replay(existing, request, signal);
-    }
-
-    // Unknown SKUs are refused before anything is written.
-    let missing: string[];
-    try {
-      missing = await this.inventory.productsExist(request.items.map((i) => i.sku));
-    } catch (error) {
-      if (error instanceof TransientFailure) throw new UnavailableError(`inventory unavailable: ${error.message}`);
-      throw error;
-    }
-    if (missing.length > 0) throw new NotFoundError("product", missing.sort().join(", "));
-
-    const placed = await this.store.place(request, this.settings.owner, this.settings.leaseMs, sagaTrigger());
+    const trigger = sagaTrigger();
+    const leaseFrom = Date.now();
+    const placed = await this.store.place(request, this.settings.owner, this.settings.leaseMs, trigger);
     annotateSpan({ [SpanAttributes.orderId]: placed.orderId, [SpanAttributes.replayed]: !placed.created });
     if (!placed.created) return this.replay(placed, request, signal);
-    this.saga.start(placed.orderId);
-    return this.waitUntilFinal(placed.orderId, signal);
+    const subscription = this.notifier.subscribe(placed.orderId, placed.order.version);
+    this.saga.start(placed.orderId, "started", {
+      order: placed.order,
+      context: { ...trigger, orderTraceparent: trigger.traceparent },
+      leaseEndsAt: leaseFrom + this.settings.leaseMs,
+    });
+    return this.waitUntilFinal(placed.orderId, signal, { order: placed.order, subscription });
   }
 
   async get(orderId: string): Promise<Order> {
@@ -86,17 +87,25 @@ export class Orders {
           : `order is still being placed (${order.state.toLowerCase()}); only confirmed orders can be cancelled`;
         throw new RefusedError(why, [{ type: "ORDER_STATE", subject: orderId, description: why }]);
       }
+      const requested = applyEvent(order, {
+        sequence: order.version + 1,
+        data: { type: "CANCELLATION_REQUESTED", reason },
+        stateAfter: "CANCELLING",
+        occurredAt: new Date(),
+      });
       try {
-        await this.store.append(orderId, order.version, [{ type: "CANCELLATION_REQUESTED", reason }], {
-          startRun: { owner: this.settings.owner, leaseMs: this.settings.leaseMs, trigger: sagaTrigger() },
+        await this.store.append(requested, order.version, {
+          change: { run: "start", owner: this.settings.owner, leaseMs: this.settings.leaseMs, trigger: sagaTrigger() },
         });
       } catch (error) {
         if (error instanceof ConcurrentAppendError) continue;
         throw error;
       }
-      this.notifier.notify(orderId);
+      this.notifier.notify(requested);
+      const subscription = this.notifier.subscribe(orderId, requested.version);
+      // The run's context (its trace links to the placing call's) is read with the order by the driver.
       this.saga.start(orderId);
-      return this.waitUntilFinal(orderId, signal);
+      return this.waitUntilFinal(orderId, signal, { order: requested, subscription });
     }
   }
 
@@ -106,38 +115,27 @@ export class Orders {
    */
   async *watch(orderId: string, signal: AbortSignal): AsyncGenerator<{ event: OrderEvent; order: Order }> {
     const seen: OrderEvent[] = [];
+    let handed: Order | undefined;
     for (;;) {
-      const next = this.nextChange(orderId, signal);
+      const last = seen.at(-1)?.sequence ?? 0;
+      const subscription = this.notifier.subscribe(orderId, last);
       try {
-        const fresh = await this.store.eventsAfter(orderId, seen.at(-1)?.sequence ?? 0);
+        const fresh = handed ? handed.history.filter((e) => e.sequence > last) : await this.store.eventsAfter(orderId, last);
+        handed = undefined;
         if (seen.length === 0 && fresh.length === 0) throw new NotFoundError("order", orderId);
         for (const event of fresh) {
           seen.push(event);
           yield { event, order: fold(seen) };
         }
-        const last = seen.at(-1)!;
+        const newest = seen.at(-1)!;
         // A final state can still change by cancellation; a watcher of a
         // confirmed order has seen the checkout through and is done.
-        if (isFinal(last.stateAfter) || signal.aborted) return;
-        await next.changed;
+        if (isFinal(newest.stateAfter) || signal.aborted) return;
+        handed = await subscription.next(this.settings.pollMs, signal);
       } finally {
-        next.cancel();
+        subscription.cancel();
       }
     }
-  }
-
-  /**
-   * The next change of an order, listened for from now on: a waiter must
-   * listen before it reads, or a change that lands between its read and its
-   * listening is missed, and it sleeps until the fallback poll (this was a
-   * one-second stall in the p95 of CreateOrder).
-   */
-  private nextChange(orderId: string, signal: AbortSignal): { changed: Promise<void>; cancel: () => void } {
-    const done = new AbortController();
-    return {
-      changed: this.notifier.changed(orderId, this.settings.pollMs, AbortSignal.any([signal, done.signal])),
-      cancel: () => done.abort(),
-    };
   }
 
   private async replay(existing: { orderId: string; digest: string }, request: NewOrder, signal: AbortSignal): Promise<Order> {
@@ -149,21 +147,31 @@ export class Orders {
     return this.waitUntilFinal(existing.orderId, signal);
   }
 
-  private async waitUntilFinal(orderId: string, signal: AbortSignal): Promise<Order> {
-    const giveUp = AbortSignal.any([signal, AbortSignal.timeout(this.settings.maxWaitMs)]);
+  /**
+   * Waits for the order to be final: handed over by this process's saga,
+   * or read after another replica's append (or the fallback timer). A
+   * waiter listens before it reads, or a change that lands between its read
+   * and its listening is missed.
+   */
+  private async waitUntilFinal(orderId: string, signal: AbortSignal, known?: Known): Promise<Order> {
+    const deadline = Date.now() + this.settings.maxWaitMs;
+    let order = known?.order;
+    let subscription = known?.subscription;
     for (;;) {
-      const next = this.nextChange(orderId, giveUp);
+      subscription ??= this.notifier.subscribe(orderId, order?.version ?? 0);
       try {
-        const order = await this.get(orderId);
+        order ??= await this.get(orderId);
         if (isFinal(order.state)) return order;
-        if (giveUp.aborted) {
-          throw new StillRunningError(
-            `order ${orderId} is still ${order.state.toLowerCase()}; follow it with GetOrder or WatchOrder`,
-          );
+        const left = deadline - Date.now();
+        if (signal.aborted || left <= 0) {
+          throw new StillRunningError(`order ${orderId} is still ${order.state.toLowerCase()}; follow it with GetOrder or WatchOrder`);
         }
-        await next.changed;
+        const handed = await subscription.next(Math.min(this.settings.pollMs, left), signal);
+        // Read again unless the saga here handed the order over.
+        order = handed;
       } finally {
-        next.cancel();
+        subscription.cancel();
+        subscription = undefined;
       }
     }
   }

@@ -2,6 +2,7 @@ import {
   SpanAttributes,
   contextFromTraceparent,
   inSpan,
+  isTransientDatabaseError,
   linkTo,
   recordError,
   runInRequest,
@@ -10,18 +11,22 @@ import {
   type Span,
 } from "@meshcart/lib";
 import type { CrashHook } from "./chaos.js";
-import { ConcurrentAppendError, type EventStore } from "./event-store.js";
+import { ConcurrentAppendError, type EventStore, type RunChange, type SagaContext } from "./event-store.js";
 import { OrderMetrics, outcomeOf } from "./metrics.js";
 import {
+  applyEvent,
   chargeKeyFor,
+  isFinal,
   nextStep,
   refundKeyFor,
+  stateAfter,
   type NextStep,
   type Order,
   type OrderEventData,
   type SagaStep,
+  type UndoStep,
 } from "./order-state.js";
-import { PermanentFailure, TransientFailure, type InventoryPort, type PaymentPort } from "./ports.js";
+import { StepFailure, type InventoryPort, type PaymentPort, type TotalBounds } from "./ports.js";
 
 export interface SagaSettings {
   /** Identifies this replica's leases. */
@@ -31,30 +36,61 @@ export interface SagaSettings {
   /** Backoff bounds for compensation and cancellation steps, which retry until done. */
   retryBaseMs: number;
   retryMaxMs: number;
+  /**
+   * Attempts of an undo step (refund, release, return) whose calls keep
+   * failing in a way retrying does not fix (a refusal the step has no
+   * meaning for, or a broken answer) before it is given up and recorded
+   * as not done (STEP_ABANDONED). Transient failures never count.
+   */
+  undoAttempts: number;
+  /** The totals one payment can take: a reservation outside them is refused, holding nothing. */
+  chargeBounds: TotalBounds;
   /** Chaos hook for crash tests (chaos.ts, ORDER_CRASH_POINT); off when absent. */
   crash?: CrashHook;
 }
 
+/** What the saga needs of the event store. */
+export type SagaStore = Pick<EventStore, "loadRun" | "append" | "renewLease" | "releaseLease">;
+
+/** A run whose order the starter holds already (it just placed the order or requested its cancellation). */
+export interface KnownRun {
+  order: Order;
+  context: SagaContext;
+  /** When the lease the starter took runs out, by this process's clock. */
+  leaseEndsAt: number;
+}
+
+type StepResult = { events: OrderEventData[] } | { failure: StepFailure };
+
 /**
  * Drives orders through the state machine of order-state.ts, one step at a
- * time: read the log, pick the next step, call the other service with the
- * key derived from the order, append what happened. Because every step is
- * keyed by the order, a step repeated after a crash or a lost answer has no
- * second effect. Forward steps that fail (after the clients' retry budget)
- * turn into compensation; compensation and cancellation steps must finish,
- * so they retry with backoff until they do.
+ * time: pick the next step from the order as folded in memory, call the
+ * other service with the key derived from the order, fold what happened.
+ * Because every step is keyed by the order, a step repeated after a crash
+ * or a lost answer has no second effect, so what happened is appended to
+ * the log only when crash-safety needs it (docs/order-saga.md, "What is
+ * persisted when"): when the order becomes final, when compensation starts,
+ * before waiting to retry, and when the driver stops. Each append renews
+ * the lease; so does a step that starts late in it. Forward steps that fail
+ * (after the clients' retry budget) turn into compensation; compensation
+ * and cancellation steps retry transient failures until they pass, and any
+ * other failure up to `undoAttempts`, after which the step is recorded as
+ * not done: every saga ends.
  */
 export class Saga {
   private readonly running = new Map<string, Promise<void>>();
+  /** Orders asked to be driven while a run of theirs was ending: driven again (from the log) once it has. */
+  private readonly again = new Set<string>();
 
   constructor(
-    private readonly store: EventStore,
+    private readonly store: SagaStore,
     private readonly inventory: InventoryPort,
     private readonly payment: PaymentPort,
     private readonly settings: SagaSettings,
     private readonly logger: Logger,
     private readonly stopping: AbortSignal,
-    private readonly onAppend: (orderId: string) => void = () => undefined,
+    /** Told of every append, with the order as the log now has it (local waiters get it without a read). */
+    private readonly onAppend: (order: Order) => void = () => undefined,
     private readonly metrics: OrderMetrics = new OrderMetrics(),
   ) {
     metrics.trackRunning(() => this.running.size);
@@ -64,13 +100,24 @@ export class Saga {
    * Starts driving an order whose lease this replica holds; no-op if already
    * driving it. `recovered`: the saga is resumed (by recovery, or at start
    * after a restart), not started by the call that placed or cancelled it.
+   * `known`: the order and context as the starter holds them (nothing is
+   * read back); without it the driver reads them from the log.
    */
-  start(orderId: string, how: "started" | "recovered" = "started"): void {
-    if (this.running.has(orderId) || this.stopping.aborted) return;
+  start(orderId: string, how: "started" | "recovered" = "started", known?: KnownRun): void {
+    if (this.stopping.aborted) return;
+    if (this.running.has(orderId)) {
+      // The run in hand may be past its last step (a caller that got the
+      // outcome can ask for a cancellation before the run has returned).
+      this.again.add(orderId);
+      return;
+    }
     if (how === "recovered") this.metrics.recoveries.inc();
-    const run = this.traced(orderId, how === "recovered")
+    const run = this.traced(orderId, how === "recovered", known)
       .catch((error: unknown) => this.logger.error({ err: error, order_id: orderId }, "saga driver crashed"))
-      .finally(() => this.running.delete(orderId));
+      .finally(() => {
+        this.running.delete(orderId);
+        if (this.again.delete(orderId)) this.start(orderId);
+      });
     this.running.set(orderId, run);
   }
 
@@ -80,7 +127,7 @@ export class Saga {
 
   /** Resolves when every saga this replica drives has stopped at a step boundary. */
   async drained(): Promise<void> {
-    await Promise.all([...this.running.values()]);
+    while (this.running.size > 0) await Promise.all([...this.running.values()]);
   }
 
   /**
@@ -90,13 +137,15 @@ export class Saga {
    * trace), one child span per step, and the run's correlation id on every
    * log line and outbound call.
    */
-  private async traced(orderId: string, recovered: boolean): Promise<void> {
-    const trigger = await this.store.sagaContext(orderId);
+  private async traced(orderId: string, recovered: boolean, known: KnownRun | undefined): Promise<void> {
+    const run = known ?? (await this.load(orderId, recovered));
+    if (!run) throw new Error(`order ${orderId} has no events`);
+    const trigger = run.context;
     const parent = contextFromTraceparent(trigger.traceparent);
     // A later run (a cancellation) has a trace of its own; it links to the
     // trace that placed the order.
     const placed = trigger.orderTraceparent !== trigger.traceparent ? linkTo(trigger.orderTraceparent, { "meshcart.link": "order placed" }) : undefined;
-    const run = () =>
+    const drive = () =>
       inSpan(
         "order.saga",
         {
@@ -108,88 +157,220 @@ export class Saga {
             ...(trigger.correlationId ? { [SpanAttributes.correlationId]: trigger.correlationId } : {}),
           },
         },
-        (span) => this.drive(orderId, span),
+        (span) => this.drive(run, recovered, span),
       );
-    return trigger.correlationId ? runInRequest({ correlationId: trigger.correlationId }, run) : run();
+    return trigger.correlationId ? runInRequest({ correlationId: trigger.correlationId }, drive) : drive();
   }
 
-  private async drive(orderId: string, sagaSpan: Span): Promise<void> {
+  /**
+   * The run as the log has it. A recovered run's lease was just taken by
+   * the claim; any other (a waiter starting a run it may not own) checks
+   * its lease before the first step, and stops if another replica holds it.
+   */
+  private async load(orderId: string, recovered: boolean): Promise<KnownRun | undefined> {
+    const leaseFrom = Date.now();
+    const loaded = await this.store.loadRun(orderId);
+    return loaded && { ...loaded, leaseEndsAt: recovered ? leaseFrom + this.settings.leaseMs : 0 };
+  }
+
+  private async drive(run: KnownRun, recovered: boolean, sagaSpan: Span): Promise<void> {
+    const { owner, leaseMs } = this.settings;
+    const orderId = run.order.orderId;
     const log = this.logger.child({ order_id: orderId });
+    /** The order with every fact so far; the log has it up to `persisted`. */
+    let order = run.order;
+    let persisted = order.version;
+    /**
+     * A recovered run repeats steps that the run before it may have done
+     * without recording them (forward steps are recorded with the outcome).
+     * Until it records something itself, a reserve it cannot get an answer
+     * to must not be taken for one that reserved nothing: a charge may have
+     * followed it. It is retried instead, like an undo step.
+     */
+    const mayFollowUnrecordedRun = () => recovered && persisted === run.order.version;
+    let leaseEndsAt = run.leaseEndsAt;
+    /** Consecutive failures of the step in hand (the backoff), and those that retrying does not fix. */
     let failures = 0;
+    let unfixable = 0;
+    const ended = (state: string, outcome: string) => sagaSpan.setAttributes({ [SpanAttributes.orderState]: state, [SpanAttributes.sagaOutcome]: outcome });
+
+    /** Appends what the log lacks; "renew" keeps the run. */
+    const persist = async (change: RunChange): Promise<"ok" | "lost" | "superseded"> => {
+      const before = persisted;
+      const leaseFrom = Date.now();
+      const outcome = await this.appendWithRetry(order, before, change, log);
+      if (outcome !== "ok") return outcome;
+      persisted = order.version;
+      leaseEndsAt = leaseFrom + leaseMs;
+      this.recordAppended(order, before);
+      this.onAppend(order);
+      return "ok";
+    };
+
     for (;;) {
-      const order = await this.store.load(orderId);
-      if (!order) throw new Error(`order ${orderId} has no events`);
       const step = nextStep(order);
       if (step.kind === "none") {
-        sagaSpan.setAttributes({
-          [SpanAttributes.orderState]: order.state,
-          ...(outcomeOf(order.state) ? { [SpanAttributes.sagaOutcome]: outcomeOf(order.state) } : {}),
-        });
+        ended(order.state, outcomeOf(order.state) ?? "none");
+        // A confirmation is the normal outcome (counted in the metrics); anything else is worth a line.
+        log[order.state === "CONFIRMED" ? "debug" : "info"]({ state: order.state, version: order.version, reason: order.failureReason }, "saga ended");
         return;
       }
       if (this.stopping.aborted) {
-        // Hand the saga over now rather than after the lease runs out.
-        await this.store.releaseLease(orderId, this.settings.owner);
+        // Hand the saga over now rather than after the lease runs out, with what it learnt so far.
+        if (order.version > persisted) await persist({ run: "hand-over", leaseMs });
+        else await this.store.releaseLease(orderId, owner);
         log.info({ state: order.state }, "saga handed over at shutdown");
-        sagaSpan.setAttributes({ [SpanAttributes.orderState]: order.state, [SpanAttributes.sagaOutcome]: "handed over" });
+        ended(order.state, "handed over");
         return;
       }
-      if (!(await this.store.renewLease(orderId, this.settings.owner, this.settings.leaseMs))) {
-        log.info({ state: order.state }, "saga taken over by another replica");
-        sagaSpan.setAttributes({ [SpanAttributes.orderState]: order.state, [SpanAttributes.sagaOutcome]: "taken over" });
-        return;
+      if (Date.now() >= leaseEndsAt - leaseMs / 2) {
+        const renewedFrom = Date.now();
+        if (!(await this.store.renewLease(orderId, owner, leaseMs))) {
+          log.info({ state: order.state }, "saga taken over by another replica");
+          ended(order.state, "taken over");
+          return;
+        }
+        leaseEndsAt = renewedFrom + leaseMs;
       }
-      const result = await inSpan(
-        `order.saga.${step.kind}`,
-        {
-          attributes: {
-            [SpanAttributes.orderId]: orderId,
-            [SpanAttributes.sagaStep]: step.kind,
-            [SpanAttributes.sagaCompensating]: order.state === "COMPENSATING",
-          },
-        },
-        async (span) => {
-          let events: OrderEventData[];
-          try {
-            events = await this.execute(order, step);
-          } catch (error) {
-            // Only compensation and cancellation steps get here: they are
-            // retried until done, with backoff, across restarts if need be.
-            failures += 1;
-            const delay = Math.min(this.settings.retryMaxMs, this.settings.retryBaseMs * 2 ** Math.min(failures, 10));
-            log.warn({ err: error, step: step.kind, attempt: failures, retry_in_ms: delay }, "saga step failed, will retry");
-            this.metrics.steps.inc({ step: step.kind, result: "retry" });
-            recordError(span, error);
-            span.setAttributes({ [SpanAttributes.sagaOutcome]: "retry", [SpanAttributes.sagaAttempt]: failures });
-            return { retryInMs: delay };
-          }
-          failures = 0;
-          try {
-            const after = await this.store.append(orderId, order.version, events);
-            this.onAppend(orderId);
-            this.recordStep(span, step.kind, order, events, after.state);
-            log.info({ step: step.kind, events: events.map((e) => e.type), state: after.state }, "saga step done");
-          } catch (error) {
-            if (error instanceof ConcurrentAppendError) {
-              log.info("order changed under the saga; re-reading");
-              span.setAttribute(SpanAttributes.sagaOutcome, "superseded");
-              return undefined;
+
+      const before = order;
+      const result = await this.step(before, step, step.kind === "reserve" && mayFollowUnrecordedRun());
+      let events: OrderEventData[];
+      if ("events" in result) {
+        events = result.events;
+        failures = 0;
+        unfixable = 0;
+      } else {
+        const { failure } = result;
+        failures += 1;
+        if (failure.kind !== "transient") unfixable += 1;
+        if (unfixable < this.settings.undoAttempts) {
+          const delay = Math.min(this.settings.retryMaxMs, this.settings.retryBaseMs * 2 ** Math.min(failures, 10));
+          log.warn({ err: failure, step: step.kind, attempt: failures, retry_in_ms: delay }, "saga step failed, will retry");
+          // What is known is in the log while the saga waits.
+          if (order.version > persisted) {
+            const outcome = await persist({ run: "renew", leaseMs });
+            if (outcome === "lost") return this.lost(log, order, ended);
+            if (outcome === "superseded") {
+              order = await this.reload(orderId, log);
+              persisted = order.version;
+              continue;
             }
-            throw error;
           }
-          return undefined;
-        },
-      );
-      if (result) await sleep(result.retryInMs, this.stopping);
+          await sleep(delay, this.stopping);
+          continue;
+        }
+        // Retrying does not fix it: record the step as not done, and go on.
+        log.error({ err: failure, step: step.kind, attempts: failures }, "saga step given up: what it undoes needs an operator");
+        this.metrics.steps.inc({ step: step.kind, result: "abandoned" });
+        const reason = failure.message.slice(0, 500);
+        events =
+          step.kind === "reserve"
+            ? // The run before may have reserved and charged; without the reservation's total the charge cannot be settled here.
+              [
+                { type: "STEP_FAILED", step: "reserve", reason },
+                { type: "STEP_ABANDONED", step: "refund", reason: `a charge under ${chargeKeyFor(orderId)} may exist from a run that left no record` },
+              ]
+            : [{ type: "STEP_ABANDONED", step: step.kind as UndoStep, reason }];
+        failures = 0;
+        unfixable = 0;
+      }
+
+      const now = new Date();
+      let state = before.state;
+      for (const data of events) {
+        state = stateAfter(state, data);
+        order = applyEvent(order, { sequence: order.version + 1, data, stateAfter: state, occurredAt: now });
+      }
+      log.debug({ step: step.kind, events: events.map((e) => e.type), state: order.state }, "saga step done");
+
+      // Crash-safety: the outcome, and the decision to compensate (a retry
+      // after a crash could decide otherwise), must be in the log.
+      const mustPersist = isFinal(order.state) || events.some((e) => e.type === "STEP_FAILED" || e.type === "PAYMENT_DECLINED");
+      if (!mustPersist) continue;
+      const outcome = await persist(isFinal(order.state) ? { run: "end" } : { run: "renew", leaseMs });
+      if (outcome === "lost") return this.lost(log, order, ended);
+      if (outcome === "superseded") {
+        log.info("order changed under the saga; re-reading");
+        order = await this.reload(orderId, log);
+        persisted = order.version;
+      }
     }
   }
 
+  private lost(log: Logger, order: Order, ended: (state: string, outcome: string) => void): void {
+    log.info({ state: order.state }, "saga taken over by another replica");
+    ended(order.state, "taken over");
+  }
+
+  private async reload(orderId: string, log: Logger): Promise<Order> {
+    const loaded = await this.store.loadRun(orderId);
+    if (!loaded) throw new Error(`order ${orderId} has no events`);
+    log.debug({ state: loaded.order.state, version: loaded.order.version }, "order re-read");
+    // What another writer (or an append whose answer was lost) put there, for the waiters here.
+    this.onAppend(loaded.order);
+    return loaded.order;
+  }
+
+  /**
+   * The append, retried while the database is away (the facts are kept in
+   * memory meanwhile); "lost" when the driver no longer owns the run (or
+   * the service stops while the database is away), "superseded" when the
+   * log moved on.
+   */
+  private async appendWithRetry(order: Order, expectedVersion: number, change: RunChange, log: Logger): Promise<"ok" | "lost" | "superseded"> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await this.store.append(order, expectedVersion, { driver: this.settings.owner, change })) ? "ok" : "lost";
+      } catch (error) {
+        if (error instanceof ConcurrentAppendError) return "superseded";
+        if (!isTransientDatabaseError(error)) throw error;
+        if (this.stopping.aborted) {
+          log.warn({ err: error }, "saga progress not recorded at shutdown; the next driver repeats the steps (they are keyed)");
+          return "lost";
+        }
+        const delay = Math.min(this.settings.retryMaxMs, this.settings.retryBaseMs * 2 ** Math.min(attempt, 10));
+        log.warn({ err: error, attempt, retry_in_ms: delay }, "saga progress not recorded yet: database unavailable, will retry");
+        await sleep(delay, this.stopping);
+      }
+    }
+  }
+
+  /**
+   * One step in its span; a forward step's failure is a fact, an undo
+   * step's (and a repeated reserve's, `retried`) a result to retry.
+   */
+  private step(order: Order, step: Exclude<NextStep, { kind: "none" }>, retried: boolean): Promise<StepResult> {
+    return inSpan(
+      `order.saga.${step.kind}`,
+      {
+        attributes: {
+          [SpanAttributes.orderId]: order.orderId,
+          [SpanAttributes.sagaStep]: step.kind,
+          [SpanAttributes.sagaCompensating]: order.state === "COMPENSATING",
+        },
+      },
+      async (span) => {
+        try {
+          const events = await this.execute(order, step, retried);
+          this.recordStep(span, step.kind, order, events);
+          return { events };
+        } catch (error) {
+          if (!(error instanceof StepFailure)) throw error;
+          // Only undo steps (and a repeated reserve) get here: they are retried, with backoff.
+          this.metrics.steps.inc({ step: step.kind, result: "retry" });
+          recordError(span, error);
+          span.setAttributes({ [SpanAttributes.sagaOutcome]: "retry" });
+          return { failure: error };
+        }
+      },
+    );
+  }
+
   /** What a step did, on its span and in the metrics. */
-  private recordStep(span: Span, step: NextStep["kind"], before: Order, events: OrderEventData[], after: Order["state"]): void {
+  private recordStep(span: Span, step: NextStep["kind"], before: Order, events: OrderEventData[]): void {
     this.metrics.steps.inc({ step, result: "ok" });
-    const cancelling = [...before.history].reverse().find((e) => e.data.type === "CANCELLATION_REQUESTED");
-    const started = after === "CANCELLED" && cancelling ? cancelling.occurredAt : before.createdAt;
-    this.metrics.recordAppended(events, before.state, after, started);
+    const after = events.reduce((state, e) => stateAfter(state, e), before.state);
     span.setAttributes({
       [SpanAttributes.sagaEvents]: events.map((e) => e.type),
       [SpanAttributes.orderState]: after,
@@ -214,12 +395,26 @@ export class Saga {
     }
   }
 
-  /** Runs one step and says what happened, as events to append. */
-  private async execute(order: Order, step: Exclude<NextStep, { kind: "none" }>): Promise<OrderEventData[]> {
+  /** The business facts of what was just appended, in the metrics. */
+  private recordAppended(order: Order, persistedBefore: number): void {
+    const appended = order.history.filter((e) => e.sequence > persistedBefore);
+    const before = order.history.find((e) => e.sequence === persistedBefore)?.stateAfter ?? "PENDING";
+    const cancelling = [...order.history].reverse().find((e) => e.data.type === "CANCELLATION_REQUESTED");
+    const started = order.state === "CANCELLED" && cancelling ? cancelling.occurredAt : order.createdAt;
+    this.metrics.recordAppended(
+      appended.map((e) => e.data),
+      before,
+      order.state,
+      started,
+    );
+  }
+
+  /** Runs one step and says what happened, as events; `retried`: a reserve's failure is thrown, to be retried. */
+  private async execute(order: Order, step: Exclude<NextStep, { kind: "none" }>, retried = false): Promise<OrderEventData[]> {
     switch (step.kind) {
       case "reserve":
-        return this.forward("reserve", async () => {
-          const outcome = await this.call("reserve", () => this.inventory.reserve(order.reservationId, order.items));
+        return this.forward("reserve", retried, async () => {
+          const outcome = await this.call("reserve", () => this.inventory.reserve(order.reservationId, order.items, this.settings.chargeBounds));
           if (outcome.kind === "unavailable") {
             return [
               { type: "STOCK_UNAVAILABLE", reason: outcome.reason },
@@ -237,15 +432,21 @@ export class Saga {
           ];
         });
       case "charge":
-        return this.forward("charge", async () => {
+        return this.forward("charge", false, async () => {
           const request = this.chargeRequest(order);
           const outcome = await this.call("charge", () => this.payment.charge(request));
-          return outcome.kind === "captured"
-            ? [{ type: "PAYMENT_CAPTURED", paymentId: outcome.paymentId }]
-            : [{ type: "PAYMENT_DECLINED", paymentId: outcome.paymentId, reason: outcome.reason }];
+          switch (outcome.kind) {
+            case "captured":
+              return [{ type: "PAYMENT_CAPTURED", paymentId: outcome.paymentId }];
+            case "declined":
+              return [{ type: "PAYMENT_DECLINED", paymentId: outcome.paymentId, reason: outcome.reason }];
+            case "refused":
+              // Payment recorded nothing: as final as a decline, and nothing to refund.
+              return [{ type: "PAYMENT_DECLINED", reason: outcome.reason }];
+          }
         });
       case "commit":
-        return this.forward("commit", async () => {
+        return this.forward("commit", false, async () => {
           await this.call("commit", () => this.inventory.commit(order.reservationId));
           return [{ type: "RESERVATION_COMMITTED" }, { type: "ORDER_CONFIRMED" }];
         });
@@ -253,9 +454,10 @@ export class Saga {
         return [await this.call("refund", () => this.refund(order, step.purpose))];
       case "release":
         return [{ type: "STOCK_RELEASED", detail: await this.call("release", () => this.releaseStock(order)) }];
-      case "return":
-        await this.call("return", () => this.inventory.returnStock(order.reservationId));
-        return [{ type: "STOCK_RETURNED" }];
+      case "return": {
+        const returned = await this.call("return", () => this.inventory.returnStock(order.reservationId));
+        return [returned === "returned" ? { type: "STOCK_RETURNED" } : { type: "STOCK_RETURNED", detail: "nothing had been sold under the reservation" }];
+      }
       case "finish":
         return [step.event];
     }
@@ -266,12 +468,12 @@ export class Saga {
    * compensation), not something to retry here. The clients below have
    * already spent the step's retry budget.
    */
-  private async forward(step: SagaStep, run: () => Promise<OrderEventData[]>): Promise<OrderEventData[]> {
+  private async forward(step: SagaStep, retried: boolean, run: () => Promise<OrderEventData[]>): Promise<OrderEventData[]> {
     try {
       return await run();
     } catch (error) {
-      if (!(error instanceof TransientFailure || error instanceof PermanentFailure)) throw error;
-      return [{ type: "STEP_FAILED", step, reason: error.message }];
+      if (!(error instanceof StepFailure) || retried) throw error;
+      return [{ type: "STEP_FAILED", step, reason: error.message.slice(0, 500) }];
     }
   }
 
@@ -306,9 +508,12 @@ export class Saga {
     if (!paymentId) {
       // The charge's answer was lost: repeating it under the same key
       // either finds the charge that happened or settles that none will,
-      // because payment serialises calls per key. Then refund what exists.
+      // because payment records one payment per key. Then refund what exists.
       const outcome = await this.payment.charge(this.chargeRequest(order));
-      if (outcome.kind === "declined") return { type: "PAYMENT_REFUNDED", paymentId: outcome.paymentId, refundedMinor: 0 };
+      if (outcome.kind === "declined") {
+        return { type: "PAYMENT_REFUNDED", paymentId: outcome.paymentId, refundedMinor: 0, detail: "the charge was declined: nothing was taken" };
+      }
+      if (outcome.kind === "refused") return { type: "PAYMENT_REFUNDED", paymentId: "", refundedMinor: 0, detail: `${outcome.reason}: nothing was taken` };
       paymentId = outcome.paymentId;
     }
     const reason = purpose === "cancellation" ? (order.failureReason ?? "order cancelled") : `compensation: ${order.failureReason ?? "checkout failed"}`;
@@ -321,14 +526,14 @@ export class Saga {
     const outcome = await this.inventory.release(order.reservationId);
     if (outcome === "released") return "reservation released";
     if (outcome === "already-committed") {
-      await this.inventory.returnStock(order.reservationId);
-      return "reservation had been committed: stock returned";
+      const returned = await this.inventory.returnStock(order.reservationId);
+      return returned === "returned" ? "reservation had been committed: stock returned" : "reservation released";
     }
     if (order.state === "COMPENSATING" && order.lines === undefined) {
       // Not found, and the reserve step's answer was lost: a reserve may
       // still be on its way. Reserving under the same id settles it (the
       // late one then finds this one), and the hold is released at once.
-      const fenced = await this.inventory.reserve(order.reservationId, order.items);
+      const fenced = await this.inventory.reserve(order.reservationId, order.items, this.settings.chargeBounds);
       if (fenced.kind === "reserved") {
         await this.inventory.release(order.reservationId);
         return "late reservation fenced and released";
@@ -338,10 +543,15 @@ export class Saga {
   }
 }
 
-/** Periodically takes over sagas whose driver died (lease expired) and drives them. */
+/**
+ * Periodically takes over sagas whose driver died (lease expired) and
+ * drives them. It looks when the earliest lease it knows of runs out, at
+ * most every `intervalMs` and at least once per lease: with no saga
+ * running anywhere it asks the database once per lease period.
+ */
 export function sagaRecovery(
   saga: Saga,
-  store: EventStore,
+  store: Pick<EventStore, "claimAbandoned">,
   settings: { owner: string; leaseMs: number; intervalMs: number; batch: number },
   logger: Logger,
 ): BackgroundTask {
@@ -349,14 +559,18 @@ export function sagaRecovery(
     name: "saga-recovery",
     async run(signal) {
       while (!signal.aborted) {
+        let waitMs = settings.leaseMs;
         try {
-          const claimed = await store.claimAbandoned(settings.owner, settings.leaseMs, settings.batch);
+          const { claimed, nextLeaseEnd } = await store.claimAbandoned(settings.owner, settings.leaseMs, settings.batch);
           if (claimed.length > 0) logger.info({ orders: claimed.length }, "recovering abandoned sagas");
           for (const orderId of claimed) saga.start(orderId, "recovered");
+          if (claimed.length === settings.batch) waitMs = 0;
+          else if (nextLeaseEnd) waitMs = nextLeaseEnd.getTime() - Date.now();
         } catch (error) {
           logger.warn({ err: error }, "saga recovery scan failed; will retry");
+          waitMs = 0;
         }
-        await sleep(settings.intervalMs, signal);
+        await sleep(Math.min(settings.leaseMs, Math.max(settings.intervalMs, waitMs)), signal);
       }
       await saga.drained();
     },
@@ -366,7 +580,12 @@ export function sagaRecovery(
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
   });
 }

@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Status } from "nice-grpc";
-import { Database, createLogger, createServiceClient, migrate, openChannel } from "@meshcart/lib";
+import { CHARGE_AMOUNT, Database, createLogger, createServiceClient, migrate, openChannel } from "@meshcart/lib";
 import { InventoryServiceDefinition, ReservationState } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
 import { OrderState, type CreateOrderRequest, type Order } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import { PaymentServiceDefinition, PaymentStatus } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
@@ -183,16 +183,15 @@ describe("checkout over gRPC", () => {
     expect(order.lines[0]!.quantity).toBe(1000);
   });
 
-  it("an unknown SKU is NOT_FOUND, checked with inventory before anything is written", async () => {
-    const customerId = unique("unknown-sku");
-    const before = await mesh.orderDbCounts();
-    const refused = await refusal(
-      mesh.order.createOrder(createRequest({ customerId, items: [{ sku: "MESH-MUG", quantity: 1 }, { sku: "MESH-UNICORN", quantity: 1 }] })),
-    );
-    expect(refused.code).toBe(Status.NOT_FOUND);
-    expect(refused.details).toMatch(/MESH-UNICORN/);
-    expect(await mesh.orderDbCounts()).toEqual(before);
-    expect((await mesh.order.listOrders({ customerId, pageSize: 0, pageToken: "" })).orders).toEqual([]);
+  it("an unknown SKU is the reserve's refusal: the order is REJECTED with the reason, nothing held, nothing charged", async () => {
+    const mugBefore = await mesh.stock("MESH-MUG");
+    const order = await create({ items: [{ sku: "MESH-MUG", quantity: 1 }, { sku: "MESH-UNICORN", quantity: 1 }] });
+    expect(stateName(order.state)).toBe("REJECTED");
+    expect(eventTypes(order)).toEqual(["ORDER_PLACED", "STOCK_UNAVAILABLE", "ORDER_REJECTED"]);
+    expect(order.failureReason).toMatch(/product MESH-UNICORN not found/);
+    expect(await mesh.stock("MESH-MUG")).toEqual(mugBefore);
+    expect(await mesh.paymentsOf(order.orderId)).toEqual([]);
+    await expect(mesh.inventory.getReservation({ reservationId: order.reservationId })).rejects.toMatchObject({ code: Status.NOT_FOUND });
   });
 
   it("a replay returns the same order; the same request_id with other content is ALREADY_EXISTS", async () => {
@@ -391,10 +390,23 @@ describe("lost answers against the real services", () => {
     const store = new EventStore(db);
     notifier = new OrderNotifier(database.url, logger);
     notifier.start();
-    saga = new Saga(store, inventory, payment, { owner: "lost-answers", leaseMs: 30_000, retryBaseMs: 10, retryMaxMs: 100 }, logger, stopping.signal, (id) =>
-      notifier.notify(id),
+    saga = new Saga(
+      store,
+      inventory,
+      payment,
+      {
+        owner: "lost-answers",
+        leaseMs: 30_000,
+        retryBaseMs: 10,
+        retryMaxMs: 100,
+        undoAttempts: 10,
+        chargeBounds: { minMinor: CHARGE_AMOUNT.minMinorUnits, maxMinor: CHARGE_AMOUNT.maxMinorUnits },
+      },
+      logger,
+      stopping.signal,
+      (order) => notifier.notify(order),
     );
-    orders = new Orders(store, saga, inventory, notifier, { owner: "lost-answers", leaseMs: 30_000, maxWaitMs: 20_000, pollMs: 50 });
+    orders = new Orders(store, saga, notifier, { owner: "lost-answers", leaseMs: 30_000, maxWaitMs: 20_000, pollMs: 50 });
   }, 60_000);
 
   afterAll(async () => {

@@ -1,4 +1,5 @@
 import {
+  CHARGE_AMOUNT,
   MAX_PAGE_SIZE,
   SpanAttributes,
   annotateSpan,
@@ -22,7 +23,7 @@ import type { Payment, PaymentFilter, Payments, Refund } from "./payments.js";
 import { PAYMENT_METHODS, isKnownMethod, type DeclineReason as Decline, type PaymentStatus as Status } from "./rules.js";
 
 export const LIMITS = {
-  maxMinorUnits: 100_000_000,
+  maxMinorUnits: CHARGE_AMOUNT.maxMinorUnits,
   maxReasonLength: 500,
 };
 
@@ -127,7 +128,7 @@ export function paymentHandlers(
   };
 }
 
-/** An amount: a currency code and 1 to `LIMITS.maxMinorUnits` minor units. */
+/** An amount: a currency code and 1 to `LIMITS.maxMinorUnits` minor units (CHARGE_AMOUNT). */
 function checkMoney(v: Violations, field: string, amount: Money | undefined, required: boolean): void {
   if (!amount) {
     if (required) v.add(field, "is required");
@@ -136,7 +137,7 @@ function checkMoney(v: Violations, field: string, amount: Money | undefined, req
   if (!CURRENCY_CODE.test(amount.currencyCode)) {
     v.add(`${field}.currency_code`, "must be three upper-case letters (ISO 4217), e.g. USD");
   }
-  v.integer(`${field}.minor_units`, amount.minorUnits, 1, LIMITS.maxMinorUnits);
+  v.integer(`${field}.minor_units`, amount.minorUnits, CHARGE_AMOUNT.minMinorUnits, LIMITS.maxMinorUnits);
 }
 
 function isPosition(value: unknown): value is { before: number } {

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { ConflictError, NotFoundError, RefusedError, type Database, type Sql } from "@meshcart/lib";
+import { ConflictError, NotFoundError, RefusedError, execute, statement, type Database, type Sql } from "@meshcart/lib";
 import {
   chargeDifferences,
   chargeOutcome,
@@ -96,6 +96,38 @@ const PAYMENT_COLUMNS = `payment_id, seq, idempotency_key, order_id, customer_id
 const REFUND_COLUMNS = `refund_id, idempotency_key, payment_id, amount_minor, requested_currency, requested_minor,
   reason, refunded_by_version, created_at`;
 
+/** A payment's refunds, oldest first, as JSON (`p` is the payments row). */
+const REFUNDS_JSON = `(SELECT coalesce(json_agg(json_build_object(
+    'refund_id', r.refund_id, 'idempotency_key', r.idempotency_key, 'payment_id', r.payment_id, 'amount_minor', r.amount_minor,
+    'requested_currency', r.requested_currency, 'requested_minor', r.requested_minor, 'reason', r.reason,
+    'refunded_by_version', r.refunded_by_version, 'created_at', r.created_at) ORDER BY r.seq), '[]')
+  FROM refunds r WHERE r.payment_id = p.payment_id) AS refunds`;
+
+/**
+ * A charge in one statement: the payment is recorded unless its key was
+ * used already, in which case the first payment is returned as it is now,
+ * with its refunds. The unique key serialises racing calls with the same
+ * key: the later one waits for the first to commit, then finds it (a race
+ * lost to a call still in flight finds nothing here, and reads again).
+ */
+const CHARGE = statement(
+  "payment.charge",
+  `WITH charged AS (
+     INSERT INTO payments (payment_id, idempotency_key, order_id, customer_id, currency_code, amount_minor,
+       payment_method, status, decline_reason, charged_by_version)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+     ON CONFLICT (idempotency_key) DO NOTHING
+     RETURNING ${PAYMENT_COLUMNS}
+   )
+   SELECT false AS replayed, c.*, '[]'::json AS refunds FROM charged c
+   UNION ALL
+   SELECT true, ${PAYMENT_COLUMNS.split(",").map((c) => `p.${c.trim()}`).join(", ")}, ${REFUNDS_JSON}
+   FROM payments p WHERE p.idempotency_key = $2 AND NOT EXISTS (SELECT 1 FROM charged)`,
+);
+
+const PAYMENT_BY_ID = statement("payment.by-id", `SELECT ${PAYMENT_COLUMNS}, ${REFUNDS_JSON} FROM payments p WHERE p.payment_id = $1`);
+const PAYMENT_BY_KEY = statement("payment.by-key", `SELECT ${PAYMENT_COLUMNS}, ${REFUNDS_JSON} FROM payments p WHERE p.idempotency_key = $1`);
+
 /** Precondition violation types of refused refunds, as clients see them. */
 const REFUSAL_TYPES: Record<RefundRefusal, string> = {
   DECLINED: "PAYMENT_DECLINED",
@@ -140,41 +172,37 @@ export class Payments {
    * its retry reaches v2's risk screen.
    */
   async charge(request: ChargeRequest): Promise<{ payment: Payment; replayed: boolean }> {
-    return this.db.transaction(async (tx) => {
-      await lockKey(tx, "charge", request.idempotencyKey);
-      const existing = await loadPayment(tx, "idempotency_key", request.idempotencyKey);
-      if (existing) {
-        const differences = chargeDifferences(existing, request);
-        if (differences.length > 0) {
-          throw new ConflictError(
-            `idempotency key ${request.idempotencyKey} was already used for payment ${existing.paymentId} ` +
-              `with a different ${differences.join(", ")}`,
-          );
-        }
-        return { payment: existing, replayed: true };
-      }
-
-      const outcome = chargeOutcome(request.paymentMethod, this.features);
-      const paymentId = newId("pay");
-      await tx.query(
-        `INSERT INTO payments (payment_id, idempotency_key, order_id, customer_id, currency_code, amount_minor,
-           payment_method, status, decline_reason, charged_by_version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-        [
-          paymentId,
-          request.idempotencyKey,
-          request.orderId,
-          request.customerId,
-          request.currencyCode,
-          request.amountMinor,
-          request.paymentMethod,
-          outcome.status,
-          outcome.status === "DECLINED" ? outcome.reason : null,
-          this.version,
-        ],
+    // Decided up front (a pure rule), recorded only if the key is new.
+    const outcome = chargeOutcome(request.paymentMethod, this.features);
+    const { rows } = await this.db.query<PaymentRow & { replayed: boolean; refunds: RefundRow[] }>(CHARGE, [
+      newId("pay"),
+      request.idempotencyKey,
+      request.orderId,
+      request.customerId,
+      request.currencyCode,
+      request.amountMinor,
+      request.paymentMethod,
+      outcome.status,
+      outcome.status === "DECLINED" ? outcome.reason : null,
+      this.version,
+    ]);
+    let row = rows[0];
+    if (!row) {
+      // Lost the race to a call with the same key that was still in flight: it has committed now.
+      const { rows: again } = await this.db.query<PaymentRow & { refunds: RefundRow[] }>(PAYMENT_BY_KEY, [request.idempotencyKey]);
+      if (!again[0]) throw new Error(`payment with key ${request.idempotencyKey} was neither recorded nor found`);
+      row = { ...again[0], replayed: true };
+    }
+    const payment = toPayment(row, row.refunds);
+    if (!row.replayed) return { payment, replayed: false };
+    const differences = chargeDifferences(payment, request);
+    if (differences.length > 0) {
+      throw new ConflictError(
+        `idempotency key ${request.idempotencyKey} was already used for payment ${payment.paymentId} ` +
+          `with a different ${differences.join(", ")}`,
       );
-      return { payment: (await loadPayment(tx, "payment_id", paymentId))!, replayed: false };
-    });
+    }
+    return { payment, replayed: true };
   }
 
   /**
@@ -201,7 +229,7 @@ export class Payments {
         return { ...(await refundOf(tx, existing.payment_id, existing.refund_id)), replayed: true };
       }
 
-      const payment = await loadPayment(tx, "payment_id", request.paymentId, { lock: true });
+      const payment = await loadPayment(tx, request.paymentId, { lock: true });
       if (!payment) throw new NotFoundError("payment", request.paymentId);
       const decision = decideRefund(payment, request.amount);
       if (decision.kind === "refuse") {
@@ -236,9 +264,9 @@ export class Payments {
   }
 
   async get(paymentId: string): Promise<Payment> {
-    const payment = await loadPayment(this.db.pool, "payment_id", paymentId);
-    if (!payment) throw new NotFoundError("payment", paymentId);
-    return payment;
+    const { rows } = await this.db.query<PaymentRow & { refunds: RefundRow[] }>(PAYMENT_BY_ID, [paymentId]);
+    if (!rows[0]) throw new NotFoundError("payment", paymentId);
+    return toPayment(rows[0], rows[0].refunds);
   }
 
   /** One page of an order's or a customer's payments, newest first, older than `before` when given. */
@@ -271,20 +299,19 @@ function newId(prefix: "pay" | "ref"): string {
  * duplicate waits here and then reads the first call's committed rows (read
  * committed takes a new snapshot for each statement after the lock).
  */
-async function lockKey(tx: Sql, kind: "charge" | "refund", key: string): Promise<void> {
+async function lockKey(tx: Sql, kind: "refund", key: string): Promise<void> {
   await tx.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [`payment:${kind}:${key}`]);
 }
 
-async function loadPayment(
-  sql: Sql,
-  by: "payment_id" | "idempotency_key",
-  value: string,
-  options: { lock?: boolean } = {},
-): Promise<Payment | undefined> {
-  const { rows } = await sql.query<PaymentRow>(
-    `SELECT ${PAYMENT_COLUMNS} FROM payments WHERE ${by} = $1 ${options.lock ? "FOR UPDATE" : ""}`,
-    [value],
-  );
+const PAYMENT_FOR_UPDATE = statement("payment.by-id-for-update", `SELECT ${PAYMENT_COLUMNS} FROM payments WHERE payment_id = $1 FOR UPDATE`);
+
+/** A payment with its refunds; locked (for a refund) when `lock`. */
+async function loadPayment(sql: Sql, paymentId: string, options: { lock?: boolean } = {}): Promise<Payment | undefined> {
+  if (!options.lock) {
+    const { rows } = await execute<PaymentRow & { refunds: RefundRow[] }>(sql, PAYMENT_BY_ID, [paymentId]);
+    return rows[0] && toPayment(rows[0], rows[0].refunds);
+  }
+  const { rows } = await execute<PaymentRow>(sql, PAYMENT_FOR_UPDATE, [paymentId]);
   const row = rows[0];
   if (!row) return undefined;
   const refunds = await loadRefunds(sql, [row.payment_id]);
@@ -309,7 +336,7 @@ async function loadRefunds(sql: Sql, paymentIds: string[]): Promise<Map<string, 
 
 /** A refund with its payment as it is now. */
 async function refundOf(sql: Sql, paymentId: string, refundId: string): Promise<{ refund: Refund; payment: Payment }> {
-  const payment = (await loadPayment(sql, "payment_id", paymentId))!;
+  const payment = (await loadPayment(sql, paymentId))!;
   const refund = payment.refunds.find((r) => r.refundId === refundId)!;
   return { refund, payment };
 }
@@ -337,15 +364,16 @@ function toPayment(row: PaymentRow, refunds: RefundRow[]): Payment {
     status: row.status,
     declineReason: row.decline_reason ?? undefined,
     refundedMinor: row.refunded_minor,
+    // From a JSON column (REFUNDS_JSON) the numbers and times come as JSON has them.
     refunds: refunds.map((r) => ({
       refundId: r.refund_id,
       idempotencyKey: r.idempotency_key,
       paymentId: r.payment_id,
       currencyCode: row.currency_code,
-      amountMinor: r.amount_minor,
+      amountMinor: Number(r.amount_minor),
       reason: r.reason,
       refundedByVersion: r.refunded_by_version,
-      createdAt: r.created_at,
+      createdAt: new Date(r.created_at),
     })),
     chargedByVersion: row.charged_by_version,
     createdAt: row.created_at,

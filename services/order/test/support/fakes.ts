@@ -1,5 +1,6 @@
 import {
-  PermanentFailure,
+  BrokenFailure,
+  RefusedFailure,
   TransientFailure,
   type ChargeOutcome,
   type ChargeRequest,
@@ -7,6 +8,8 @@ import {
   type PaymentPort,
   type ReleaseOutcome,
   type ReserveOutcome,
+  type StepFailure,
+  type TotalBounds,
 } from "../../src/ports.js";
 import type { OrderItem, PricedLine } from "../../src/order-state.js";
 
@@ -19,7 +22,7 @@ import type { OrderItem, PricedLine } from "../../src/order-state.js";
  */
 
 export interface Failure {
-  kind: "transient" | "permanent";
+  kind: StepFailure["kind"];
   /** Act first, then fail: the answer is lost, the effect is not. */
   afterEffect?: boolean;
   message?: string;
@@ -78,7 +81,7 @@ class Script {
     if (!failure) return act();
     if (failure.afterEffect) act();
     const message = failure.message ?? `${method}: scripted ${failure.kind} failure${failure.afterEffect ? " after acting" : ""}`;
-    throw failure.kind === "transient" ? new TransientFailure(message) : new PermanentFailure(message);
+    throw failure.kind === "transient" ? new TransientFailure(message) : failure.kind === "refused" ? new RefusedFailure(message) : new BrokenFailure(message);
   }
 
   /** The recorded calls as "method key", in order, optionally of some methods only. */
@@ -125,15 +128,11 @@ export class FakeInventory implements InventoryPort {
     return this.script.calls;
   }
 
-  async productsExist(skus: string[]): Promise<string[]> {
-    return this.script.run("productsExist", skus.join(","), () => skus.filter((sku) => !this.products.has(sku)));
-  }
-
-  async reserve(reservationId: string, items: OrderItem[]): Promise<ReserveOutcome> {
+  async reserve(reservationId: string, items: OrderItem[], bounds: TotalBounds): Promise<ReserveOutcome> {
     return this.script.run("reserve", reservationId, (): ReserveOutcome => {
       const existing = this.reservations.get(reservationId);
       if (existing) {
-        if (!sameItems(existing.items, items)) throw new PermanentFailure(`reservation ${reservationId} exists with other items`);
+        if (!sameItems(existing.items, items)) throw new RefusedFailure(`reservation ${reservationId} exists with other items`);
         return { kind: "reserved", lines: existing.lines, currencyCode: "USD", totalMinor: existing.totalMinor };
       }
       for (const item of items) {
@@ -142,6 +141,10 @@ export class FakeInventory implements InventoryPort {
         if (product.onHand - product.reserved < item.quantity) {
           return { kind: "unavailable", reason: `not enough stock of ${item.sku}` };
         }
+      }
+      const total = items.reduce((sum, item) => sum + this.products.get(item.sku)!.unitPriceMinor * item.quantity, 0);
+      if (total < bounds.minMinor || total > bounds.maxMinor) {
+        return { kind: "unavailable", reason: `the total of ${total} USD minor units is outside what the caller can accept` };
       }
       const lines = items.map((item) => {
         const product = this.products.get(item.sku)!;
@@ -159,7 +162,7 @@ export class FakeInventory implements InventoryPort {
     return this.script.run("commit", reservationId, () => {
       const reservation = this.mustFind(reservationId);
       if (reservation.state === "COMMITTED") return;
-      if (reservation.state !== "HELD") throw new PermanentFailure(`reservation ${reservationId} is ${reservation.state.toLowerCase()}`);
+      if (reservation.state !== "HELD") throw new RefusedFailure(`reservation ${reservationId} is ${reservation.state.toLowerCase()}`);
       reservation.state = "COMMITTED";
       for (const line of reservation.lines) {
         const product = this.products.get(line.sku)!;
@@ -184,17 +187,19 @@ export class FakeInventory implements InventoryPort {
     });
   }
 
-  async returnStock(reservationId: string): Promise<void> {
+  async returnStock(reservationId: string): Promise<"returned" | "not-committed"> {
     return this.script.run("returnStock", reservationId, () => {
-      const reservation = this.mustFind(reservationId);
-      if (reservation.state === "RETURNED") return;
-      if (reservation.state !== "COMMITTED") throw new PermanentFailure(`reservation ${reservationId} is not committed`);
+      const reservation = this.reservations.get(reservationId);
+      if (!reservation) return "not-committed" as const;
+      if (reservation.state === "RETURNED") return "returned" as const;
+      if (reservation.state !== "COMMITTED") return "not-committed" as const;
       reservation.state = "RETURNED";
       for (const line of reservation.lines) {
         const product = this.products.get(line.sku)!;
         product.onHand += line.quantity;
         product.sold -= line.quantity;
       }
+      return "returned" as const;
     });
   }
 
@@ -222,7 +227,7 @@ export class FakeInventory implements InventoryPort {
 
   private mustFind(reservationId: string): Reservation {
     const reservation = this.reservations.get(reservationId);
-    if (!reservation) throw new PermanentFailure(`reservation ${reservationId} not found`);
+    if (!reservation) throw new RefusedFailure(`reservation ${reservationId} not found`);
     return reservation;
   }
 }
@@ -255,6 +260,8 @@ export class FakePayment implements PaymentPort {
   readonly script = new Script();
   readonly payments = new Map<string, FakePaymentRecord>();
   readonly refunds = new Map<string, { paymentId: string; amountMinor: number }>();
+  /** The most one charge may take, as payment validates it (a refusal records nothing). */
+  maxAmountMinor = 100_000_000;
   private serial = 0;
 
   get calls(): Call[] {
@@ -263,9 +270,12 @@ export class FakePayment implements PaymentPort {
 
   async charge(request: ChargeRequest): Promise<ChargeOutcome> {
     return this.script.run("charge", request.idempotencyKey, (): ChargeOutcome => {
+      if (request.amountMinor < 1 || request.amountMinor > this.maxAmountMinor) {
+        return { kind: "refused", reason: `payment refused the charge: INVALID_ARGUMENT amount.minor_units must be from 1 to ${this.maxAmountMinor}` };
+      }
       let payment = this.payments.get(request.idempotencyKey);
       if (payment && (payment.request.amountMinor !== request.amountMinor || payment.request.orderId !== request.orderId)) {
-        throw new PermanentFailure(`key ${request.idempotencyKey} was used for another charge`);
+        throw new RefusedFailure(`key ${request.idempotencyKey} was used for another charge`);
       }
       if (!payment) {
         this.serial += 1;
@@ -287,11 +297,12 @@ export class FakePayment implements PaymentPort {
     return this.script.run("refundAll", idempotencyKey, () => {
       const existing = this.refunds.get(idempotencyKey);
       if (existing) {
-        if (existing.paymentId !== paymentId) throw new PermanentFailure(`key ${idempotencyKey} was used for another refund`);
+        if (existing.paymentId !== paymentId) throw new RefusedFailure(`key ${idempotencyKey} was used for another refund`);
         return existing.amountMinor;
       }
       const payment = [...this.payments.values()].find((p) => p.paymentId === paymentId);
-      if (!payment) throw new PermanentFailure(`payment ${paymentId} not found`);
+      // An unknown payment took nothing (the real adapter answers 0 for NOT_FOUND).
+      if (!payment) return 0;
       // Declined or fully refunded: nothing left (the real adapter answers 0).
       if (payment.status === "DECLINED") return 0;
       const left = payment.request.amountMinor - payment.refundedMinor;

@@ -161,9 +161,25 @@ export interface ReserveStockRequest {
   items: ItemQuantity[];
   /**
    * How long the hold lasts before the service releases it by itself:
-   * 1 s to 1 h; unset means the service's default (RESERVATION_TTL).
+   * 1 s to 1 h (`nanos` 0 to 999,999,999); unset means the service's
+   * default (RESERVATION_TTL).
    */
-  ttl: Duration | undefined;
+  ttl:
+    | Duration
+    | undefined;
+  /**
+   * The smallest total (in minor units of the products' currency) the
+   * caller can accept; 0 means no lower bound. The order service passes
+   * the smallest amount payment can charge, so that an order payment could
+   * never take is refused before anything is held.
+   */
+  minTotalMinorUnits: number;
+  /**
+   * The largest total the caller can accept, in the same units; 0 means no
+   * upper bound (the order service passes the most payment can charge).
+   * At least `min_total_minor_units` when both are set.
+   */
+  maxTotalMinorUnits: number;
 }
 
 /** Response of ReserveStock. */
@@ -973,7 +989,7 @@ export const ItemQuantity: MessageFns<ItemQuantity> = {
 };
 
 function createBaseReserveStockRequest(): ReserveStockRequest {
-  return { reservationId: "", items: [], ttl: undefined };
+  return { reservationId: "", items: [], ttl: undefined, minTotalMinorUnits: 0, maxTotalMinorUnits: 0 };
 }
 
 export const ReserveStockRequest: MessageFns<ReserveStockRequest> = {
@@ -986,6 +1002,12 @@ export const ReserveStockRequest: MessageFns<ReserveStockRequest> = {
     }
     if (message.ttl !== undefined) {
       Duration.encode(message.ttl, writer.uint32(26).fork()).join();
+    }
+    if (message.minTotalMinorUnits !== 0) {
+      writer.uint32(32).int64(message.minTotalMinorUnits);
+    }
+    if (message.maxTotalMinorUnits !== 0) {
+      writer.uint32(40).int64(message.maxTotalMinorUnits);
     }
     return writer;
   },
@@ -1027,6 +1049,22 @@ export const ReserveStockRequest: MessageFns<ReserveStockRequest> = {
             message.ttl = Duration.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.minTotalMinorUnits = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxTotalMinorUnits = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1048,6 +1086,16 @@ export const ReserveStockRequest: MessageFns<ReserveStockRequest> = {
         : "",
       items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => ItemQuantity.fromJSON(e)) : [],
       ttl: isSet(object.ttl) ? Duration.fromJSON(object.ttl) : undefined,
+      minTotalMinorUnits: isSet(object.minTotalMinorUnits)
+        ? globalThis.Number(object.minTotalMinorUnits)
+        : isSet(object.min_total_minor_units)
+        ? globalThis.Number(object.min_total_minor_units)
+        : 0,
+      maxTotalMinorUnits: isSet(object.maxTotalMinorUnits)
+        ? globalThis.Number(object.maxTotalMinorUnits)
+        : isSet(object.max_total_minor_units)
+        ? globalThis.Number(object.max_total_minor_units)
+        : 0,
     };
   },
 
@@ -1062,6 +1110,12 @@ export const ReserveStockRequest: MessageFns<ReserveStockRequest> = {
     if (message.ttl !== undefined) {
       obj.ttl = Duration.toJSON(message.ttl);
     }
+    if (message.minTotalMinorUnits !== 0) {
+      obj.minTotalMinorUnits = Math.round(message.minTotalMinorUnits);
+    }
+    if (message.maxTotalMinorUnits !== 0) {
+      obj.maxTotalMinorUnits = Math.round(message.maxTotalMinorUnits);
+    }
     return obj;
   },
 
@@ -1073,6 +1127,8 @@ export const ReserveStockRequest: MessageFns<ReserveStockRequest> = {
     message.reservationId = object.reservationId ?? "";
     message.items = object.items?.map((e) => ItemQuantity.fromPartial(e)) || [];
     message.ttl = (object.ttl !== undefined && object.ttl !== null) ? Duration.fromPartial(object.ttl) : undefined;
+    message.minTotalMinorUnits = object.minTotalMinorUnits ?? 0;
+    message.maxTotalMinorUnits = object.maxTotalMinorUnits ?? 0;
     return message;
   },
 };
@@ -2259,8 +2315,10 @@ export const InventoryServiceDefinition = {
      * line from the catalogue: callers never supply prices.
      * Errors: NOT_FOUND for an unknown SKU; FAILED_PRECONDITION with a
      * PreconditionFailure (type "STOCK", subject = SKU) when any line asks for
-     * more than is available; ALREADY_EXISTS when `reservation_id` was used
-     * with different items.
+     * more than is available, (type "CURRENCY") when the items are priced in
+     * different currencies, (type "TOTAL") when the total falls outside the
+     * request's bounds; ALREADY_EXISTS when `reservation_id` was used with
+     * different items. A refused request holds nothing.
      */
     reserveStock: {
       name: "ReserveStock",
@@ -2361,8 +2419,10 @@ export interface InventoryServiceImplementation<CallContextExt = {}> {
    * line from the catalogue: callers never supply prices.
    * Errors: NOT_FOUND for an unknown SKU; FAILED_PRECONDITION with a
    * PreconditionFailure (type "STOCK", subject = SKU) when any line asks for
-   * more than is available; ALREADY_EXISTS when `reservation_id` was used
-   * with different items.
+   * more than is available, (type "CURRENCY") when the items are priced in
+   * different currencies, (type "TOTAL") when the total falls outside the
+   * request's bounds; ALREADY_EXISTS when `reservation_id` was used with
+   * different items. A refused request holds nothing.
    */
   reserveStock(
     request: ReserveStockRequest,
@@ -2435,8 +2495,10 @@ export interface InventoryServiceClient<CallOptionsExt = {}> {
    * line from the catalogue: callers never supply prices.
    * Errors: NOT_FOUND for an unknown SKU; FAILED_PRECONDITION with a
    * PreconditionFailure (type "STOCK", subject = SKU) when any line asks for
-   * more than is available; ALREADY_EXISTS when `reservation_id` was used
-   * with different items.
+   * more than is available, (type "CURRENCY") when the items are priced in
+   * different currencies, (type "TOTAL") when the total falls outside the
+   * request's bounds; ALREADY_EXISTS when `reservation_id` was used with
+   * different items. A refused request holds nothing.
    */
   reserveStock(
     request: DeepPartial<ReserveStockRequest>,

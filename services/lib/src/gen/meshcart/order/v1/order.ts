@@ -149,6 +149,12 @@ export enum OrderEventType {
   ORDER_EVENT_TYPE_CANCELLATION_REQUESTED = 14,
   /** ORDER_EVENT_TYPE_ORDER_CANCELLED - The order is cancelled. */
   ORDER_EVENT_TYPE_ORDER_CANCELLED = 15,
+  /**
+   * ORDER_EVENT_TYPE_STEP_ABANDONED - A compensation or cancellation step was given up: its calls kept
+   * failing in a way retrying does not fix. The order's failure reason
+   * names what it left undone, for an operator.
+   */
+  ORDER_EVENT_TYPE_STEP_ABANDONED = 16,
   UNRECOGNIZED = -1,
 }
 
@@ -202,6 +208,9 @@ export function orderEventTypeFromJSON(object: any): OrderEventType {
     case 15:
     case "ORDER_EVENT_TYPE_ORDER_CANCELLED":
       return OrderEventType.ORDER_EVENT_TYPE_ORDER_CANCELLED;
+    case 16:
+    case "ORDER_EVENT_TYPE_STEP_ABANDONED":
+      return OrderEventType.ORDER_EVENT_TYPE_STEP_ABANDONED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -243,6 +252,8 @@ export function orderEventTypeToJSON(object: OrderEventType): string {
       return "ORDER_EVENT_TYPE_CANCELLATION_REQUESTED";
     case OrderEventType.ORDER_EVENT_TYPE_ORDER_CANCELLED:
       return "ORDER_EVENT_TYPE_ORDER_CANCELLED";
+    case OrderEventType.ORDER_EVENT_TYPE_STEP_ABANDONED:
+      return "ORDER_EVENT_TYPE_STEP_ABANDONED";
     case OrderEventType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -1943,9 +1954,11 @@ export const OrderServiceDefinition = {
      * when the deadline passes first it fails with DEADLINE_EXCEEDED while the
      * saga carries on, and the order can be read with GetOrder or WatchOrder.
      * The same `request_id` again returns the same order, never a second saga.
-     * Errors: INVALID_ARGUMENT with field violations; NOT_FOUND for an
-     * unknown SKU; ALREADY_EXISTS when `request_id` was used with different
-     * content.
+     * An unknown SKU, too little stock, or a total payment cannot take is the
+     * saga's refusal: the order ends REJECTED with the reason, holding and
+     * charging nothing.
+     * Errors: INVALID_ARGUMENT with field violations; ALREADY_EXISTS when
+     * `request_id` was used with different content.
      */
     createOrder: {
       name: "CreateOrder",
@@ -2015,9 +2028,11 @@ export interface OrderServiceImplementation<CallContextExt = {}> {
    * when the deadline passes first it fails with DEADLINE_EXCEEDED while the
    * saga carries on, and the order can be read with GetOrder or WatchOrder.
    * The same `request_id` again returns the same order, never a second saga.
-   * Errors: INVALID_ARGUMENT with field violations; NOT_FOUND for an
-   * unknown SKU; ALREADY_EXISTS when `request_id` was used with different
-   * content.
+   * An unknown SKU, too little stock, or a total payment cannot take is the
+   * saga's refusal: the order ends REJECTED with the reason, holding and
+   * charging nothing.
+   * Errors: INVALID_ARGUMENT with field violations; ALREADY_EXISTS when
+   * `request_id` was used with different content.
    */
   createOrder(
     request: CreateOrderRequest,
@@ -2063,9 +2078,11 @@ export interface OrderServiceClient<CallOptionsExt = {}> {
    * when the deadline passes first it fails with DEADLINE_EXCEEDED while the
    * saga carries on, and the order can be read with GetOrder or WatchOrder.
    * The same `request_id` again returns the same order, never a second saga.
-   * Errors: INVALID_ARGUMENT with field violations; NOT_FOUND for an
-   * unknown SKU; ALREADY_EXISTS when `request_id` was used with different
-   * content.
+   * An unknown SKU, too little stock, or a total payment cannot take is the
+   * saga's refusal: the order ends REJECTED with the reason, holding and
+   * charging nothing.
+   * Errors: INVALID_ARGUMENT with field violations; ALREADY_EXISTS when
+   * `request_id` was used with different content.
    */
   createOrder(
     request: DeepPartial<CreateOrderRequest>,

@@ -2745,10 +2745,11 @@ export const StorefrontServiceDefinition = {
      * Places an order for the calling shopper and waits for its outcome
      * within the call's deadline. Placing again with the same `request_id`
      * returns the same order.
+     * An unknown SKU or too little stock is a REJECTED order with the reason.
      * Errors: UNAUTHENTICATED; INVALID_ARGUMENT with field violations;
-     * NOT_FOUND for an unknown SKU; ALREADY_EXISTS when `request_id` was used
-     * with different content; DEADLINE_EXCEEDED when the outcome is not known
-     * in time (the order goes on: track it).
+     * ALREADY_EXISTS when `request_id` was used with different content;
+     * DEADLINE_EXCEEDED when the outcome is not known in time (the order goes
+     * on: track it).
      */
     placeOrder: {
       name: "PlaceOrder",
@@ -2836,10 +2837,11 @@ export interface StorefrontServiceImplementation<CallContextExt = {}> {
    * Places an order for the calling shopper and waits for its outcome
    * within the call's deadline. Placing again with the same `request_id`
    * returns the same order.
+   * An unknown SKU or too little stock is a REJECTED order with the reason.
    * Errors: UNAUTHENTICATED; INVALID_ARGUMENT with field violations;
-   * NOT_FOUND for an unknown SKU; ALREADY_EXISTS when `request_id` was used
-   * with different content; DEADLINE_EXCEEDED when the outcome is not known
-   * in time (the order goes on: track it).
+   * ALREADY_EXISTS when `request_id` was used with different content;
+   * DEADLINE_EXCEEDED when the outcome is not known in time (the order goes
+   * on: track it).
    */
   placeOrder(
     request: PlaceOrderRequest,
@@ -2899,10 +2901,11 @@ export interface StorefrontServiceClient<CallOptionsExt = {}> {
    * Places an order for the calling shopper and waits for its outcome
    * within the call's deadline. Placing again with the same `request_id`
    * returns the same order.
+   * An unknown SKU or too little stock is a REJECTED order with the reason.
    * Errors: UNAUTHENTICATED; INVALID_ARGUMENT with field violations;
-   * NOT_FOUND for an unknown SKU; ALREADY_EXISTS when `request_id` was used
-   * with different content; DEADLINE_EXCEEDED when the outcome is not known
-   * in time (the order goes on: track it).
+   * ALREADY_EXISTS when `request_id` was used with different content;
+   * DEADLINE_EXCEEDED when the outcome is not known in time (the order goes
+   * on: track it).
    */
   placeOrder(
     request: DeepPartial<PlaceOrderRequest>,
