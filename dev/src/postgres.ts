@@ -18,6 +18,11 @@ export interface PostgresOptions {
   persistent: boolean;
   /** Every line initdb and the server print. */
   log?: (line: string) => void;
+  /**
+   * Further server settings (`-c name=value`), e.g. make bench's
+   * `shared_preload_libraries=pg_stat_statements` to count statements.
+   */
+  settings?: Readonly<Record<string, string>>;
 }
 
 export interface PauseOptions {
@@ -74,6 +79,7 @@ export async function startPostgres(options: PostgresOptions): Promise<LocalPost
     port: options.port,
     runAs,
     durable: options.persistent,
+    settings: options.settings ?? {},
     log,
   });
   try {
@@ -135,6 +141,7 @@ interface ServerOptions {
   port: number;
   runAs: OsUser | undefined;
   durable: boolean;
+  settings: Readonly<Record<string, string>>;
   log: (line: string) => void;
 }
 
@@ -146,11 +153,11 @@ class ServerProcess {
   constructor(private readonly options: ServerOptions) {}
 
   async start(): Promise<void> {
-    const { binary, dataDir, port, runAs, durable, log } = this.options;
+    const { binary, dataDir, port, runAs, durable, settings, log } = this.options;
     await clearStalePidFile(dataDir, log);
     if (!(await isPortFree(port))) throw portInUse(port);
 
-    const child = spawn(binary, ["-D", dataDir, "-p", String(port), ...serverSettings(durable)], {
+    const child = spawn(binary, ["-D", dataDir, "-p", String(port), ...serverSettings(durable, settings)], {
       cwd: dataDir,
       env: { ...process.env, LC_ALL: "C" },
       stdio: ["ignore", "pipe", "pipe"],
@@ -224,13 +231,14 @@ class ServerProcess {
   }
 }
 
-function serverSettings(durable: boolean): string[] {
+function serverSettings(durable: boolean, extra: Readonly<Record<string, string>>): string[] {
   const settings: Record<string, string> = {
     listen_addresses: "127.0.0.1",
     // No Unix socket: nothing here uses one, and a lock file in a shared
     // socket directory would be one more thing a crashed run leaves behind.
     unix_socket_directories: "",
     ...(durable ? {} : { fsync: "off", synchronous_commit: "off", full_page_writes: "off" }),
+    ...extra,
   };
   return Object.entries(settings).flatMap(([name, value]) => ["-c", `${name}=${value}`]);
 }

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { parseProcStat } from "../src/bench/cpu.js";
 import { packageOf, summariseProfile, type CpuProfile } from "../src/bench/cpu-profile.js";
 import { parseGhzReport, percentile, type LoadResult } from "../src/bench/ghz.js";
-import { resultsMarkdown, spliceResults, BEGIN, END } from "../src/bench/markdown.js";
+import { benchmarkChart } from "../src/bench/chart.js";
+import { resultsMarkdown, spliceResults, statementName, BEGIN, END } from "../src/bench/markdown.js";
 import { benchOptions, parseSeconds } from "../src/bench/options.js";
 import { buildReport, TARGETS, type Measurements } from "../src/bench/report.js";
 import { findSaturation, defaultSaturationPlan } from "../src/bench/saturation.js";
@@ -41,10 +42,26 @@ function measurements(): Measurements {
         workload: workload("create-order"),
         saturation: saturation(1_200),
         latency: result(600, { p50Ms: 10, p99Ms: 60 }),
-        rpcsPerCallMeasured: 5,
+        rpcsPerCallMeasured: 4,
         cpuMsPerCall: { order: 0.5, inventory: 0.3, payment: 0.2, postgres: 0.6, ghz: 0.06 },
+        database: {
+          calls: 300,
+          perDatabase: [
+            { database: "inventory", statements: 2, healthChecks: 0.01, commits: 2, byStatement: [{ query: "WITH /* inventory.reserve */ request AS (...)", calls: 1 }, { query: "WITH /* inventory.transition */ rules AS (...)", calls: 1 }] },
+            { database: "payment", statements: 1, healthChecks: 0.01, commits: 1, byStatement: [{ query: "WITH /* payment.charge */ charged AS (...)", calls: 1 }] },
+            { database: "order", statements: 2.5, healthChecks: 0.01, commits: 2, byStatement: [{ query: "SELECT sequence, type FROM order_events WHERE order_id = $1", calls: 0.5 }] },
+          ],
+        },
       },
     ],
+    floor: { pgbench: "/usr/bin/pgbench (pgbench 15)", clients: 32, seconds: 6, transactions: 60_000, tps: 10_000, postgresCpuMsPerTransaction: 0.05 },
+    idle: {
+      seconds: 30,
+      perDatabase: [
+        { database: "inventory", statements: 0, healthChecks: 30, commits: 0, byStatement: [] },
+        { database: "order", statements: 3, healthChecks: 30, commits: 0, byStatement: [{ query: "WITH /* order.claim-abandoned */ claimed AS (...)", calls: 3 }] },
+      ],
+    },
     baselineAgain: result(9_000),
     tracing: [
       { workload: workload("create-order"), mode: mode("off"), throughput: [result(1_000), result(1_100)], latency: [result(500), result(500)] },
@@ -124,13 +141,19 @@ describe("the report", () => {
   it("relates every figure to the baseline of the same run", () => {
     const checkout = report.workloads.find((w) => w.id === "create-order")!;
     expect(checkout.hopBoundRps).toBe(10_000 / CREATE_ORDER_RPCS);
-    expect(checkout.ofHopBound).toBeCloseTo(0.6);
+    expect(checkout.ofHopBound).toBeCloseTo(1_200 / 2_500);
     expect(checkout.throughputVsBaseline).toBeCloseTo(0.12);
     expect(checkout.latency.p99OverP50).toBe(6);
     expect(report.baseline.drift).toBeCloseTo(-0.1);
     // CPU per call: 1.66 ms on 2 cores is at most ~1 205 calls/s.
     expect(checkout.cpu!.totalMsPerCall).toBeCloseTo(1.66);
     expect(checkout.cpu!.boundRps).toBeCloseTo(2_000 / 1.66);
+    // The floor: 5 durable commits at 0.05 ms of Postgres CPU and 5 hops at the echo's 0.18 ms.
+    expect(report.floor!.floorMs).toBeCloseTo(5 * 0.05 + 5 * 0.18);
+    expect(checkout.cpu!.ofFloor).toBeCloseTo(1.66 / 1.15);
+    expect(report.workloads.find((w) => w.id === "echo")!.cpu!.ofFloor).toBeUndefined();
+    expect(checkout.database).toMatchObject({ statements: 5.5, commits: 5 });
+    expect(report.idle!.perDatabase.find((d) => d.database === "order")!.statementsPerSecond).toBeCloseTo(0.1);
     const tracing10 = report.tracing.find((t) => t.mode === "10%")!;
     expect(tracing10.throughputRps).toBe(975);
     expect(tracing10.throughputVsOff).toBeCloseTo(975 / 1_050);
@@ -138,7 +161,11 @@ describe("the report", () => {
 
   it("checks each target and says PASS or MISS", () => {
     const verdict = (id: string) => report.targets.find((t) => t.id === id)?.pass;
-    expect(verdict("create-order-hop-bound")).toBe(0.6 >= TARGETS.createOrderOfHopBound);
+    expect(verdict("checkout-floor:create-order")).toBe(1.66 / 1.15 <= TARGETS.checkoutOfFloor);
+    expect(verdict("statements-per-checkout")).toBe(true);
+    expect(verdict("commits-per-checkout")).toBe(true);
+    expect(verdict("idle-statements")).toBe(true);
+    expect(report.targets.find((t) => t.id === "create-order-hop-bound")).toBeUndefined();
     expect(verdict("p99-over-p50:create-order")).toBe(false);
     expect(verdict("rss:order")).toBe(true);
     expect(verdict("rss:payment")).toBe(false);
@@ -150,7 +177,15 @@ describe("the report", () => {
   it("renders the machine, the targets, the CPU table and the profiles as markdown", () => {
     const text = resultsMarkdown(report, "benchmarks.svg");
     expect(text).toContain("**2 × test cpu**");
-    expect(text).toContain("| throughput ≥ 50 % of the hop bound (baseline ÷ 5 RPCs) | order CreateOrder (checkout saga) | 60 % | 50 % | PASS |");
+    expect(text).toContain(
+      "| CPU per checkout ≤ 10 × the durable floor (5 durable commits + 5 raw hops, measured in this run; stretch 5×) | order CreateOrder (checkout saga) | 1.4× | 10× | PASS |",
+    );
+    expect(text).toContain("| SQL statements per checkout ≤ 15 (every database, BEGIN and COMMIT included) | order CreateOrder (checkout saga) | 5.50 | 15.00 | PASS |");
+    expect(text).toContain("#### The durable floor");
+    expect(text).toContain("| inventory | 2.00 | 2.00 | `inventory.reserve` 1.00; `inventory.transition` 1.00 |");
+    expect(text).toContain("| **all** | **5.50** | **5.00** | |");
+    expect(text).toMatch(/order 0\.10 statements\/s beyond 1\.0 health checks\/s \(`order\.claim-abandoned` × 3\)/);
+    expect(benchmarkChart(report)).toContain("CPU per checkout, as a multiple of its durable floor");
     expect(text).toContain("#### Where the CPU goes");
     expect(text).toMatch(/\| order CreateOrder \(checkout saga\) \|[^\n]*\| 1\.66 \| 1 205 \| 100 % \|/);
     expect(text).toContain("| order | 75 % | 3.0 % | pg 12 % | encode (services/lib/x.js:1) 10 % |");
@@ -160,6 +195,14 @@ describe("the report", () => {
     const document = `# Benchmarks\n\nProse before.\n\n${BEGIN}\nold\n${END}\n\nProse after.\n`;
     expect(spliceResults(document, "new")).toBe(`# Benchmarks\n\nProse before.\n\n${BEGIN}\nnew\n${END}\n\nProse after.\n`);
     expect(() => spliceResults("# no block", "new")).toThrow(/no .* block to replace/);
+  });
+});
+
+describe("statement names", () => {
+  it("are the comment after the first keyword, else the first words", () => {
+    expect(statementName("WITH /* order.append */ appended AS (INSERT ...)")).toBe("`order.append`");
+    expect(statementName("SELECT sequence, type FROM order_events WHERE order_id = $1")).toBe("`SELECT sequence, type FROM order_events WHERE or…`");
+    expect(statementName("COMMIT")).toBe("`COMMIT`");
   });
 });
 

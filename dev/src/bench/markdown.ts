@@ -46,6 +46,67 @@ export function resultsMarkdown(report: BenchReport, chartFile: string): string 
         `${times(w.latency.p50VsBaseline)} | ${times(w.latency.p99VsBaseline)} |`,
     ),
   );
+  if (report.floor) {
+    const f = report.floor;
+    const checkouts = report.workloads.filter((w) => w.cpu?.ofFloor !== undefined);
+    lines.push(
+      "",
+      "#### The durable floor",
+      "",
+      `A crash-safe checkout needs ${f.durableCommits} durable commits (the order's intent with its saga lease, the hold, the charge, the hold's commit, the order's outcome) ` +
+        `and ${f.rpcs} RPCs (the edge and four behind it). Their least cost on this machine, measured in this run: ` +
+        `a minimal durable transaction (one INSERT, fsync on, prepared, pgbench at ${f.pgbench.clients} clients: ${rate(f.pgbench.transactions)} in ${f.pgbench.seconds} s) ` +
+        `costs Postgres **${ms(f.durableTransactionMs)} ms** of CPU; a raw grpc-js hop (the baseline's echo server and load tool per call) **${ms(f.hopMs)} ms**. ` +
+        `Floor: ${f.durableCommits} × ${ms(f.durableTransactionMs)} + ${f.rpcs} × ${ms(f.hopMs)} = **${ms(f.floorMs)} ms** per checkout.`,
+      "",
+      "| call | CPU ms per call | floor ms | × floor |",
+      "|---|---:|---:|---:|",
+      ...checkouts.map((w) => `| ${w.label} | ${ms(w.cpu!.totalMsPerCall)} | ${ms(f.floorMs)} | ${times(w.cpu!.ofFloor!)} |`),
+    );
+  } else if (report.floorSkipped) {
+    lines.push("", "#### The durable floor", "", `Not measured: ${report.floorSkipped}.`);
+  }
+  const counted = report.workloads.filter((w) => w.database);
+  if (counted.length > 0 || report.idle) {
+    lines.push(
+      "",
+      "#### What a checkout asks of Postgres",
+      "",
+      "Counted by Postgres over the warm-up (a few hundred checkouts, every saga ended): statements from pg_stat_statements " +
+        "(every round trip a service makes, BEGIN and COMMIT included; the health check `SELECT 1` apart), durable commits from the write-ahead log " +
+        "(COMMIT records of transactions that wrote, by the database they wrote in; a read-only transaction writes none).",
+    );
+    for (const w of counted) {
+      const d = w.database!;
+      lines.push(
+        "",
+        `| ${w.label}: per call | statements | durable commits | statements (calls per call) |`,
+        "|---|---:|---:|---|",
+        ...d.perDatabase.map(
+          (db) =>
+            `| ${db.database} | ${db.statements.toFixed(2)} | ${db.commits.toFixed(2)} | ${db.byStatement
+              .filter((st) => st.calls >= 0.005)
+              .map((st) => `${statementName(st.query)} ${st.calls.toFixed(2)}`)
+              .join("; ")} |`,
+        ),
+        `| **all** | **${d.statements.toFixed(2)}** | **${d.commits.toFixed(2)}** | |`,
+      );
+    }
+    if (report.idle) {
+      lines.push(
+        "",
+        `With no traffic (${report.idle.seconds} s, the tracing-off stack): ` +
+          report.idle.perDatabase
+            .map(
+              (db) =>
+                `${db.database} ${db.statementsPerSecond.toFixed(2)} statements/s beyond ${db.healthChecksPerSecond.toFixed(1)} health checks/s` +
+                (db.statements.length > 0 ? ` (${db.statements.map((st) => `${statementName(st.query)} × ${st.calls}`).join(", ")})` : ""),
+            )
+            .join("; ") +
+          ".",
+      );
+    }
+  }
   const withCpu = report.workloads.filter((w) => w.cpu);
   if (withCpu.length > 0) {
     const columns = [...new Set(withCpu.flatMap((w) => Object.keys(w.cpu!.msPerCall)))];
@@ -130,8 +191,30 @@ export function resultsMarkdown(report: BenchReport, chartFile: string): string 
   return lines.join("\n");
 }
 
+/**
+ * A statement as the tables name it: its name when it carries one (a
+ * comment after its first keyword, `WITH /* order.append *\/ ...`, as
+ * services/lib's statement() writes it), else its first words.
+ */
+export function statementName(query: string): string {
+  const named = /^\s*[A-Za-z]+\s+\/\*\s*([\w.-]+)\s*\*\//.exec(query);
+  const text = named ? named[1]! : query.replace(/\s+/g, " ").trim().slice(0, 48) + (query.length > 48 ? "…" : "");
+  return `\`${text.replaceAll("|", "\\|").replaceAll("`", "'")}\``;
+}
+
 function targetRow(t: TargetResult): string {
-  const value = (v: number) => (t.unit === "of hop bound" || t.unit === "of throughput" ? percent(v) : t.unit === "ms" ? `${ms(v)} ms` : t.unit === "MB" ? `${megabytes(v)} MB` : times(v));
+  const value = (v: number) =>
+    t.unit === "of hop bound" || t.unit === "of throughput"
+      ? percent(v)
+      : t.unit === "ms"
+        ? `${ms(v)} ms`
+        : t.unit === "MB"
+          ? `${megabytes(v)} MB`
+          : t.unit === "per call"
+            ? v.toFixed(2)
+            : t.unit === "per second"
+              ? `${v.toFixed(2)}/s`
+              : times(v);
   return `| ${t.rule} | ${t.subject} | ${value(t.measured)} | ${value(t.limit)} | ${t.pass ? "PASS" : "**MISS**"} |`;
 }
 

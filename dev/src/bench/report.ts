@@ -1,4 +1,6 @@
 import type { ArtefactSize } from "./artefacts.js";
+import type { DatabaseActivity } from "./db-counts.js";
+import { FLOOR_SHAPE, type DurableTransaction } from "./floor.js";
 import { errorRate, type LoadResult } from "./ghz.js";
 import type { ProfileSummary } from "./cpu-profile.js";
 import type { Machine } from "./machine.js";
@@ -23,6 +25,11 @@ export interface Measurements {
     logLevel: string;
   };
   workloads: WorkloadMeasurement[];
+  /** The minimal durable transaction (pgbench), the floor's durable half; absent when it could not be measured (`floorSkipped` says why). */
+  floor?: DurableTransaction;
+  floorSkipped?: string;
+  /** What the services asked of Postgres while nothing called them. */
+  idle?: IdleMeasurement;
   /** The baseline once more at the end, at its saturating concurrency: how much the machine changed under the run. */
   baselineAgain: LoadResult;
   tracing: TracingMeasurement[];
@@ -50,6 +57,14 @@ export interface WorkloadMeasurement {
   rpcsPerCallMeasured?: number;
   /** Milliseconds of CPU per call at saturation (the best step), by process (services, postgres, ghz); absent without /proc. */
   cpuMsPerCall?: Record<string, number>;
+  /** Statements and durable commits per call in each service's database (counted over the warm-up), for workloads that count them. */
+  database?: { calls: number; perDatabase: DatabaseActivity[] };
+}
+
+export interface IdleMeasurement {
+  seconds: number;
+  /** Totals over the window, by service. */
+  perDatabase: DatabaseActivity[];
 }
 
 export interface TracingMeasurement {
@@ -95,6 +110,10 @@ export interface BenchReport {
     drift: number;
   };
   workloads: WorkloadRow[];
+  /** The durable floor of a checkout, measured in this run; absent when pgbench was missing. */
+  floor?: FloorRow;
+  floorSkipped?: string;
+  idle?: { seconds: number; perDatabase: { database: string; statementsPerSecond: number; healthChecksPerSecond: number; statements: { query: string; calls: number }[] }[] };
   tracing: TracingRow[];
   services: ServiceRow[];
   echoProcess: { idleRssMb: number; loadRssMb: number; startToReadyMs: number };
@@ -119,8 +138,10 @@ export interface WorkloadRow {
   /** Baseline throughput divided by the RPCs one call makes: what this call could do if every hop were as cheap as the echo. */
   hopBoundRps: number;
   ofHopBound: number;
-  /** CPU per call by process, and what the machine's cores allow at that cost (cores ÷ CPU per call, the load tool included). */
-  cpu?: { msPerCall: Record<string, number>; totalMsPerCall: number; boundRps: number };
+  /** CPU per call by process, and what the machine's cores allow at that cost (cores ÷ CPU per call, the load tool included); `ofFloor`: total ÷ the durable floor. */
+  cpu?: { msPerCall: Record<string, number>; totalMsPerCall: number; boundRps: number; ofFloor?: number };
+  /** Per call, by service's database, with the totals. */
+  database?: { perDatabase: DatabaseActivity[]; statements: number; commits: number };
   throughputVsBaseline: number;
   latency: {
     offeredRps: number;
@@ -133,6 +154,18 @@ export interface WorkloadRow {
     p99VsBaseline: number;
     errorRate: number;
   };
+}
+
+export interface FloorRow {
+  durableCommits: number;
+  rpcs: number;
+  /** Postgres CPU of one minimal durable transaction. */
+  durableTransactionMs: number;
+  /** CPU of one raw gRPC hop: the echo server and the load tool, per call at the baseline's saturation. */
+  hopMs: number;
+  /** durableCommits × durableTransactionMs + rpcs × hopMs. */
+  floorMs: number;
+  pgbench: DurableTransaction;
 }
 
 export interface TracingRow {
@@ -178,10 +211,18 @@ export interface TargetResult {
   pass: boolean;
 }
 
-/** The targets of the benchmark (issue 9), as numbers. */
+/** The targets of the benchmark (issues 9 and 15), as numbers. */
 export const TARGETS = {
-  /** CreateOrder throughput at saturation, as a fraction of its hop bound, at least. */
-  createOrderOfHopBound: 0.5,
+  /** CPU of a checkout, at most this multiple of its durable floor measured in the same run. */
+  checkoutOfFloor: 10,
+  /** The stretch: reported with the target, not a verdict of its own. */
+  checkoutOfFloorStretch: 5,
+  /** SQL statements (round trips) per checkout in every database together, at most. */
+  statementsPerCheckout: 15,
+  /** Durable commits per checkout in every database together, at most. */
+  commitsPerCheckout: 6,
+  /** Statements per second beyond health checks with nothing to do, every service together, at most. */
+  idleStatementsPerSecond: 0.2,
   /** p99 at most this multiple of p50, at latencyFraction of saturation. */
   p99OverP50: 5,
   /** Peak RSS under load, at most (MB = 10^6 bytes). */
@@ -197,6 +238,7 @@ export function buildReport(m: Measurements, ghzCommon: string): BenchReport {
   if (!echo) throw new Error("the measurements have no baseline");
   const baselineRps = echo.saturation.best.okRps;
   const baselineLatency = echo.latency;
+  const floor = floorRow(m.floor, echo.cpuMsPerCall);
 
   const workloads = m.workloads.map((w): WorkloadRow => {
     const rps = w.saturation.best.okRps;
@@ -215,7 +257,16 @@ export function buildReport(m: Measurements, ghzCommon: string): BenchReport {
       },
       hopBoundRps,
       ofHopBound: ratio(rps, hopBoundRps),
-      ...(w.cpuMsPerCall ? { cpu: cpuRow(w.cpuMsPerCall, m.machine.cores) } : {}),
+      ...(w.cpuMsPerCall ? { cpu: cpuRow(w.cpuMsPerCall, m.machine.cores, w.workload.checkout ? floor : undefined) } : {}),
+      ...(w.database
+        ? {
+            database: {
+              perDatabase: w.database.perDatabase,
+              statements: w.database.perDatabase.reduce((sum, d) => sum + d.statements, 0),
+              commits: w.database.perDatabase.reduce((sum, d) => sum + d.commits, 0),
+            },
+          }
+        : {}),
       throughputVsBaseline: ratio(rps, baselineRps),
       latency: {
         offeredRps: w.latency.offeredRps ?? Number.NaN,
@@ -269,6 +320,21 @@ export function buildReport(m: Measurements, ghzCommon: string): BenchReport {
       drift: change(m.baselineAgain.okRps, baselineRps),
     },
     workloads,
+    ...(floor ? { floor } : {}),
+    ...(m.floorSkipped ? { floorSkipped: m.floorSkipped } : {}),
+    ...(m.idle
+      ? {
+          idle: {
+            seconds: m.idle.seconds,
+            perDatabase: m.idle.perDatabase.map((d) => ({
+              database: d.database,
+              statementsPerSecond: d.statements / m.idle!.seconds,
+              healthChecksPerSecond: d.healthChecks / m.idle!.seconds,
+              statements: d.byStatement,
+            })),
+          },
+        }
+      : {}),
     tracing,
     services,
     echoProcess: { idleRssMb: m.echoProcess.idleRssBytes / MB, loadRssMb: echoLoadRss / MB, startToReadyMs: echoStart },
@@ -281,9 +347,29 @@ export function buildReport(m: Measurements, ghzCommon: string): BenchReport {
   return report;
 }
 
-function cpuRow(msPerCall: Record<string, number>, cores: number): NonNullable<WorkloadRow["cpu"]> {
+function cpuRow(msPerCall: Record<string, number>, cores: number, floor: FloorRow | undefined): NonNullable<WorkloadRow["cpu"]> {
   const totalMsPerCall = Object.values(msPerCall).reduce((sum, v) => sum + v, 0);
-  return { msPerCall, totalMsPerCall, boundRps: totalMsPerCall > 0 ? (cores * 1000) / totalMsPerCall : Number.NaN };
+  return {
+    msPerCall,
+    totalMsPerCall,
+    boundRps: totalMsPerCall > 0 ? (cores * 1000) / totalMsPerCall : Number.NaN,
+    ...(floor ? { ofFloor: ratio(totalMsPerCall, floor.floorMs) } : {}),
+  };
+}
+
+/** The floor from the durable transaction and the baseline's CPU per call; undefined when either is missing. */
+function floorRow(pgbench: DurableTransaction | undefined, echoCpu: Record<string, number> | undefined): FloorRow | undefined {
+  if (!pgbench || !echoCpu) return undefined;
+  const hopMs = Object.values(echoCpu).reduce((sum, v) => sum + v, 0);
+  const durableTransactionMs = pgbench.postgresCpuMsPerTransaction;
+  return {
+    durableCommits: FLOOR_SHAPE.durableCommits,
+    rpcs: FLOOR_SHAPE.rpcs,
+    durableTransactionMs,
+    hopMs,
+    floorMs: FLOOR_SHAPE.durableCommits * durableTransactionMs + FLOOR_SHAPE.rpcs * hopMs,
+    pgbench,
+  };
 }
 
 function tracingRows(measured: readonly TracingMeasurement[], baselineRps: number): TracingRow[] {
@@ -312,18 +398,55 @@ function tracingRows(measured: readonly TracingMeasurement[], baselineRps: numbe
 }
 
 /** PASS or MISS for every target, from the report's own figures. */
-export function checkTargets(report: Pick<BenchReport, "workloads" | "services" | "tracing">): TargetResult[] {
+export function checkTargets(report: Pick<BenchReport, "workloads" | "services" | "tracing" | "floor" | "idle">): TargetResult[] {
   const results: TargetResult[] = [];
-  const createOrder = report.workloads.find((w) => w.id === "create-order");
-  if (createOrder) {
+  for (const w of report.workloads) {
+    const ofFloor = w.cpu?.ofFloor;
+    if (ofFloor === undefined || !report.floor) continue;
     results.push({
-      id: "create-order-hop-bound",
-      subject: createOrder.label,
-      rule: `throughput ≥ ${pct(TARGETS.createOrderOfHopBound)} of the hop bound (baseline ÷ ${createOrder.rpcsPerCall} RPCs)`,
-      measured: createOrder.ofHopBound,
-      limit: TARGETS.createOrderOfHopBound,
-      unit: "of hop bound",
-      pass: createOrder.ofHopBound >= TARGETS.createOrderOfHopBound,
+      id: `checkout-floor:${w.id}`,
+      subject: w.label,
+      rule:
+        `CPU per checkout ≤ ${TARGETS.checkoutOfFloor} × the durable floor (${report.floor.durableCommits} durable commits + ${report.floor.rpcs} raw hops, ` +
+        `measured in this run; stretch ${TARGETS.checkoutOfFloorStretch}×)`,
+      measured: ofFloor,
+      limit: TARGETS.checkoutOfFloor,
+      unit: "× floor",
+      pass: ofFloor <= TARGETS.checkoutOfFloor,
+    });
+  }
+  const counted = report.workloads.find((w) => w.id === "create-order")?.database;
+  if (counted) {
+    const subject = report.workloads.find((w) => w.id === "create-order")!.label;
+    results.push({
+      id: "statements-per-checkout",
+      subject,
+      rule: `SQL statements per checkout ≤ ${TARGETS.statementsPerCheckout} (every database, BEGIN and COMMIT included)`,
+      measured: counted.statements,
+      limit: TARGETS.statementsPerCheckout,
+      unit: "per call",
+      pass: counted.statements <= TARGETS.statementsPerCheckout,
+    });
+    results.push({
+      id: "commits-per-checkout",
+      subject,
+      rule: `durable commits per checkout ≤ ${TARGETS.commitsPerCheckout} (every database)`,
+      measured: counted.commits,
+      limit: TARGETS.commitsPerCheckout,
+      unit: "per call",
+      pass: counted.commits <= TARGETS.commitsPerCheckout,
+    });
+  }
+  if (report.idle) {
+    const perSecond = report.idle.perDatabase.reduce((sum, d) => sum + d.statementsPerSecond, 0);
+    results.push({
+      id: "idle-statements",
+      subject: "every service, idle",
+      rule: `statements beyond health checks with no traffic ≤ ${TARGETS.idleStatementsPerSecond}/s`,
+      measured: perSecond,
+      limit: TARGETS.idleStatementsPerSecond,
+      unit: "per second",
+      pass: perSecond <= TARGETS.idleStatementsPerSecond,
     });
   }
   for (const w of report.workloads) {

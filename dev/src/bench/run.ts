@@ -8,6 +8,8 @@ import { startPostgres, type LocalPostgres } from "../postgres.js";
 import { localServices } from "../services.js";
 import { artefactSizes, nodeBinaryBytes } from "./artefacts.js";
 import { cpuSeconds, exitedChildrenCpuSeconds, postgresCpuSeconds } from "./cpu.js";
+import { DatabaseCounters, POSTGRES_SETTINGS, type DatabaseActivity } from "./db-counts.js";
+import { findPgbench, measureDurableTransaction, type DurableTransaction } from "./floor.js";
 import { summariseProfile, type CpuProfile } from "./cpu-profile.js";
 import { ECHO_PROTO } from "./echo.js";
 import { startEchoServer, type EchoProcess } from "./echo-process.js";
@@ -15,7 +17,7 @@ import { restockCatalogue, shopperToken } from "./fixtures.js";
 import { errorRate, runGhz, type GhzCall, type GhzLoad, type LoadResult } from "./ghz.js";
 import { describeMachine } from "./machine.js";
 import type { BenchOptions } from "./options.js";
-import type { Measurements, ProfiledService, ServiceMeasurement, TracingMeasurement, WorkloadMeasurement } from "./report.js";
+import type { IdleMeasurement, Measurements, ProfiledService, ServiceMeasurement, TracingMeasurement, WorkloadMeasurement } from "./report.js";
 import { handledRpcs, sagasSettled } from "./rpc-count.js";
 import { RssPeaks, rssBytes } from "./rss.js";
 import { defaultSaturationPlan, findSaturation } from "./saturation.js";
@@ -42,6 +44,8 @@ const WARM_UP_CONCURRENCY = 8;
 const SETTLE_MS = 2_000;
 /** Longer than the services' span batch delay (OTEL_BSP_SCHEDULE_DELAY, 1 s for make dev), so a run's spans have arrived. */
 const SPAN_FLUSH_MS = 2_500;
+/** How long the idle stacks are watched for statements they run on their own (recovery scans, expiry sweeps). */
+const IDLE_SECONDS = { full: 30, quick: 10 };
 
 /**
  * One benchmark run, start to end: Postgres, the baseline's echo server,
@@ -63,11 +67,19 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
   process.once("exit", removeScratch);
 
   let postgres: LocalPostgres | undefined;
+  let counters: DatabaseCounters | undefined;
   let echo: EchoProcess | undefined;
   const stacks = new Map<TracingMode["id"], Stack>();
   const sinks = new Map<TracingMode["id"], OtlpSink>();
   try {
-    postgres = await startPostgres({ dataDir: path.join(scratch, "postgres"), port: await freePort(), persistent: settings.postgresDurable });
+    postgres = await startPostgres({
+      dataDir: path.join(scratch, "postgres"),
+      port: await freePort(),
+      persistent: settings.postgresDurable,
+      settings: POSTGRES_SETTINGS,
+    });
+    counters = await DatabaseCounters.open(postgres.url("postgres"));
+    const pgbench = await findPgbench();
     echo = await startEchoServer(await freePort());
     log(`echo server ready in ${echo.startToReadyMs.toFixed(0)} ms`);
 
@@ -96,6 +108,20 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
       idle.set(pid, (await rssBytes(pid)) ?? Number.NaN);
     }
 
+    // What the services ask of Postgres with nothing to do: health checks, and anything else is a finding.
+    const off = stacks.get("off")!;
+    const offDatabases = [...off.databases.values()];
+    // Reported by service: the stack's database names carry its prefix.
+    const serviceOf = new Map([...off.databases.entries()].map(([service, database]) => [database, service]));
+    const named = (activity: DatabaseActivity[]) => activity.map((a) => ({ ...a, database: serviceOf.get(a.database) ?? a.database }));
+    const idleSeconds = options.quick ? IDLE_SECONDS.quick : IDLE_SECONDS.full;
+    const idleBefore = await counters.snapshot();
+    await sleep(idleSeconds * 1000);
+    const idleActivity: IdleMeasurement = { seconds: idleSeconds, perDatabase: named(await counters.between(idleBefore, await counters.snapshot(), offDatabases)) };
+    log(
+      `idle for ${idleSeconds} s: ${idleActivity.perDatabase.map((d) => `${d.database} ${d.statements} statement(s) and ${d.healthChecks} health check(s)`).join(", ")}`,
+    );
+
     let runs = 0;
     const callOf = (w: Workload, mode: TracingMode["id"]): GhzCall => {
       const stack = stacks.get(mode)!;
@@ -111,21 +137,36 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
     const load = (w: Workload, mode: TracingMode["id"], shape: GhzLoad): Promise<LoadResult> => runGhz(ghz, callOf(w, mode), shape);
 
     // --- throughput and latency of every workload, tracing off --------------
-    const off = stacks.get("off")!;
     const offPids = off.services.map((s) => s.process.pid);
     const loadPeaks = new Map<number, number>();
     const keepPeaks = (peaks: Map<number, number>, into: Map<number, number>) => {
       for (const [pid, rss] of peaks) into.set(pid, Math.max(rss, into.get(pid) ?? 0));
     };
     const measured: WorkloadMeasurement[] = [];
+    let floor: DurableTransaction | undefined;
+    let floorSkipped: string | undefined;
     for (const w of workloads) {
       const pids = w.target === "echo" ? [echo.pid] : offPids;
       const peaks = new RssPeaks(pids);
       peaks.start();
       const processes: [string, number][] = w.target === "echo" ? [["echo", echo.pid]] : off.services.map((x) => [x.name, x.process.pid]);
       const cpu = () => cpuNow(processes, w.target === "echo" ? undefined : postgres!.dataDir);
-      measured.push(await measureWorkload(w, options, (shape) => load(w, "off", shape), w.target === "echo" ? undefined : off, cpu, log));
+      const counting = w.countsDatabases ? { counters, databases: offDatabases, named } : undefined;
+      measured.push(await measureWorkload(w, options, (shape) => load(w, "off", shape), w.target === "echo" ? undefined : off, cpu, log, counting));
       keepPeaks(await peaks.stop(), loadPeaks);
+      if (w.target === "echo") {
+        // The floor's other half, next to the hop it is measured with.
+        if (pgbench) {
+          floor = await measureDurableTransaction(postgres, pgbench, options.stepSeconds * 2);
+          log(
+            `durable floor: one durable INSERT costs Postgres ${floor.postgresCpuMsPerTransaction.toFixed(3)} ms of CPU ` +
+              `(${floor.transactions} transactions by ${floor.clients} pgbench clients, ${floor.tps.toFixed(0)}/s)`,
+          );
+        } else {
+          floorSkipped = "no pgbench found (the embedded Postgres ships none here; install Debian's postgresql-client)";
+          log(`durable floor not measured: ${floorSkipped}`);
+        }
+      }
     }
     const echoMeasured = measured[0]!;
 
@@ -246,6 +287,9 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
         logLevel: settings.logLevel,
       },
       workloads: measured,
+      ...(floor ? { floor } : {}),
+      ...(floorSkipped ? { floorSkipped } : {}),
+      idle: idleActivity,
       baselineAgain,
       tracing: [...tracing.values()],
       echoProcess,
@@ -255,6 +299,7 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
       ...(artefactsSkipped ? { artefactsSkipped } : {}),
     };
   } finally {
+    await counters?.close();
     await stopAll(stacks, echo, sinks, postgres);
     process.off("exit", removeScratch);
     removeScratch();
@@ -272,14 +317,27 @@ async function measureWorkload(
   stack: Stack | undefined,
   cpu: () => Promise<Map<string, number>>,
   log: (line: string) => void,
+  counting?: { counters: DatabaseCounters; databases: readonly string[]; named: (activity: DatabaseActivity[]) => DatabaseActivity[] },
 ): Promise<WorkloadMeasurement> {
   const adminPorts = stack?.services.map((s) => s.adminPort) ?? [];
   const orderAdmin = stack?.services.filter((s) => s.name === "order").map((s) => s.adminPort) ?? [];
   // Every measurement starts from a quiet stack: no saga left over from the one before.
   const settle = () => (orderAdmin.length > 0 ? sagasSettled(orderAdmin) : Promise.resolve(0));
   const before = stack ? await handledRpcs(adminPorts) : 0;
+  await settle();
+  const countedFrom = await counting?.counters.snapshot();
   const warm = await load({ concurrency: WARM_UP_CONCURRENCY, seconds: 0, requests: w.rpcsPerCall > 1 ? WARM_UP_CALLS.checkout : WARM_UP_CALLS.singleHop });
   if (errorRate(warm) > 0.01) throw new Error(`${w.label}: the warm-up failed: ${JSON.stringify(warm.errors)}`);
+  // Every saga of the warm-up has ended (CreateOrder answers once it is final): what it asked of Postgres is all in.
+  await settle();
+  let database: WorkloadMeasurement["database"];
+  if (counting && countedFrom) {
+    const perDatabase = await counting.counters.between(countedFrom, await counting.counters.snapshot(), counting.databases);
+    database = { calls: warm.ok, perDatabase: counting.named(perDatabase).map((d) => perCallActivity(d, warm.ok)) };
+    log(
+      `${w.label}: per call ${database.perDatabase.map((d) => `${d.database} ${d.statements.toFixed(2)} statements, ${d.commits.toFixed(2)} commits`).join("; ")}`,
+    );
+  }
   const rpcsPerCallMeasured = stack ? ((await handledRpcs(adminPorts)) - before) / warm.calls : undefined;
 
   // CPU per call of each step: the saturating step's is what bounds it.
@@ -309,6 +367,19 @@ async function measureWorkload(
     latency,
     ...(rpcsPerCallMeasured === undefined ? {} : { rpcsPerCallMeasured }),
     ...(cpuMsPerCall ? { cpuMsPerCall } : {}),
+    ...(database ? { database } : {}),
+  };
+}
+
+/** One database's counts divided by the calls that caused them. */
+function perCallActivity(activity: DatabaseActivity, calls: number): DatabaseActivity {
+  const per = (n: number) => (calls > 0 ? n / calls : Number.NaN);
+  return {
+    database: activity.database,
+    statements: per(activity.statements),
+    healthChecks: per(activity.healthChecks),
+    commits: per(activity.commits),
+    byStatement: activity.byStatement.map((s) => ({ query: s.query, calls: per(s.calls) })),
   };
 }
 

@@ -18,6 +18,8 @@ export interface Stack {
   /** e.g. "tracing off". */
   label: string;
   services: StackService[];
+  /** The database of each service that has one (service name → database name). */
+  databases: ReadonlyMap<string, string>;
   address(name: string): string;
   stop(): Promise<void>;
 }
@@ -44,6 +46,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const ports = new Map<string, { grpc: number; admin: number }>();
   for (const service of localServices) ports.set(service.name, { grpc: await freePort(), admin: await freePort() });
   const started: StackService[] = [];
+  const databases = new Map<string, string>();
   const stop = async () => {
     for (const service of [...started].reverse()) await service.process.stop("SIGTERM", 15_000);
   };
@@ -56,6 +59,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         await options.postgres.dropDatabase(name);
         await options.postgres.ensureDatabase(name);
         databaseUrl = options.postgres.url(name);
+        databases.set(service.name, name);
       }
       // No fault-control endpoint: its fixed offset from the admin port could collide, and the bench injects no faults.
       const row: LocalService = { ...service, grpcPort: own.grpc, adminPort: own.admin, faults: false };
@@ -77,6 +81,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   return {
     label: options.label,
     services: started,
+    databases,
     address(name) {
       const service = started.find((s) => s.name === name);
       if (!service) throw new Error(`no service ${name} in the ${options.label} stack`);

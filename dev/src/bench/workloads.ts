@@ -26,6 +26,10 @@ export interface Workload {
   authenticated?: boolean;
   /** Part of the tracing comparison (traced end to end, through several services). */
   endToEnd?: boolean;
+  /** Its statements and durable commits per call are counted in Postgres (during the warm-up). */
+  countsDatabases?: boolean;
+  /** A whole checkout: its CPU is held to the durable floor (floor.ts). */
+  checkout?: boolean;
 }
 
 export const SHOPPER = "bench-shopper";
@@ -37,14 +41,13 @@ const perSku = (skus: readonly string[], make: (sku: string) => unknown) => skus
 /**
  * RPCs of one CreateOrder with one line, the happy path:
  *  1. CreateOrder itself;
- *  2. inventory GetProduct, once per line: Orders.create refuses unknown
- *     SKUs before writing anything (services/order/src/orders.ts);
- *  3-5. the saga's forward steps (services/order/src/saga.ts, execute()):
+ *  2-4. the saga's forward steps (services/order/src/saga.ts):
  *     reserve → ReserveStock, charge → Charge, commit → CommitReservation.
+ * (An unknown SKU is ReserveStock's NOT_FOUND: no lookup comes first.)
  * Compensation (Refund, ReleaseReservation, GetReservation, GetPayment) only
  * runs on a failed checkout, which the bench does not cause.
  */
-export const CREATE_ORDER_RPCS = 5;
+export const CREATE_ORDER_RPCS = 4;
 
 export const workloads: readonly Workload[] = [
   {
@@ -93,6 +96,8 @@ export const workloads: readonly Workload[] = [
     method: "meshcart.order.v1.OrderService/CreateOrder",
     rpcsPerCall: CREATE_ORDER_RPCS,
     endToEnd: true,
+    checkout: true,
+    countsDatabases: true,
     data: (tag, skus) =>
       perSku(skus, (sku) => ({
         request_id: `${tag}-{{.RequestNumber}}`,
@@ -110,6 +115,7 @@ export const workloads: readonly Workload[] = [
     rpcsPerCall: 1 + CREATE_ORDER_RPCS,
     authenticated: true,
     endToEnd: true,
+    checkout: true,
     data: (tag, skus) =>
       perSku(skus, (sku) => ({ request_id: `${tag}-{{.RequestNumber}}`, items: [{ sku, quantity: 1 }], payment_method: PAYMENT_METHOD })),
   },
