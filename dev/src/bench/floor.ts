@@ -4,9 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import type { LocalPostgres } from "../postgres.js";
 import { postgresBinaries } from "../postgres-binaries.js";
-import { postgresCredentials } from "../postgres.js";
+import { postgresCredentials, type LocalPostgres } from "../postgres.js";
 import { postgresCpuSeconds } from "./cpu.js";
 
 const run = promisify(execFile);
@@ -31,6 +30,8 @@ export interface DurableTransaction {
   tps: number;
   /** Postgres CPU (every backend, the WAL writer and friends) per transaction. */
   postgresCpuMsPerTransaction: number;
+  /** The machine's 1-minute load average when it was measured (other work shows here). */
+  loadAverage: number;
 }
 
 /** The one statement of the minimal durable transaction: one row into a table without indexes, committed with fsync on. */
@@ -101,7 +102,15 @@ export async function measureDurableTransaction(postgres: LocalPostgres, pgbench
     const tps = Number(/tps = ([\d.]+)/.exec(output)?.[1]);
     if (!Number.isFinite(transactions) || transactions <= 0) throw new Error(`pgbench processed no transaction:\n${output}`);
     const cpu = cpuBefore === undefined || cpuAfter === undefined ? Number.NaN : ((cpuAfter - cpuBefore) * 1000) / transactions;
-    return { pgbench: `${pgbench} (${version})`, clients: CLIENTS, seconds: Math.round(seconds), transactions, tps, postgresCpuMsPerTransaction: cpu };
+    return {
+      pgbench: `${pgbench} (${version})`,
+      clients: CLIENTS,
+      seconds: Math.round(seconds),
+      transactions,
+      tps,
+      postgresCpuMsPerTransaction: cpu,
+      loadAverage: os.loadavg()[0]!,
+    };
   } finally {
     await rm(dir, { recursive: true, force: true });
     await postgres.dropDatabase(DATABASE).catch(() => undefined);

@@ -57,11 +57,14 @@ export function resultsMarkdown(report: BenchReport, chartFile: string): string 
         `and ${f.rpcs} RPCs (the edge and four behind it). Their least cost on this machine, measured in this run: ` +
         `a minimal durable transaction (one INSERT, fsync on, prepared, pgbench at ${f.pgbench.clients} clients: ${rate(f.pgbench.transactions)} in ${f.pgbench.seconds} s) ` +
         `costs Postgres **${ms(f.durableTransactionMs)} ms** of CPU; a raw grpc-js hop (the baseline's echo server and load tool per call) **${ms(f.hopMs)} ms**. ` +
-        `Floor: ${f.durableCommits} × ${ms(f.durableTransactionMs)} + ${f.rpcs} × ${ms(f.hopMs)} = **${ms(f.floorMs)} ms** per checkout.`,
+        `Floor: ${f.durableCommits} × ${ms(f.durableTransactionMs)} + ${f.rpcs} × ${ms(f.hopMs)} = **${ms(f.floorMs)} ms** per checkout. ` +
+        `1-minute load average while the floor was measured: ${f.pgbench.loadAverage.toFixed(2)}.`,
       "",
-      "| call | CPU ms per call | floor ms | × floor |",
-      "|---|---:|---:|---:|",
-      ...checkouts.map((w) => `| ${w.label} | ${ms(w.cpu!.totalMsPerCall)} | ${ms(f.floorMs)} | ${times(w.cpu!.ofFloor!)} |`),
+      "| call | CPU ms per call | floor ms | × floor | load average after its saturation search |",
+      "|---|---:|---:|---:|---:|",
+      ...checkouts.map(
+        (w) => `| ${w.label} | ${ms(w.cpu!.totalMsPerCall)} | ${ms(f.floorMs)} | ${times(w.cpu!.ofFloor!)} | ${w.loadAverage?.toFixed(2) ?? "n/a"} |`,
+      ),
     );
   } else if (report.floorSkipped) {
     lines.push("", "#### The durable floor", "", `Not measured: ${report.floorSkipped}.`);

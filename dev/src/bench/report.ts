@@ -59,6 +59,8 @@ export interface WorkloadMeasurement {
   cpuMsPerCall?: Record<string, number>;
   /** Statements and durable commits per call in each service's database (counted over the warm-up), for workloads that count them. */
   database?: { calls: number; perDatabase: DatabaseActivity[] };
+  /** The machine's 1-minute load average when the saturation search ended. */
+  loadAverage?: number;
 }
 
 export interface IdleMeasurement {
@@ -142,6 +144,8 @@ export interface WorkloadRow {
   cpu?: { msPerCall: Record<string, number>; totalMsPerCall: number; boundRps: number; ofFloor?: number };
   /** Per call, by service's database, with the totals. */
   database?: { perDatabase: DatabaseActivity[]; statements: number; commits: number };
+  /** The machine's 1-minute load average when its saturation search ended. */
+  loadAverage?: number;
   throughputVsBaseline: number;
   latency: {
     offeredRps: number;
@@ -267,6 +271,7 @@ export function buildReport(m: Measurements, ghzCommon: string): BenchReport {
             },
           }
         : {}),
+      ...(w.loadAverage === undefined ? {} : { loadAverage: w.loadAverage }),
       throughputVsBaseline: ratio(rps, baselineRps),
       latency: {
         offeredRps: w.latency.offeredRps ?? Number.NaN,

@@ -351,6 +351,7 @@ async function measureWorkload(
     return step;
   });
   const best = saturation.best;
+  const loadAverage = os.loadavg()[0]!;
   await settle();
   const latency = await load({ concurrency: best.concurrency, seconds: options.latencySeconds, rps: best.okRps * options.latencyFraction });
   await settle();
@@ -368,6 +369,7 @@ async function measureWorkload(
     ...(rpcsPerCallMeasured === undefined ? {} : { rpcsPerCallMeasured }),
     ...(cpuMsPerCall ? { cpuMsPerCall } : {}),
     ...(database ? { database } : {}),
+    loadAverage,
   };
 }
 
