@@ -91,8 +91,29 @@ const RESERVATION_JSON = `r.reservation_id, r.state, r.request_digest, r.currenc
 
 // Every call below is one statement: it locks what it changes (the
 // reservation first, then its products in SKU order, so that concurrent
-// calls never deadlock), decides, and moves the counters by the ledger's
-// deltas (ledger.ts, passed as parameters) in one round trip.
+// calls never deadlock), decides, and moves the counters in one round trip.
+// The ledger's rules (ledger.ts: the moves' deltas, the decision tables)
+// are written into the statements' text from there, so they are defined
+// once and Postgres plans them as constants.
+
+/** A move's deltas as SQL: the counters' new values, `q` the quantity expression. */
+function moved(move: ledger.Move, q: string, p = "p"): string {
+  const d = ledger.MOVES[move];
+  const term = (column: string, delta: number) => `${column} = ${p}.${column} + (${delta}) * ${q}`;
+  return [term("on_hand", d.onHand), term("reserved", d.reserved), term("sold", d.sold), term("restocked", d.restocked)].join(", ");
+}
+
+/** An action's decision table (ledger.decisionTable) as a VALUES list. */
+function decisionValues(action: ReservationAction): string {
+  const word = (value: string) => {
+    if (!/^[A-Za-z_]+$/.test(value)) throw new Error(`${value} cannot be written into a statement`);
+    return `'${value}'`;
+  };
+  return ledger
+    .decisionTable(action)
+    .map((r) => `(${word(r.state)}, ${r.holdExpired}, ${word(r.kind)}, ${word(r.to)}, ${r.delta.onHand}, ${r.delta.reserved}, ${r.delta.sold})`)
+    .join(",\n       ");
+}
 
 const LIST_PRODUCTS = statement(
   "inventory.list-products",
@@ -110,7 +131,7 @@ const GET_RESERVATION = statement("inventory.get-reservation", `SELECT ${RESERVA
  * currency, the total within the caller's bounds), and only when all hold
  * are the reservation, its lines and the counters written.
  * $1 id, $2 SKUs, $3 quantities (request order), $4 digest, $5 TTL ms,
- * $6/$7 total bounds (NULL: none), $8-$10 the reserve move's deltas.
+ * $6/$7 total bounds (NULL: none).
  */
 const RESERVE = statement(
   "inventory.reserve",
@@ -149,9 +170,7 @@ const RESERVE = statement(
      SELECT c.reservation_id, p.line_no, p.sku, p.quantity, p.unit_price_minor FROM created c, priced p
    ),
    held AS (
-     UPDATE products p
-     SET on_hand = p.on_hand + $8::bigint * q.quantity, reserved = p.reserved + $9::bigint * q.quantity,
-         sold = p.sold + $10::bigint * q.quantity, updated_at = now()
+     UPDATE products p SET ${moved("reserve", "q.quantity")}, updated_at = now()
      FROM (SELECT sku, sum(quantity) AS quantity FROM request GROUP BY sku) q, created c
      WHERE p.sku = q.sku
    )
@@ -166,55 +185,61 @@ const RESERVE = statement(
 
 /**
  * Commit, release or return: the reservation is locked, the action's
- * decision table (ledger.decisionTable, as parameters) says what happens
- * from its state, and when it changes, its products are locked in SKU order
- * and moved by the decision's deltas.
- * $1 id; $2-$8 the table: state, hold expired, kind, target state, deltas.
+ * decision table says what happens from its state, and when it changes, its
+ * products are locked in SKU order and moved by the decision's deltas.
+ * $1 id.
  */
-const TRANSITION = statement(
-  "inventory.transition",
-  `WITH rules AS (
-     SELECT * FROM unnest($2::text[], $3::boolean[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[])
-       AS t(state, hold_expired, kind, to_state, d_on_hand, d_reserved, d_sold)
-   ),
-   current AS MATERIALIZED (
-     SELECT r.*, r.expires_at <= now() AS hold_expired FROM reservations r WHERE r.reservation_id = $1 FOR UPDATE
-   ),
-   decision AS MATERIALIZED (
-     SELECT c.reservation_id, c.state AS from_state, c.hold_expired, t.kind, t.to_state, t.d_on_hand, t.d_reserved, t.d_sold
-     FROM current c JOIN rules t ON t.state = c.state AND t.hold_expired = c.hold_expired
-   ),
-   moving AS MATERIALIZED (
-     SELECT l.sku, sum(l.quantity) AS quantity FROM reservation_lines l
-     WHERE l.reservation_id = $1 AND EXISTS (SELECT 1 FROM decision WHERE kind IN ('apply', 'expire'))
-     GROUP BY l.sku
-   ),
-   locked AS MATERIALIZED (
-     SELECT p.sku FROM products p WHERE p.sku IN (SELECT sku FROM moving) ORDER BY p.sku FOR UPDATE OF p
-   ),
-   moved AS (
-     UPDATE products p
-     SET on_hand = p.on_hand + d.d_on_hand * m.quantity, reserved = p.reserved + d.d_reserved * m.quantity,
-         sold = p.sold + d.d_sold * m.quantity, updated_at = now()
-     FROM moving m JOIN locked k USING (sku), decision d
-     WHERE p.sku = m.sku
-   ),
-   changed AS (
-     UPDATE reservations r SET state = d.to_state, updated_at = now()
-     FROM decision d WHERE r.reservation_id = d.reservation_id AND d.kind IN ('apply', 'expire')
-     RETURNING r.state, r.updated_at
-   )
-   SELECT d.from_state, d.hold_expired, c.reservation_id, coalesce(ch.state, c.state) AS state, c.request_digest, c.currency_code,
-          c.total_minor, c.created_at, c.expires_at, coalesce(ch.updated_at, c.updated_at) AS updated_at,
-          (SELECT coalesce(json_agg(json_build_object('sku', l.sku, 'quantity', l.quantity, 'unitPriceMinor', l.unit_price_minor) ORDER BY l.line_no), '[]')
-           FROM reservation_lines l WHERE l.reservation_id = $1) AS lines
-   FROM decision d JOIN current c USING (reservation_id) LEFT JOIN changed ch ON true`,
-);
+function transitionStatement(action: ReservationAction) {
+  return statement(
+    `inventory.${action}`,
+    `WITH rules (state, hold_expired, kind, to_state, d_on_hand, d_reserved, d_sold) AS (
+       VALUES ${decisionValues(action)}
+     ),
+     current AS MATERIALIZED (
+       SELECT r.*, r.expires_at <= now() AS hold_expired FROM reservations r WHERE r.reservation_id = $1 FOR UPDATE
+     ),
+     decision AS MATERIALIZED (
+       SELECT c.reservation_id, c.state AS from_state, c.hold_expired, t.kind, t.to_state, t.d_on_hand, t.d_reserved, t.d_sold
+       FROM current c JOIN rules t ON t.state = c.state AND t.hold_expired = c.hold_expired
+     ),
+     moving AS MATERIALIZED (
+       SELECT l.sku, sum(l.quantity) AS quantity FROM reservation_lines l
+       WHERE l.reservation_id = $1 AND EXISTS (SELECT 1 FROM decision WHERE kind IN ('apply', 'expire'))
+       GROUP BY l.sku
+     ),
+     locked AS MATERIALIZED (
+       SELECT p.sku FROM products p WHERE p.sku IN (SELECT sku FROM moving) ORDER BY p.sku FOR UPDATE OF p
+     ),
+     moved AS (
+       UPDATE products p
+       SET on_hand = p.on_hand + d.d_on_hand * m.quantity, reserved = p.reserved + d.d_reserved * m.quantity,
+           sold = p.sold + d.d_sold * m.quantity, updated_at = now()
+       FROM moving m JOIN locked k USING (sku), decision d
+       WHERE p.sku = m.sku
+     ),
+     changed AS (
+       UPDATE reservations r SET state = d.to_state, updated_at = now()
+       FROM decision d WHERE r.reservation_id = d.reservation_id AND d.kind IN ('apply', 'expire')
+       RETURNING r.state, r.updated_at
+     )
+     SELECT d.from_state, d.hold_expired, c.reservation_id, coalesce(ch.state, c.state) AS state, c.request_digest, c.currency_code,
+            c.total_minor, c.created_at, c.expires_at, coalesce(ch.updated_at, c.updated_at) AS updated_at,
+            (SELECT coalesce(json_agg(json_build_object('sku', l.sku, 'quantity', l.quantity, 'unitPriceMinor', l.unit_price_minor) ORDER BY l.line_no), '[]')
+             FROM reservation_lines l WHERE l.reservation_id = $1) AS lines
+     FROM decision d JOIN current c USING (reservation_id) LEFT JOIN changed ch ON true`,
+  );
+}
+
+const TRANSITIONS: Record<ReservationAction, ReturnType<typeof transitionStatement>> = {
+  commit: transitionStatement("commit"),
+  release: transitionStatement("release"),
+  return: transitionStatement("return"),
+};
 
 /**
  * Frees holds whose deadline passed, at most $1, and says when the next
  * live hold runs out. Safe on every replica at once: SKIP LOCKED hands each
- * reservation to one of them. $2-$4 the release move's deltas.
+ * reservation to one of them.
  */
 const EXPIRE_DUE = statement(
   "inventory.expire-due",
@@ -229,9 +254,7 @@ const EXPIRE_DUE = statement(
      SELECT p.sku FROM products p WHERE p.sku IN (SELECT sku FROM moving) ORDER BY p.sku FOR UPDATE OF p
    ),
    moved AS (
-     UPDATE products p
-     SET on_hand = p.on_hand + $2::bigint * m.quantity, reserved = p.reserved + $3::bigint * m.quantity,
-         sold = p.sold + $4::bigint * m.quantity, updated_at = now()
+     UPDATE products p SET ${moved("release", "m.quantity")}, updated_at = now()
      FROM moving m JOIN locked k USING (sku)
      WHERE p.sku = m.sku
    ),
@@ -244,8 +267,7 @@ const EXPIRE_DUE = statement(
 
 /**
  * A delivery, counted once per restock id: the restock row and the
- * counters in one statement. $1 id, $2 SKU, $3 quantity, $4-$5 the restock
- * move's deltas.
+ * counters in one statement. $1 id, $2 SKU, $3 quantity.
  */
 const RESTOCK = statement(
   "inventory.restock",
@@ -256,7 +278,7 @@ const RESTOCK = statement(
      RETURNING sku, quantity
    ),
    delivered AS (
-     UPDATE products p SET on_hand = p.on_hand + $4::bigint * r.quantity, restocked = p.restocked + $5::bigint * r.quantity, updated_at = now()
+     UPDATE products p SET ${moved("restock", "r.quantity")}, updated_at = now()
      FROM recorded r WHERE p.sku = r.sku
      RETURNING p.sku, p.name, p.description, p.currency_code, p.unit_price_minor, p.initial, p.restocked, p.on_hand, p.reserved, p.sold
    )
@@ -274,29 +296,6 @@ const SEED = statement(
   `INSERT INTO products (sku, name, description, currency_code, unit_price_minor, initial, on_hand)
    VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (sku) DO NOTHING`,
 );
-
-/** The parameters of the transition statement for each action: its decision table as columns. */
-const TRANSITION_TABLES: Record<ReservationAction, unknown[]> = Object.fromEntries(
-  (["commit", "release", "return"] as const).map((action) => {
-    const rows = ledger.decisionTable(action);
-    return [
-      action,
-      [
-        rows.map((r) => r.state),
-        rows.map((r) => r.holdExpired),
-        rows.map((r) => r.kind),
-        rows.map((r) => r.to),
-        rows.map((r) => r.delta.onHand),
-        rows.map((r) => r.delta.reserved),
-        rows.map((r) => r.delta.sold),
-      ],
-    ];
-  }),
-) as Record<ReservationAction, unknown[]>;
-
-const MOVE = (move: ledger.Move) => ledger.MOVES[move];
-/** A move's deltas as the statements take them: on hand, reserved, sold. */
-const deltas = (move: ledger.Move) => [MOVE(move).onHand, MOVE(move).reserved, MOVE(move).sold];
 
 interface PricedLine {
   sku: string;
@@ -351,7 +350,6 @@ export class Inventory {
       ttlMs,
       bounds.minMinor ?? null,
       bounds.maxMinor ?? null,
-      ...deltas("reserve"),
     ]);
     const result = rows[0]!;
     if (result.existing) return replayed(reservationId, result.existing, digest);
@@ -389,10 +387,7 @@ export class Inventory {
   }
 
   private async transition(reservationId: string, action: ReservationAction): Promise<Reservation> {
-    const { rows } = await this.db.query<ReservationRow & { from_state: ReservationState; hold_expired: boolean }>(TRANSITION, [
-      reservationId,
-      ...TRANSITION_TABLES[action],
-    ]);
+    const { rows } = await this.db.query<ReservationRow & { from_state: ReservationState; hold_expired: boolean }>(TRANSITIONS[action], [reservationId]);
     const row = rows[0];
     if (!row) throw new NotFoundError("reservation", reservationId);
     // The statement applied this same decision; here it says how to answer.
@@ -415,7 +410,7 @@ export class Inventory {
   async restock(restockId: string, sku: string, quantity: number): Promise<Product> {
     const query = () => this.db.query<ProductRow & { outcome: "delivered" | "earlier"; previous_sku: string | null; previous_quantity: number | null }>(
       RESTOCK,
-      [restockId, sku, quantity, MOVE("restock").onHand, MOVE("restock").restocked],
+      [restockId, sku, quantity],
     );
     let { rows } = await query();
     // A racing delivery with the same id won: read it now that it is committed.
@@ -434,7 +429,7 @@ export class Inventory {
    * replica at once.
    */
   async sweep(batchSize: number): Promise<{ expired: number; nextExpiry: Date | undefined }> {
-    const { rows } = await this.db.query<{ expired: number; next_expiry: Date | null }>(EXPIRE_DUE, [batchSize, ...deltas("release")]);
+    const { rows } = await this.db.query<{ expired: number; next_expiry: Date | null }>(EXPIRE_DUE, [batchSize]);
     return { expired: rows[0]!.expired, nextExpiry: rows[0]!.next_expiry ?? undefined };
   }
 

@@ -4,9 +4,9 @@
  * reservation does when asked to commit, release or return is a table
  * (decide, decisionTable). The inventory's statements apply exactly these:
  * each call is one statement that locks what it changes and moves the
- * counters by these deltas, passed as parameters, so the rules live in one
- * tested module; the database's CHECK constraints are a second line of
- * defence, not the first. The functions below apply the same moves in
+ * counters by these deltas, written into the statements' text from here, so
+ * the rules live in one tested module; the database's CHECK constraints are
+ * a second line of defence, not the first. The functions below apply the same moves in
  * memory, checked, for the tests and for reasoning about the ledger.
  *
  * Invariants (hold before and after every move):
@@ -212,7 +212,7 @@ const NO_MOVE: Delta = { onHand: 0, reserved: 0, sold: 0, restocked: 0 };
 
 /**
  * `decide` for every state a reservation can be in, as rows a statement can
- * join against: the one transition statement takes these as parameters.
+ * join against: each action's transition statement carries its table.
  */
 export function decisionTable(action: ReservationAction): DecisionRow[] {
   return RESERVATION_STATES.flatMap((state) =>
