@@ -27,7 +27,7 @@ function floorPanel(report: BenchReport): Panel | undefined {
   return {
     title: "CPU per checkout, as a multiple of its durable floor",
     subtitle:
-      `floor = ${floor.durableCommits} × a minimal durable commit (${ms(floor.durableTransactionMs)} ms) + ${floor.rpcs} × a raw gRPC hop (${ms(floor.hopMs)} ms) ` +
+      `floor = ${floor.durableCommits} × a minimal durable commit (${floor.durableTransactionMs.toFixed(3)} ms) + ${floor.rpcs} × a raw gRPC hop (${floor.hopMs.toFixed(3)} ms) ` +
       `= ${ms(floor.floorMs)} ms, measured in this run`,
     scale: linearScale(max, niceTicks(max, 5), (v) => `${v.toFixed(0)}×`),
     rows: rows.map((w) => {

@@ -56,8 +56,8 @@ export function resultsMarkdown(report: BenchReport, chartFile: string): string 
       `A crash-safe checkout needs ${f.durableCommits} durable commits (the order's intent with its saga lease, the hold, the charge, the hold's commit, the order's outcome) ` +
         `and ${f.rpcs} RPCs (the edge and four behind it). Their least cost on this machine, measured in this run: ` +
         `a minimal durable transaction (one INSERT, fsync on, prepared, pgbench at ${f.pgbench.clients} clients: ${rate(f.pgbench.transactions)} in ${f.pgbench.seconds} s) ` +
-        `costs Postgres **${ms(f.durableTransactionMs)} ms** of CPU; a raw grpc-js hop (the baseline's echo server and load tool per call) **${ms(f.hopMs)} ms**. ` +
-        `Floor: ${f.durableCommits} × ${ms(f.durableTransactionMs)} + ${f.rpcs} × ${ms(f.hopMs)} = **${ms(f.floorMs)} ms** per checkout. ` +
+        `costs Postgres **${f.durableTransactionMs.toFixed(3)} ms** of CPU; a raw grpc-js hop (the baseline's echo server and load tool per call) **${f.hopMs.toFixed(3)} ms**. ` +
+        `Floor: ${f.durableCommits} × ${f.durableTransactionMs.toFixed(3)} + ${f.rpcs} × ${f.hopMs.toFixed(3)} = **${ms(f.floorMs)} ms** per checkout. ` +
         `1-minute load average while the floor was measured: ${f.pgbench.loadAverage.toFixed(2)}.`,
       "",
       "| call | CPU ms per call | floor ms | × floor | load average after its saturation search |",
