@@ -33,8 +33,12 @@ function target(expr, legendFormat, refId) {
   return { datasource: DATASOURCE, expr, legendFormat, refId, range: true };
 }
 
-/** A time series panel; `queries` are [expr, legend] pairs. */
-function timeseries(title, description, queries, { unit = "short", stack = false, min = 0, max, thresholds } = {}) {
+/**
+ * A time series panel; `queries` are [expr, legend] pairs. The legend is a
+ * table (last value, max) unless `legend: "list"`: the compact form for
+ * panels with a line per RPC, where a table would leave no room to draw.
+ */
+function timeseries(title, description, queries, { unit = "short", stack = false, min = 0, max, thresholds, legend = "table" } = {}) {
   const custom = { drawStyle: "line", lineWidth: 1, fillOpacity: stack ? 20 : 5, showPoints: "never", spanNulls: true };
   if (stack) custom.stacking = { mode: "normal", group: "A" };
   if (thresholds) custom.thresholdsStyle = { mode: "line" };
@@ -47,7 +51,10 @@ function timeseries(title, description, queries, { unit = "short", stack = false
     description,
     datasource: DATASOURCE,
     fieldConfig: { defaults, overrides: [] },
-    options: { legend: { displayMode: "table", placement: "bottom", calcs: ["lastNotNull", "max"] }, tooltip: { mode: "multi", sort: "desc" } },
+    options: {
+      legend: legend === "list" ? { displayMode: "list", placement: "bottom", calcs: [] } : { displayMode: "table", placement: "bottom", calcs: ["lastNotNull", "max"] },
+      tooltip: { mode: "multi", sort: "desc" },
+    },
     targets: queries.map(([expr, legend], i) => target(expr, legend, String.fromCharCode(65 + i))),
   };
 }
@@ -217,15 +224,21 @@ function inboundPanels(servers, what) {
 
 // ---- the mesh dashboard ------------------------------------------------------
 
+/** The GRPCRoutes of a Service as a markdown table: the route, its RPC, who calls it and what the mesh does with it. */
 function routeTable(contract, service) {
-  const lines = ["| route | methods | retried on | retries | per attempt | whole call |", "|---|---|---|---|---|---|"];
-  for (const route of outboundRoutes(contract, service)) {
+  const lines = ["| route | RPC | callers | retried on | retries | per attempt | whole call |", "|---|---|---|---|---|---|---|"];
+  const routes = outboundRoutes(contract, service);
+  for (const route of routes) {
     const p = route.policy;
-    const methods = route.methods.map((m) => (m.method ? m.method : `${m.service} (all)`)).join(", ");
+    const methods = route.methods.map((m) => (m.method ? `${m.method}${p.streaming ? " (stream)" : ""}` : `${m.service} (all)`)).join(", ");
+    // The standard route's callers are those of health and reflection (the public's on the rate-limited edge).
+    const edge = contract.rateLimit?.server === service;
+    const standardCallers = () => [...new Set(route.methods.flatMap((m) => (edge ? contract.standard[m.service]?.edgeCallers : contract.standard[m.service]?.callers) ?? []))];
+    const callers = (p.callers ?? standardCallers()).join(", ");
     const retried = p.retry?.length ? p.retry.join(", ") : "never";
-    lines.push(`| \`${route.name}\` | ${methods} | ${retried} | ${p.retry?.length ? p.limit : ""} | ${p.attempt ?? ""} | ${p.request ?? ""} |`);
+    lines.push(`| \`${route.name}\` | ${methods} | ${callers} | ${retried} | ${p.retry?.length ? p.limit : ""} | ${p.attempt ?? ""} | ${p.request ?? ""} |`);
   }
-  return lines.join("\n");
+  return { content: lines.join("\n"), rows: routes.length };
 }
 
 function meshPanels(contract) {
@@ -239,49 +252,51 @@ function meshPanels(contract) {
       "About",
       [
         "Every number here comes from the **Linkerd proxies** (their admin port 4191, scraped by viz's Prometheus), never from the services: what the mesh did to each call.",
-        "Calls are counted by the **caller's** proxy per GRPCRoute (`outbound_grpc_route_*`); the proxy labels a call with its route, not its gRPC method, so the methods of each route are listed beside it.",
+        "Calls are counted by the **caller's** proxy per GRPCRoute (`outbound_grpc_route_*`). The proxy labels a call with its route, never its gRPC method, so the chart gives **every RPC a GRPCRoute of its own**, named `<service>-<method>` (`payment-charge`, `inventory-reserve-stock`; from `proto/mesh.yaml`): a line per route is a line per RPC. `<service>-standard` carries health and reflection. A call from outside the mesh (grpcurl on the host, through the storefront's NodePort) has no calling proxy: it shows only where the storefront's proxy receives it (authorization, rate limit, mTLS).",
         "Authorization, rate limits and mTLS are counted by the **receiving** proxy per Server.",
         "Per-method figures from the services themselves are on the *meshcart* dashboard. The metric names and labels are Linkerd 2.20's (linkerd2-proxy release/v2.359.0); `test/dashboards/linkerd-proxy-metrics.yaml` lists them with their source.",
       ].join("\n\n"),
     ),
     24,
-    4,
+    5,
   ]);
 
   for (const service of Object.keys(contract.services)) {
     const p = parent(service);
-    items.push([row(`Calls to ${service}, per GRPCRoute`)]);
-    items.push([text(`${service}: its GRPCRoutes and their methods`, routeTable(contract, service)), 6, 9]);
+    items.push([row(`Calls to ${service}, per RPC (a GRPCRoute each)`)]);
     items.push([
       timeseries(
         `${service}: requests/s per route`,
-        `Completed calls to the Service ${service}, per GRPCRoute, summed over every calling proxy (outbound_grpc_route_request_statuses_total): one per call, whatever its retries.`,
+        `Completed calls to the Service ${service}, per GRPCRoute (one per RPC), summed over every calling proxy (outbound_grpc_route_request_statuses_total): one per call, whatever its retries.`,
         [[sumBy(["route_name"], rate(`${ROUTE}_request_statuses_total`, sel(...p))), "{{route_name}}"]],
-        { unit: "reqps", stack: true },
+        { unit: "reqps", stack: true, legend: "list" },
       ),
-      6,
-      9,
+      8,
+      10,
     ]);
     items.push([
       timeseries(
         `${service}: success rate per route`,
-        "Calls that ended OK among all calls of the route, as `linkerd viz stat-outbound` counts them: any other gRPC status (a business refusal too) or a proxy error (a timeout, fail-fast) is a failure.",
+        "Calls that ended OK among all calls of the route (one per RPC), as `linkerd viz stat-outbound` counts them: any other gRPC status (a business refusal too) or a proxy error (a timeout, fail-fast) is a failure.",
         [[share(sumBy(["route_name"], rate(`${ROUTE}_request_statuses_total`, sel(...p, ...OK))), sumBy(["route_name"], rate(`${ROUTE}_request_statuses_total`, sel(...p)))), "{{route_name}}"]],
-        { unit: "percentunit", max: 1 },
+        { unit: "percentunit", max: 1, legend: "list" },
       ),
-      6,
-      9,
+      8,
+      10,
     ]);
     items.push([
       timeseries(
         `${service}: latency p95 per route`,
-        "The whole call as the caller's proxy sees it, retries and backoff included. The route histogram has only the buckets 50 ms, 500 ms, 1 s and 10 s (RouteMetrics::REQUEST_BUCKETS in linkerd2-proxy), so read it as a band.",
+        "The whole call as the caller's proxy sees it, retries and backoff included, per route (one per RPC). The route histogram has only the buckets 50 ms, 500 ms, 1 s and 10 s (RouteMetrics::REQUEST_BUCKETS in linkerd2-proxy), so read it as a band.",
         [[p95(["route_name"], `${ROUTE}_request_duration_seconds`, sel(...p)), "{{route_name}}"]],
-        { unit: "s" },
+        { unit: "s", legend: "list" },
       ),
-      6,
-      9,
+      8,
+      10,
     ]);
+    // A markdown table row is about a grid unit high; the header and the panel's title take two more.
+    const table = routeTable(contract, service);
+    items.push([text(`${service}: its GRPCRoutes, one per RPC`, table.content), 24, table.rows + 3]);
   }
 
   const meshParents = 'parent_namespace="$namespace"';
@@ -602,7 +617,7 @@ export function renderAll(contract = loadContract()) {
       uid: MESH_UID,
       title: "meshcart mesh",
       description:
-        "What Linkerd does to meshcart's calls, from the proxies' own metrics: per GRPCRoute of each Service, retries, the payment canary's split, authorization, the storefront's rate limit, circuit breaking, mTLS.",
+        "What Linkerd does to meshcart's calls, from the proxies' own metrics: per GRPCRoute (one per RPC) of each Service, retries, the payment canary's split, authorization, the storefront's rate limit, circuit breaking, mTLS.",
       variables: [],
       panels: meshPanels(contract),
     }),

@@ -117,7 +117,9 @@ panels authorization
 
 walkthrough retries
 faults=$(promql 'sum(increase(meshcart_faults_injected_total{method="Charge"}[2m]))')
-retries=$(promql 'sum(increase({__name__=~"outbound_(grpc|http)_route_retry_requests_total",route_name="payment-money"}[2m]))')
+# Charge's own GRPCRoute (one per RPC, named by proto/mesh.yaml's scheme): its retries are Charge's alone.
+charge_route=$(node scripts/mesh/contract.mjs route payment Charge)
+retries=$(promql "sum(increase({__name__=~\"outbound_(grpc|http)_route_retry_requests_total\",route_name=\"$charge_route\"}[2m]))")
 outcomes=$(promql 'sum(increase(meshcart_order_saga_outcomes_total{outcome=~"confirmed|rejected|failed"}[2m]))')
 failed=$(promql 'sum(increase(meshcart_order_saga_outcomes_total{outcome="failed"}[2m]))')
 note "Charge faults $faults, retries $retries, orders $outcomes, failed $failed"

@@ -14,6 +14,28 @@ const DURATION = /^\d+(ms|s|m)$/;
 /** A service's configuration variable (`order.ORDER_MAX_WAIT_MS`) or an RPC (`order.CreateOrder`). */
 const REFERENCE = /^([a-z]+)\.([A-Za-z][A-Za-z0-9_]*)$/;
 const CONFIG_VARIABLE = /^[A-Z][A-Z0-9_]*$/;
+/** What an RPC of the contract may say; anything else is a typo or a field that is gone. */
+const RPC_KEYS = new Set(["callers", "idempotent", "retry", "limit", "attempt", "request", "streaming", "waits", "deadlines", "why"]);
+/** A Kubernetes object name that is also a DNS-1123 label (what a route name must be to be used anywhere). */
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * The name of an RPC's outbound GRPCRoute: the Service, then the method in
+ * kebab case (payment-charge, inventory-reserve-stock). One route per RPC,
+ * because linkerd2-proxy labels its outbound route metrics with the route,
+ * never the gRPC method (release/v2.359.0,
+ * linkerd/app/outbound/src/http/logical/policy/route/metrics/labels.rs:
+ * parent, route and hostname): a route per method is what makes the mesh's
+ * figures per method. The name changes only when the method does.
+ */
+export function routeName(service, method) {
+  const kebab = method
+    .replace(/([a-z0-9])([A-Z])/g, "$1-$2")
+    .replace(/([A-Z]+)([A-Z][a-z])/g, "$1-$2")
+    .replace(/_+/g, "-")
+    .toLowerCase();
+  return `${service}-${kebab}`;
+}
 
 /**
  * The proxyProtocol values of a Server on a service's gRPC port, and the
@@ -101,7 +123,6 @@ export function validate(contract) {
     for (const method of declared.methods) {
       if (!listed.includes(method.name)) problems.push(`service ${name}: ${method.name} is in the .proto but not in the contract`);
     }
-    const routes = new Map();
     for (const [method, rpc] of Object.entries(svc.rpcs ?? {})) {
       const where = `${name}.${method}`;
       const proto = declared.methods.find((m) => m.name === method);
@@ -109,11 +130,14 @@ export function validate(contract) {
         problems.push(`${where}: no such RPC in ${svc.proto}`);
         continue;
       }
+      for (const key of Object.keys(rpc)) {
+        if (key === "route") problems.push(`${where}: route is gone: every RPC has a GRPCRoute of its own (${routeName(name, method)})`);
+        else if (!RPC_KEYS.has(key)) problems.push(`${where}: unknown key ${key} (known: ${[...RPC_KEYS].join(", ")})`);
+      }
       if (!rpc.callers?.length) problems.push(`${where}: no callers`);
       known(rpc.callers, where);
       if (typeof rpc.idempotent !== "boolean") problems.push(`${where}: idempotent must be true or false`);
       if (!rpc.why) problems.push(`${where}: say why (why)`);
-      if (!rpc.route) problems.push(`${where}: name its route`);
       if (Boolean(rpc.streaming) !== (proto.serverStreaming || proto.clientStreaming)) {
         problems.push(`${where}: streaming is ${Boolean(rpc.streaming)} but the .proto says ${proto.serverStreaming || proto.clientStreaming}`);
       }
@@ -145,12 +169,9 @@ export function validate(contract) {
         }
       }
       if (rpc.streaming && rpc.waits) problems.push(`${where}: a stream has no designed latency (waits)`);
-      const policy = JSON.stringify([retry, rpc.limit, rpc.attempt, rpc.request, Boolean(rpc.streaming)]);
-      const seen = routes.get(rpc.route);
-      if (seen && seen.policy !== policy) problems.push(`${where}: route ${rpc.route} mixes policies (${seen.method} differs)`);
-      if (!seen) routes.set(rpc.route, { policy, method });
     }
   }
+  if (problems.length === 0) problems.push(...routeNameProblems(contract));
   for (const [service, std] of Object.entries(contract.standard ?? {})) {
     known(std.callers, service);
     known(std.edgeCallers, service);
@@ -177,6 +198,28 @@ export function validate(contract) {
   return problems;
 }
 
+/**
+ * The GRPCRoutes the chart renders, outbound and inbound, share one
+ * namespace: every name must be a DNS-1123 label (63 characters at most)
+ * and unique, or one route would silently replace another.
+ */
+function routeNameProblems(contract) {
+  const problems = [];
+  const owners = new Map();
+  for (const service of Object.keys(contract.services ?? {})) {
+    const names = [
+      ...outboundRoutes(contract, service).map((r) => [r.name, `the outbound route of ${r.methods.map((m) => m.method ?? m.service).join(", ")}`]),
+      ...inboundGroups(contract, service).map((g) => [g.name, `the inbound route of ${g.callers.join(", ")}`]),
+    ];
+    for (const [name, what] of names) {
+      if (name.length > 63 || !DNS_LABEL.test(name)) problems.push(`route name ${name} (${what}): not a DNS-1123 label of at most 63 characters`);
+      if (owners.has(name)) problems.push(`route name ${name} is both ${owners.get(name)} and ${what}`);
+      owners.set(name, what);
+    }
+  }
+  return problems;
+}
+
 /** Every RPC as a flat record: { service, fqService, method, ...rpc }. */
 export function rpcs(contract) {
   return Object.entries(contract.services).flatMap(([service, svc]) =>
@@ -185,17 +228,17 @@ export function rpcs(contract) {
 }
 
 /**
- * Outbound routes of a service: RPCs grouped by their `route`, in the order
- * of first appearance, plus a "standard" route for health and reflection
- * (once a route is attached to a Service, a call no route matches fails).
+ * Outbound routes of a service: one per RPC, in the contract's order, with
+ * that RPC's exact method match and policy, plus a "standard" route for
+ * health and reflection (once a route is attached to a Service, a call no
+ * route matches fails). Exact matches of different methods never overlap, so
+ * the proxy's choice among the routes of a parent (the longest service and
+ * method match, linkerd/http/route/src/grpc/match.rs) has no ties to break.
  */
 export function outboundRoutes(contract, service) {
-  const routes = new Map();
-  for (const rpc of rpcs(contract).filter((r) => r.service === service)) {
-    const route = routes.get(rpc.route) ?? { name: `${service}-${rpc.route}`, service, methods: [], policy: rpc };
-    route.methods.push({ service: rpc.fqService, method: rpc.method });
-    routes.set(rpc.route, route);
-  }
+  const routes = rpcs(contract)
+    .filter((r) => r.service === service)
+    .map((rpc) => ({ name: routeName(service, rpc.method), service, methods: [{ service: rpc.fqService, method: rpc.method }], policy: rpc }));
   const standard = {
     name: `${service}-standard`,
     service,
@@ -205,7 +248,7 @@ export function outboundRoutes(contract, service) {
     // that carries them (with the unary Health/Check) has neither.
     policy: { retry: [], why: "health and reflection, streams among them" },
   };
-  return [...routes.values(), standard];
+  return [...routes, standard];
 }
 
 /**
@@ -262,11 +305,19 @@ export function deniedFor(contract, identity) {
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  // node scripts/mesh/contract.mjs denied presenter
-  const [verb, identity] = process.argv.slice(2);
-  if (verb !== "denied" || !identity) {
-    console.error("usage: node scripts/mesh/contract.mjs denied <identity>");
+  //   node scripts/mesh/contract.mjs denied presenter     the RPCs the presenter may not call
+  //   node scripts/mesh/contract.mjs routes payment       the outbound GRPCRoutes of a Service, one a line
+  //   node scripts/mesh/contract.mjs route payment Charge the outbound GRPCRoute of an RPC
+  const [verb, name, method] = process.argv.slice(2);
+  const contract = loadContract();
+  if (verb === "denied" && name) {
+    console.log(deniedFor(contract, name).join("\n"));
+  } else if (verb === "routes" && contract.services[name]) {
+    console.log(outboundRoutes(contract, name).map((r) => r.name).join("\n"));
+  } else if (verb === "route" && contract.services[name]?.rpcs?.[method]) {
+    console.log(routeName(name, method));
+  } else {
+    console.error("usage: node scripts/mesh/contract.mjs denied <identity> | routes <service> | route <service> <Method>");
     process.exit(2);
   }
-  console.log(deniedFor(loadContract(), identity).join("\n"));
 }

@@ -265,13 +265,13 @@ describe("the mesh dashboards", () => {
     expect(dashboards[`dashboards/${MESH_UID}.json`]?.uid).toBe(MESH_UID);
   });
 
-  it("list every GRPCRoute the chart attaches to each Service, with its methods, beside that Service's panels", () => {
+  it("list every GRPCRoute the chart attaches to each Service, with its RPC, beside that Service's panels", () => {
     const mesh = dashboards[`dashboards/${MESH_UID}.json`]!;
     const routes = objects.filter((o) => o.kind === "GRPCRoute" && o.spec.parentRefs[0].kind === "Service");
     expect(routes.length).toBeGreaterThan(10);
     for (const route of routes) {
       const service = route.spec.parentRefs[0].name as string;
-      const table = mesh.panels.find((p) => p.title === `${service}: its GRPCRoutes and their methods`);
+      const table = mesh.panels.find((p) => p.title === `${service}: its GRPCRoutes, one per RPC`);
       expect(table, service).toBeDefined();
       const line = table!.options!.content!.split("\n").find((l) => l.startsWith(`| \`${route.metadata.name}\` |`));
       expect(line, route.metadata.name).toBeDefined();

@@ -7,7 +7,7 @@ import { Client, credentials, type ServiceError } from "@grpc/grpc-js";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createLogger, loadConfig, serviceConfig, startServiceRuntime } from "@meshcart/lib";
 import { freePort } from "../../dev/src/net.js";
-import { authorizedEdges, durationMs, loadContract, parseReference, rpcs, validate } from "../../scripts/mesh/contract.mjs";
+import { authorizedEdges, durationMs, loadContract, outboundRoutes, parseReference, routeName, rpcs, validate } from "../../scripts/mesh/contract.mjs";
 import { renderAll } from "../../scripts/mesh/render.mjs";
 import { chartValueAt, chartValues, namespace, pods, render, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
 import { repoRoot, toolsBin } from "./support/paths.js";
@@ -195,9 +195,29 @@ describe.each(valueSets)("the mesh objects with $name values", ({ file }) => {
     }
   });
 
+  it("gives every RPC an outbound GRPCRoute of its own, matching that one method (the proxies' route metrics are then per method)", () => {
+    // linkerd2-proxy labels outbound route metrics with parent, route and
+    // hostname, never the gRPC method (release/v2.359.0,
+    // linkerd/app/outbound/src/http/logical/policy/route/metrics/labels.rs).
+    const outbound = byKind(objects, "GRPCRoute").filter((r) => r.spec.parentRefs[0].kind === "Service");
+    for (const rpc of rpcs(contract)) {
+      const name = routeName(rpc.service, rpc.method);
+      const route = find(outbound, "GRPCRoute", name);
+      const where = `${rpc.service}.${rpc.method}`;
+      expect(route, `${where} has no route ${name}`).toBeDefined();
+      expect(route!.spec.parentRefs, where).toEqual([{ group: "core", kind: "Service", name: rpc.service, port: values.services.grpcPort }]);
+      const matches = route!.spec.rules.flatMap((rule: Manifest) => rule.matches);
+      expect(matches, where).toEqual([{ method: { type: "Exact", service: rpc.fqService, method: rpc.method } }]);
+    }
+    // Besides them, each Service has only its route for health and reflection.
+    const services = Object.keys(contract.services);
+    expect(outbound.map((r) => r.metadata.name).sort()).toEqual([...rpcs(contract).map((r: Manifest) => routeName(r.service, r.method)), ...services.map((s) => `${s}-standard`)].sort());
+  });
+
   it("splits every payment route with the same weights while v2 runs", () => {
     const paymentRoutes = byKind(objects, "GRPCRoute").filter((r) => r.spec.parentRefs[0].kind === "Service" && r.spec.parentRefs[0].name === "payment");
-    expect(paymentRoutes.length).toBeGreaterThan(1);
+    // One per RPC of payment and the standard route: a route without the backends would keep its RPC on v1.
+    expect(paymentRoutes.map((r) => r.metadata.name).sort()).toEqual(outboundRoutes(contract, "payment").map((r: Manifest) => r.name).sort());
     const splits = paymentRoutes.flatMap((r) => r.spec.rules.map((rule: Manifest) => JSON.stringify(rule.backendRefs ?? null)));
     expect(new Set(splits).size, "every payment rule carries the same backends").toBe(1);
     if (values.payment.v2.enabled) {
@@ -382,6 +402,33 @@ describe("the mesh contract", () => {
     expect(problems).toContain("order.WatchOrder: a stream gets no request timeout");
     expect(problems).toContain("inventory: Restock is in the .proto but not in the contract");
     expect(problems).toContain("never retry RESOURCE_EXHAUSTED toward a rate-limited service");
+  });
+
+  it("refuses a route grouping (each RPC has its own route) and keys it does not know", () => {
+    const broken = structuredClone(contract);
+    broken.services.payment.rpcs.Charge = { ...broken.services.payment.rpcs.Charge, route: "money" };
+    broken.services.payment.rpcs.Refund = { ...broken.services.payment.rpcs.Refund, retries: 2 };
+    const problems = validate(broken).join("\n");
+    expect(problems).toContain("payment.Charge: route is gone: every RPC has a GRPCRoute of its own (payment-charge)");
+    expect(problems).toContain("payment.Refund: unknown key retries");
+  });
+
+  it("names each RPC's route after its Service and method, a DNS-1123 label no other route has", () => {
+    expect(routeName("payment", "Charge")).toBe("payment-charge");
+    expect(routeName("inventory", "ReserveStock")).toBe("inventory-reserve-stock");
+    expect(routeName("storefront", "GetOrderDetails")).toBe("storefront-get-order-details");
+    expect(routeName("catalog", "GetHTTPStatus")).toBe("catalog-get-http-status");
+    const badName = structuredClone(contract);
+    badName.services.Payment = badName.services.payment;
+    delete badName.services.payment;
+    expect(validate(badName).join("\n")).toContain("route name Payment-charge (the outbound route of Charge): not a DNS-1123 label");
+    // An inbound route is <service>-grpc-<callers>; an outbound one <service>-<method>: made to meet here.
+    const clash = structuredClone(contract);
+    clash.identities.charge = { serviceAccount: "charge", about: "a caller whose name makes the clash" };
+    clash.services.pay = structuredClone(clash.services.payment);
+    for (const rpc of Object.values(clash.services.pay.rpcs) as Manifest[]) rpc.callers = ["charge"];
+    clash.services["pay-grpc"] = structuredClone(clash.services.payment);
+    expect(validate(clash).join("\n")).toContain("route name pay-grpc-charge is both");
   });
 
   it("refuses a rate limit on a gRPC Server, where Linkerd never enforces it", () => {

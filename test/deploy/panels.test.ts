@@ -106,26 +106,26 @@ describe("scripts/deploy/panels.mjs against a stand-in Prometheus", () => {
     dashboard.panels.find((p) => p.title === title)!.targets!.map((t) => t.expr.replaceAll("$namespace", "meshcart").replaceAll("$__rate_interval", "5m"));
 
   it("asks for the panel's own queries, read from the dashboard, and passes on a matching series above zero", async () => {
-    answer = () => [{ metric: { parent_name: "payment", route_name: "payment-money" }, value: [0, "1.5"] }];
+    answer = () => [{ metric: { parent_name: "payment", route_name: "payment-charge" }, value: [0, "1.5"] }];
     asked.length = 0;
     const result = await run("retries");
     expect(result.code, result.stderr).toBe(0);
     expect(asked).toEqual(sent("Retries/s per route").slice(0, 1));
-    expect(result.stderr).toContain('panel "Retries/s per route" (route_name=payment-money): 1 series with data');
+    expect(result.stderr).toContain('panel "Retries/s per route" (route_name=payment-charge): 1 series with data');
   });
 
   it("fails, showing what the queries returned, when no series matches the marker's labels", async () => {
-    answer = () => [{ metric: { parent_name: "order", route_name: "order-queries" }, value: [0, "3"] }];
+    answer = () => [{ metric: { parent_name: "order", route_name: "order-get-order" }, value: [0, "3"] }];
     const result = await run("retries");
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("no data");
-    expect(result.stderr).toContain('route_name="order-queries"');
+    expect(result.stderr).toContain('route_name="order-get-order"');
   });
 
   it("fails on series that are all zero or not a number, and on an empty answer", async () => {
     answer = () => [
-      { metric: { route_name: "payment-money" }, value: [0, "0"] },
-      { metric: { route_name: "payment-money" }, value: [0, "NaN"] },
+      { metric: { route_name: "payment-charge" }, value: [0, "0"] },
+      { metric: { route_name: "payment-charge" }, value: [0, "NaN"] },
     ];
     expect((await run("retries")).code).toBe(1);
     answer = () => [];
