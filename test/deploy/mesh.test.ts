@@ -7,7 +7,8 @@ import { Client, credentials, type ServiceError } from "@grpc/grpc-js";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createLogger, loadConfig, serviceConfig, startServiceRuntime } from "@meshcart/lib";
 import { freePort } from "../../dev/src/net.js";
-import { authorizedEdges, durationMs, loadContract, outboundRoutes, parseReference, routeName, rpcs, validate } from "../../scripts/mesh/contract.mjs";
+import { authorizedEdges, durationMs, isNetwork, loadContract, outboundRoutes, parseReference, routeName, rpcs, validate } from "../../scripts/mesh/contract.mjs";
+import { clientCalls, deployables } from "../../scripts/mesh/client-calls.mjs";
 import { renderAll } from "../../scripts/mesh/render.mjs";
 import { chartValueAt, chartValues, namespace, pods, render, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
 import { repoRoot, toolsBin } from "./support/paths.js";
@@ -429,6 +430,33 @@ describe("the mesh contract", () => {
     for (const rpc of Object.values(clash.services.pay.rpcs) as Manifest[]) rpc.callers = ["charge"];
     clash.services["pay-grpc"] = structuredClone(clash.services.payment);
     expect(validate(clash).join("\n")).toContain("route name pay-grpc-charge is both");
+  });
+
+  it("authorizes exactly the calls the services' code makes to each other (default-deny stays exact)", () => {
+    // Each deployable's identity is its ServiceAccount; calls to an RPC open
+    // to a network (the public edge) need no grant of their own.
+    const identityOf = (folder: string) => (contract.identities[folder]?.serviceAccount === folder ? folder : undefined);
+    const made: string[] = [];
+    const viaNetwork: string[] = [];
+    for (const folder of deployables()) {
+      const identity = identityOf(folder);
+      expect(identity, `services/${folder} has no identity in proto/mesh.yaml`).toBeDefined();
+      for (const call of clientCalls(folder)) {
+        const [fq, method] = call.split("/");
+        const rpc = rpcs(contract).find((r: Manifest) => r.fqService === fq && r.method === method);
+        expect(rpc, `${folder} calls ${call}, which proto/mesh.yaml does not list`).toBeDefined();
+        if (rpc.callers.some((c: string) => isNetwork(contract.identities[c]))) viaNetwork.push(`${identity} -> ${call}`);
+        else made.push(`${identity} -> ${call}`);
+      }
+    }
+    const deployed = new Set(deployables().map(identityOf));
+    const granted = rpcs(contract)
+      .filter((r: Manifest) => !r.callers.some((c: string) => isNetwork(contract.identities[c])))
+      .flatMap((r: Manifest) => r.callers.filter((c: string) => deployed.has(c)).map((c: string) => `${c} -> ${r.fqService}/${r.method}`));
+    // The finder must see the saga's calls, or an empty list would pass.
+    expect(made).toContain("order -> meshcart.payment.v1.PaymentService/Charge");
+    expect(viaNetwork).toContain("loadgen -> meshcart.storefront.v1.StorefrontService/PlaceOrder");
+    expect(made.sort()).toEqual(granted.sort());
   });
 
   it("refuses a rate limit on a gRPC Server, where Linkerd never enforces it", () => {
