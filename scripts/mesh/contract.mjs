@@ -146,8 +146,11 @@ export function validate(contract) {
       if (retry.length > 0 && !rpc.idempotent) problems.push(`${where}: retried but not idempotent`);
       if (retry.length > 0 && !(Number.isInteger(rpc.limit) && rpc.limit >= 1)) problems.push(`${where}: a retried RPC needs a limit ≥ 1`);
       if (retry.length === 0 && rpc.limit !== undefined) problems.push(`${where}: limit without retry codes`);
-      if (name === contract.rateLimit?.server && retry.includes("resource-exhausted")) {
-        problems.push(`${where}: never retry RESOURCE_EXHAUSTED toward a rate-limited service`);
+      // The services shed load with RESOURCE_EXHAUSTED and the storefront's
+      // rate limit answers with it: fast, and never retried by the mesh, or
+      // the retries bring back the load that was just refused.
+      if (retry.includes("resource-exhausted")) {
+        problems.push(`${where}: never retry RESOURCE_EXHAUSTED: it is shed load (a service's overload answer, the rate limit's refusal)`);
       }
       for (const key of ["attempt", "request"]) {
         if (rpc[key] !== undefined && !DURATION.test(rpc[key])) problems.push(`${where}: ${key} must be a duration like 500ms or 2s`);

@@ -397,12 +397,15 @@ describe("the mesh contract", () => {
     broken.services.order.rpcs.WatchOrder = { ...broken.services.order.rpcs.WatchOrder, request: "5s" };
     delete broken.services.inventory.rpcs.Restock;
     broken.services.storefront.rpcs.GetOrder = { ...broken.services.storefront.rpcs.GetOrder, retry: ["resource-exhausted"] };
+    broken.services.inventory.rpcs.GetProduct = { ...broken.services.inventory.rpcs.GetProduct, retry: ["unavailable", "resource-exhausted"] };
     const problems = validate(broken).join("\n");
     expect(problems).toContain("payment.Teleport: no such RPC");
     expect(problems).toContain("payment.Charge: retried but not idempotent");
     expect(problems).toContain("order.WatchOrder: a stream gets no request timeout");
     expect(problems).toContain("inventory: Restock is in the .proto but not in the contract");
-    expect(problems).toContain("never retry RESOURCE_EXHAUSTED toward a rate-limited service");
+    // Shed load is never retried, whichever service sheds it (the storefront's rate limit or a service's overload answer).
+    expect(problems).toContain("storefront.GetOrder: never retry RESOURCE_EXHAUSTED");
+    expect(problems).toContain("inventory.GetProduct: never retry RESOURCE_EXHAUSTED");
   });
 
   it("refuses a route grouping (each RPC has its own route) and keys it does not know", () => {
