@@ -1,5 +1,7 @@
 import pg from "pg";
 import { describe, expect, inject, it } from "vitest";
+// The type of inject("pgUrl").
+import type {} from "../src/testing/context.js";
 import { createTestDatabase } from "../src/testing/database.js";
 
 async function query(url: string, sql: string): Promise<Record<string, unknown>[]> {

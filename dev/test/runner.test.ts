@@ -2,6 +2,8 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import pg from "pg";
 import { afterEach, describe, expect, inject, it } from "vitest";
+// The type of inject("pgUrl").
+import type {} from "../src/testing/context.js";
 import { withDatabase } from "../src/databases.js";
 import { freePort } from "../src/net.js";
 import { runDev, type DevOptions } from "../src/runner.js";
