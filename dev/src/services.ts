@@ -1,3 +1,5 @@
+import { DEMO_TOKENS } from "@meshcart/lib";
+
 /**
  * The local services: the one table `make dev` and the integration tests
  * start from. Rows start in this order and stop in reverse, so a service
@@ -37,16 +39,6 @@ export const localPorts = {
   inventory: { grpc: 50053, admin: 9053 },
 } as const;
 
-/**
- * The storefront's demo token settings: `make token` signs with the same
- * (services/storefront/src/demo-tokens.ts; a test keeps the two equal). A
- * public key, for a laptop only.
- */
-export const demoJwt = {
-  secret: "meshcart-demo-signing-key-for-local-use-only",
-  issuer: "meshcart-demo",
-  audience: "meshcart-storefront",
-} as const;
 
 /** Not 5432, which a Postgres the developer runs anyway is likely to hold. */
 export const devPostgresPort = 5433;
@@ -92,9 +84,9 @@ export const localServices: readonly LocalService[] = [
       ORDER_ADDRESS: `localhost:${localPorts.order.grpc}`,
       INVENTORY_ADDRESS: `localhost:${localPorts.inventory.grpc}`,
       PAYMENT_ADDRESS: `localhost:${localPorts.payment.grpc}`,
-      STOREFRONT_JWT_SECRET: demoJwt.secret,
-      STOREFRONT_JWT_ISSUER: demoJwt.issuer,
-      STOREFRONT_JWT_AUDIENCE: demoJwt.audience,
+      STOREFRONT_JWT_SECRET: DEMO_TOKENS.secret,
+      STOREFRONT_JWT_ISSUER: DEMO_TOKENS.issuer,
+      STOREFRONT_JWT_AUDIENCE: DEMO_TOKENS.audience,
     },
   },
 ];

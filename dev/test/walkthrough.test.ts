@@ -3,7 +3,8 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { formatBanner } from "../src/banner.js";
 import { repoRoot } from "../src/paths.js";
-import { demoJwt, devPostgresPort, localPorts, localServices, serviceEnv } from "../src/services.js";
+import { DEMO_TOKENS } from "@meshcart/lib";
+import { devPostgresPort, localPorts, localServices, serviceEnv } from "../src/services.js";
 import { extractWalkthrough, readWalkthrough } from "../src/walkthrough.js";
 
 describe("walkthrough", () => {
@@ -77,7 +78,7 @@ describe("local services table", () => {
       ORDER_ADDRESS: `localhost:${localPorts.order.grpc}`,
       INVENTORY_ADDRESS: `localhost:${localPorts.inventory.grpc}`,
       PAYMENT_ADDRESS: `localhost:${localPorts.payment.grpc}`,
-      STOREFRONT_JWT_SECRET: demoJwt.secret,
+      STOREFRONT_JWT_SECRET: DEMO_TOKENS.secret,
     });
     expect(env).not.toHaveProperty("DATABASE_URL");
     expect(storefront.database).toBeUndefined();

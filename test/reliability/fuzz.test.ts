@@ -3,6 +3,7 @@ import { Status } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
 import { createClient } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PAYMENT_METHODS, mintShopperToken } from "@meshcart/lib";
 import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
 import { OrderServiceDefinition } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
@@ -23,7 +24,6 @@ import {
 import { Shop, SHOP_TOKENS, type ShopService } from "../../dev/src/testing/shop.js";
 import { checkInvariants, readSnapshot } from "../../dev/src/verify.js";
 import { demoCatalogue } from "../../services/inventory/src/catalogue.js";
-import { mintToken } from "../../services/storefront/src/tokens.js";
 
 /**
  * Hostile input against every RPC of every service, all running as real
@@ -51,7 +51,6 @@ const RAW_RUNS = fuzzParameters(8);
 /** The services' default GRPC_MAX_MESSAGE_BYTES. */
 const MAX_MESSAGE_BYTES = 1024 * 1024;
 const SHOPPER = "fuzz-shopper";
-const PAYMENT_METHODS = ["pm_card_visa", "pm_card_mastercard", "pm_card_declined", "pm_card_insufficient_funds", "pm_card_risky"];
 /** A few keys, so that generated calls also replay and conflict with each other. */
 const FRESH_KEYS = Array.from({ length: 8 }, (_, i) => `fuzz-key-${i}`);
 
@@ -191,7 +190,7 @@ function describeOutcome(rpc: Rpc, outcome: Outcome): string {
 
 beforeAll(async () => {
   shop = await Shop.start({ prefix: "fuzz" });
-  metadata = { authorization: `Bearer ${await mintToken({ ...SHOP_TOKENS, customerId: SHOPPER, ttlSeconds: 3600 })}` };
+  metadata = { authorization: `Bearer ${await mintShopperToken({ ...SHOP_TOKENS, customerId: SHOPPER, ttlSeconds: 3600 })}` };
   // Real orders to aim at: one confirmed, one declined.
   const placeOrder = meshcartRpcs().find((r) => r.path === `/${StorefrontServiceDefinition.fullName}/PlaceOrder`)!;
   for (const paymentMethod of ["pm_card_visa", "pm_card_declined"]) {

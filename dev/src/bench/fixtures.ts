@@ -1,9 +1,8 @@
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
-import { createLogger, createServiceClient, openChannel } from "@meshcart/lib";
+import { DEMO_TOKENS, createLogger, createServiceClient, openChannel } from "@meshcart/lib";
 import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import { demoJwt } from "../services.js";
 
 const run = promisify(execFile);
 
@@ -40,9 +39,9 @@ export async function shopperToken(repoRoot: string, customerId: string): Promis
   const { stdout } = await run(process.execPath, [path.join(repoRoot, "services/storefront/dist/mint-token.js"), "--customer", customerId, "--ttl", "2h"], {
     env: {
       ...process.env,
-      STOREFRONT_JWT_SECRET: demoJwt.secret,
-      STOREFRONT_JWT_ISSUER: demoJwt.issuer,
-      STOREFRONT_JWT_AUDIENCE: demoJwt.audience,
+      STOREFRONT_JWT_SECRET: DEMO_TOKENS.secret,
+      STOREFRONT_JWT_ISSUER: DEMO_TOKENS.issuer,
+      STOREFRONT_JWT_AUDIENCE: DEMO_TOKENS.audience,
     },
   });
   const token = stdout.trim();

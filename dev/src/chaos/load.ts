@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { demoJwt } from "../services.js";
+import { DEMO_TOKENS } from "@meshcart/lib";
 
 /** What the harness reads of loadgen's --json report (services/loadgen/src/stats.ts). */
 export interface LoadReport {
@@ -64,9 +64,9 @@ export function startLoad(options: LoadOptions): RunningLoad {
   const child = spawn(process.execPath, args, {
     env: {
       ...inherited,
-      STOREFRONT_JWT_SECRET: demoJwt.secret,
-      STOREFRONT_JWT_ISSUER: demoJwt.issuer,
-      STOREFRONT_JWT_AUDIENCE: demoJwt.audience,
+      STOREFRONT_JWT_SECRET: DEMO_TOKENS.secret,
+      STOREFRONT_JWT_ISSUER: DEMO_TOKENS.issuer,
+      STOREFRONT_JWT_AUDIENCE: DEMO_TOKENS.audience,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -1,4 +1,4 @@
-import { SpanAttributes, annotateSpan, decodePageToken, encodePageToken, pageSize, validate } from "@meshcart/lib";
+import { ITEM_LINES, SpanAttributes, annotateSpan, decodePageToken, encodePageToken, pageSize, validate } from "@meshcart/lib";
 import {
   ReservationState,
   type InventoryServiceImplementation,
@@ -9,9 +9,7 @@ import type { Duration } from "@meshcart/lib/gen/google/protobuf/duration.js";
 import type { Inventory, Product, Reservation } from "./inventory.js";
 import { available } from "./ledger.js";
 
-export const LIMITS = {
-  maxLines: 50,
-  maxQuantity: 1000,
+const LIMITS = {
   maxRestock: 1_000_000,
   minTtlMs: 1_000,
   maxTtlMs: 3_600_000,
@@ -45,7 +43,7 @@ export function inventoryHandlers(inventory: Inventory, defaultTtlMs: number): I
       const maxTotal = request.maxTotalMinorUnits;
       validate((v) => {
         v.id("reservation_id", request.reservationId);
-        v.itemLines("items", request.items, LIMITS);
+        v.itemLines("items", request.items, ITEM_LINES);
         if (request.ttl) {
           // A Duration's nanos are a fraction of a second with the sign of its
           // seconds: a positive TTL has nanos from 0 to 999 999 999.

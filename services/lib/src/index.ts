@@ -17,3 +17,5 @@ export * from "./tracing.js";
 export * from "./metrics.js";
 export * from "./faults.js";
 export * from "./limits.js";
+export * from "./payment-methods.js";
+export * from "./shopper-tokens.js";

@@ -1,9 +1,16 @@
 import { ScalarType, fromBinary, type DescMessage } from "@bufbuild/protobuf";
 import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { invalidArgument, type FieldViolation } from "./errors.js";
+import { PAYMENT_METHODS, isPaymentMethod } from "./payment-methods.js";
 
 const ID_PATTERN = /^[A-Za-z0-9._:-]+$/;
 const CUSTOMER_PATTERN = /^[A-Za-z0-9._@-]+$/;
+const MAX_CUSTOMER_ID = 64;
+
+/** A customer id as every service accepts it (and a shopper token's subject): 1 to 64 characters of A-Z a-z 0-9 . _ @ -. */
+export function isCustomerId(value: string): boolean {
+  return value.length > 0 && value.length <= MAX_CUSTOMER_ID && CUSTOMER_PATTERN.test(value);
+}
 const SKU_PATTERN = /^[A-Za-z0-9._-]+$/;
 
 /**
@@ -38,8 +45,15 @@ export class Violations {
 
   customerId(field: string, value: string): this {
     if (!value) return this.add(field, "is required");
-    if (value.length > 64) return this.add(field, "must be at most 64 characters");
+    if (value.length > MAX_CUSTOMER_ID) return this.add(field, `must be at most ${MAX_CUSTOMER_ID} characters`);
     if (!CUSTOMER_PATTERN.test(value)) return this.add(field, "may contain only letters, digits and . _ @ -");
+    return this;
+  }
+
+  /** One of the test payment methods (payment-methods.ts). */
+  paymentMethod(field: string, value: string): this {
+    if (!value) return this.add(field, "is required");
+    if (!isPaymentMethod(value)) return this.add(field, `must be one of ${PAYMENT_METHODS.join(", ")}`);
     return this;
   }
 
@@ -81,8 +95,9 @@ export class Violations {
   }
 
   /**
-   * A list of SKU lines: 1 to `maxLines`, each SKU once, quantities in range.
-   * Field paths follow the proto names, e.g. `items[2].quantity`.
+   * A list of SKU lines: 1 to `maxLines`, each SKU once, quantities in range
+   * (the contracts' are ITEM_LINES, limits.ts). Field paths follow the proto
+   * names, e.g. `items[2].quantity`.
    */
   itemLines(
     field: string,

@@ -1,13 +1,12 @@
 // First: starts tracing before anything loads @grpc/grpc-js.
 import "./cli-telemetry.js";
 import { parseArgs } from "node:util";
-import { ConfigError, Registry, createLogger, flushTelemetry, loadConfig } from "@meshcart/lib";
+import { ConfigError, DEMO_TOKENS, Registry, createLogger, flushTelemetry, loadConfig } from "@meshcart/lib";
 import { loadgenConfig } from "./config.js";
 import { TargetUnreachable } from "./generator.js";
 import { formatDuration } from "./options.js";
 import { formatProgress, formatReport } from "./stats.js";
 import { createLoadgen } from "./setup.js";
-import { DEMO_TOKENS } from "./tokens.js";
 
 /*
  * The load generator for a human (or CI): `make load RPS=50 DURATION=30s`

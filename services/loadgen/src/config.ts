@@ -1,7 +1,6 @@
 import { z } from "zod";
-import { boolean, integer, serviceConfig, text, type Config } from "@meshcart/lib";
+import { DEMO_TOKENS, boolean, integer, serviceConfig, text, type Config } from "@meshcart/lib";
 import { DEFAULT_MIX_TEXT, SCENARIOS, parseDuration, parseMix } from "./options.js";
-import { DEMO_TOKENS } from "./tokens.js";
 
 function rate(min: number, max: number) {
   const message = `must be a number from ${min} to ${max}`;

@@ -1,4 +1,5 @@
 import { ClientError, Metadata, Status } from "nice-grpc";
+import { ITEM_LINES, type PaymentMethod } from "@meshcart/lib";
 import {
   OrderStatus,
   type CartItem,
@@ -43,9 +44,8 @@ export interface ScenarioContext {
   signal: AbortSignal;
 }
 
-const CAPTURING_METHODS = ["pm_card_visa", "pm_card_mastercard"];
-const DECLINING_METHODS = ["pm_card_declined", "pm_card_insufficient_funds"];
-const MAX_QUANTITY = 1000;
+const CAPTURING_METHODS: readonly PaymentMethod[] = ["pm_card_visa", "pm_card_mastercard"];
+const DECLINING_METHODS: readonly PaymentMethod[] = ["pm_card_declined", "pm_card_insufficient_funds"];
 
 function pick<T>(items: readonly T[], random: () => number): T {
   return items[Math.floor(random() * items.length)]!;
@@ -72,7 +72,7 @@ function invalidRequest(context: ScenarioContext): { items: CartItem[]; paymentM
   const sku = pick(context.catalogue.all, context.random).sku;
   const variants = [
     () => ({ items: [{ sku, quantity: 0 }], paymentMethod: "pm_card_visa" }),
-    () => ({ items: [{ sku, quantity: MAX_QUANTITY + 1 }], paymentMethod: "pm_card_visa" }),
+    () => ({ items: [{ sku, quantity: ITEM_LINES.maxQuantity + 1 }], paymentMethod: "pm_card_visa" }),
     () => ({ items: [{ sku, quantity: 1 }, { sku, quantity: 1 }], paymentMethod: "pm_card_visa" }),
     () => ({ items: [{ sku, quantity: 1 }], paymentMethod: "pm_card_bitcoin" }),
     () => ({ items: [], paymentMethod: "pm_card_visa" }),
@@ -152,7 +152,7 @@ async function send(
       const scarce = context.catalogue.scarce;
       if (scarce.length === 0) return place(basket(context), pick(CAPTURING_METHODS, context.random));
       const product = pick(scarce, context.random);
-      return place([{ sku: product.sku, quantity: Math.min(MAX_QUANTITY, product.available + 1) }], pick(CAPTURING_METHODS, context.random));
+      return place([{ sku: product.sku, quantity: Math.min(ITEM_LINES.maxQuantity, product.available + 1) }], pick(CAPTURING_METHODS, context.random));
     }
     case "invalid": {
       const request = invalidRequest(context);

@@ -1,4 +1,13 @@
-import { SpanAttributes, annotateSpan, decodePageToken, encodePageToken, pageSize, validate } from "@meshcart/lib";
+import {
+  ITEM_LINES,
+  MAX_REASON_LENGTH,
+  SpanAttributes,
+  annotateSpan,
+  decodePageToken,
+  encodePageToken,
+  pageSize,
+  validate,
+} from "@meshcart/lib";
 import {
   OrderEventType,
   OrderState as OrderStateMessage,
@@ -8,11 +17,6 @@ import {
 } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import type { Orders } from "./orders.js";
 import type { Order, OrderEvent, OrderEventType as EventType, OrderState, OrderSummary } from "./order-state.js";
-
-export const LIMITS = { maxLines: 50, maxQuantity: 1000, maxReason: 500 };
-
-/** Test payment methods payment accepts; anything else is refused here, before an order exists. */
-export const PAYMENT_METHODS = ["pm_card_visa", "pm_card_mastercard", "pm_card_declined", "pm_card_insufficient_funds", "pm_card_risky"];
 
 /**
  * Translates the OrderService API into the Orders use cases. Requests are
@@ -24,11 +28,9 @@ export function orderHandlers(orders: Orders): OrderServiceImplementation {
       validate((v) => {
         v.id("request_id", request.requestId);
         v.customerId("customer_id", request.customerId);
-        v.itemLines("items", request.items, LIMITS);
-        if (!request.paymentMethod) v.add("payment_method", "is required");
-        else if (!PAYMENT_METHODS.includes(request.paymentMethod)) {
-          v.add("payment_method", `must be one of ${PAYMENT_METHODS.join(", ")}`);
-        }
+        v.itemLines("items", request.items, ITEM_LINES);
+        // Refused here, before an order exists, rather than deep in the saga.
+        v.paymentMethod("payment_method", request.paymentMethod);
       });
       const order = await orders.create(
         {
@@ -66,7 +68,7 @@ export function orderHandlers(orders: Orders): OrderServiceImplementation {
     async cancelOrder(request, context) {
       validate((v) => {
         v.id("order_id", request.orderId);
-        v.text("reason", request.reason, LIMITS.maxReason);
+        v.text("reason", request.reason, MAX_REASON_LENGTH);
       });
       annotateSpan({ [SpanAttributes.orderId]: request.orderId });
       const order = await orders.cancel(request.orderId, request.reason, context.signal);

@@ -1,6 +1,7 @@
 import {
   CHARGE_AMOUNT,
   MAX_PAGE_SIZE,
+  MAX_REASON_LENGTH,
   SpanAttributes,
   annotateSpan,
   decodePageToken,
@@ -20,12 +21,7 @@ import {
 } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
 import { PaymentMetrics } from "./metrics.js";
 import type { Payment, PaymentFilter, Payments, Refund } from "./payments.js";
-import { PAYMENT_METHODS, isKnownMethod, type DeclineReason as Decline, type PaymentStatus as Status } from "./rules.js";
-
-export const LIMITS = {
-  maxMinorUnits: CHARGE_AMOUNT.maxMinorUnits,
-  maxReasonLength: 500,
-};
+import { type DeclineReason as Decline, type PaymentStatus as Status } from "./rules.js";
 
 const CURRENCY_CODE = /^[A-Z]{3}$/;
 
@@ -46,10 +42,7 @@ export function paymentHandlers(
         v.id("idempotency_key", request.idempotencyKey);
         v.customerId("customer_id", request.customerId);
         checkMoney(v, "amount", request.amount, true);
-        if (!request.paymentMethod) v.add("payment_method", "is required");
-        else if (!isKnownMethod(request.paymentMethod)) {
-          v.add("payment_method", `is not a known payment method; use one of ${PAYMENT_METHODS.join(", ")}`);
-        }
+        v.paymentMethod("payment_method", request.paymentMethod);
         v.id("order_id", request.orderId);
       });
       const amount = request.amount!;
@@ -77,7 +70,7 @@ export function paymentHandlers(
         v.id("idempotency_key", request.idempotencyKey);
         v.id("payment_id", request.paymentId);
         checkMoney(v, "amount", request.amount, false);
-        v.text("reason", request.reason, LIMITS.maxReasonLength);
+        v.text("reason", request.reason, MAX_REASON_LENGTH);
       });
       const { refund, payment, replayed } = await payments.refund({
         idempotencyKey: request.idempotencyKey,
@@ -128,7 +121,7 @@ export function paymentHandlers(
   };
 }
 
-/** An amount: a currency code and 1 to `LIMITS.maxMinorUnits` minor units (CHARGE_AMOUNT). */
+/** An amount: a currency code and the minor units a charge may take (CHARGE_AMOUNT). */
 function checkMoney(v: Violations, field: string, amount: Money | undefined, required: boolean): void {
   if (!amount) {
     if (required) v.add(field, "is required");
@@ -137,7 +130,7 @@ function checkMoney(v: Violations, field: string, amount: Money | undefined, req
   if (!CURRENCY_CODE.test(amount.currencyCode)) {
     v.add(`${field}.currency_code`, "must be three upper-case letters (ISO 4217), e.g. USD");
   }
-  v.integer(`${field}.minor_units`, amount.minorUnits, CHARGE_AMOUNT.minMinorUnits, LIMITS.maxMinorUnits);
+  v.integer(`${field}.minor_units`, amount.minorUnits, CHARGE_AMOUNT.minMinorUnits, CHARGE_AMOUNT.maxMinorUnits);
 }
 
 function isPosition(value: unknown): value is { before: number } {

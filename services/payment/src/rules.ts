@@ -13,6 +13,8 @@
  *   REFUNDED           => refunded = amount
  */
 
+import { isPaymentMethod, type PaymentMethod } from "@meshcart/lib";
+
 export type PaymentStatus = "CAPTURED" | "DECLINED" | "PARTIALLY_REFUNDED" | "REFUNDED";
 export type DeclineReason = "CARD_DECLINED" | "INSUFFICIENT_FUNDS" | "RISK_SCREEN";
 
@@ -41,14 +43,15 @@ export function featuresOf(version: string): Features {
 }
 
 /**
- * The test payment methods and what each does (the table in payment.proto).
- * There is no real processor behind them: the outcome depends on the method
- * and on the version's features alone, so a charge can be decided inside the
- * database transaction that records it. A replay never decides again: it
- * returns the recorded outcome, so a retry that lands on the other version
- * finds the first version's decision.
+ * What each test payment method does (the table in payment.proto; the
+ * methods are the kit's PAYMENT_METHODS, and this record must give each one
+ * an outcome). The outcome depends on the method and on the version's
+ * features alone, so a charge can be decided inside the database
+ * transaction that records it. A replay never decides again: it returns the
+ * recorded outcome, so a retry that lands on the other version finds the
+ * first version's decision.
  */
-const METHODS: Readonly<Record<string, ChargeOutcome>> = {
+const OUTCOMES: Readonly<Record<PaymentMethod, ChargeOutcome>> = {
   pm_card_visa: { status: "CAPTURED" },
   pm_card_mastercard: { status: "CAPTURED" },
   pm_card_declined: { status: "DECLINED", reason: "CARD_DECLINED" },
@@ -58,13 +61,7 @@ const METHODS: Readonly<Record<string, ChargeOutcome>> = {
 };
 
 /** Methods the risk screen declines. */
-const FLAGGED_BY_RISK_SCREEN: ReadonlySet<string> = new Set(["pm_card_risky"]);
-
-export const PAYMENT_METHODS: readonly string[] = Object.keys(METHODS);
-
-export function isKnownMethod(method: string): boolean {
-  return Object.hasOwn(METHODS, method);
-}
+const FLAGGED_BY_RISK_SCREEN: ReadonlySet<PaymentMethod> = new Set(["pm_card_risky"]);
 
 export class RulesError extends Error {
   override name = "RulesError";
@@ -75,9 +72,9 @@ export class RulesError extends Error {
  * methods are refused by validation first.
  */
 export function chargeOutcome(method: string, features: Features): ChargeOutcome {
-  if (!isKnownMethod(method)) throw new RulesError(`unknown payment method ${method}`);
+  if (!isPaymentMethod(method)) throw new RulesError(`unknown payment method ${method}`);
   if (features.riskScreen && FLAGGED_BY_RISK_SCREEN.has(method)) return { status: "DECLINED", reason: "RISK_SCREEN" };
-  return METHODS[method]!;
+  return OUTCOMES[method];
 }
 
 /** The status that goes with `refunded` of a captured `amount`. */

@@ -1,5 +1,4 @@
-import { ConfigError, integer, serviceConfig, text, type Config } from "@meshcart/lib";
-import { DEMO_TOKENS } from "./demo-tokens.js";
+import { ConfigError, DEMO_TOKENS, integer, serviceConfig, text, type Config } from "@meshcart/lib";
 
 /** Every environment variable the storefront reads. It owns no database. */
 export const storefrontConfig = {

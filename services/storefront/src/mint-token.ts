@@ -1,6 +1,5 @@
 import { parseArgs } from "node:util";
-import { DEMO_TOKENS } from "./demo-tokens.js";
-import { mintToken } from "./tokens.js";
+import { DEMO_TOKENS, mintShopperToken } from "@meshcart/lib";
 
 /*
  * `make token CUSTOMER=alice [TTL=1h]`: prints a bearer token for the
@@ -26,7 +25,7 @@ try {
   const customerId = values.customer?.trim();
   if (!customerId) throw new Error(`CUSTOMER is required\n${usage}`);
   const env = (name: string) => process.env[name] || undefined;
-  const token = await mintToken({
+  const token = await mintShopperToken({
     secret: env("STOREFRONT_JWT_SECRET") ?? DEMO_TOKENS.secret,
     issuer: env("STOREFRONT_JWT_ISSUER") ?? DEMO_TOKENS.issuer,
     audience: env("STOREFRONT_JWT_AUDIENCE") ?? DEMO_TOKENS.audience,

@@ -1,12 +1,5 @@
-import { SignJWT, errors, jwtVerify } from "jose";
-
-/** What the storefront needs to check a shopper's bearer token. */
-export interface TokenSettings {
-  /** HS256 key. */
-  secret: string;
-  issuer: string;
-  audience: string;
-}
+import { errors, jwtVerify } from "jose";
+import { SHOPPER_TOKEN_ALGORITHM, isCustomerId, tokenKey, type TokenSettings } from "@meshcart/lib";
 
 /** Who is calling: the token's subject is the customer id. */
 export interface Shopper {
@@ -18,27 +11,26 @@ export class TokenRejected extends Error {
   override name = "TokenRejected";
 }
 
-/** The customer ids order accepts: 1 to 64 characters of [A-Za-z0-9._@-]. */
-const CUSTOMER_ID = /^[A-Za-z0-9._@-]{1,64}$/;
 const CLOCK_TOLERANCE_SECONDS = 5;
 
 /**
- * Checks HS256 JWTs: signature, `iss`, `aud`, `exp` (required) and `nbf`,
- * and a `sub` that is a valid customer id. Only HS256 is accepted, so a
- * token cannot pick a weaker algorithm (or "none") for itself.
+ * Checks shopper tokens (the kit's shopper-tokens.ts): signature, `iss`,
+ * `aud`, `exp` (required) and `nbf`, and a `sub` that is a valid customer
+ * id. Only HS256 is accepted, so a token cannot pick a weaker algorithm (or
+ * "none") for itself.
  */
 export class TokenVerifier {
   private readonly key: Uint8Array;
 
   constructor(private readonly settings: TokenSettings) {
-    this.key = new TextEncoder().encode(settings.secret);
+    this.key = tokenKey(settings);
   }
 
   async verify(token: string): Promise<Shopper> {
     let subject: string | undefined;
     try {
       const { payload } = await jwtVerify(token, this.key, {
-        algorithms: ["HS256"],
+        algorithms: [SHOPPER_TOKEN_ALGORITHM],
         issuer: this.settings.issuer,
         audience: this.settings.audience,
         requiredClaims: ["exp", "sub"],
@@ -48,7 +40,7 @@ export class TokenVerifier {
     } catch (error) {
       throw new TokenRejected(reasonOf(error));
     }
-    if (!subject || !CUSTOMER_ID.test(subject)) {
+    if (!subject || !isCustomerId(subject)) {
       throw new TokenRejected("the token's subject is not a customer id (1 to 64 characters of A-Z a-z 0-9 . _ @ -)");
     }
     return { customerId: subject };
@@ -75,28 +67,4 @@ export function bearerToken(header: string | undefined): string | undefined {
   const match = /^Bearer +([A-Za-z0-9._~+/=-]+)\s*$/i.exec(header);
   if (!match?.[1]) throw new TokenRejected('the authorization header must be "Bearer <token>"');
   return match[1];
-}
-
-export interface MintOptions extends TokenSettings {
-  customerId: string;
-  /** Lifetime in seconds. */
-  ttlSeconds: number;
-  /** Issue time; now when omitted (tests mint expired tokens with it). */
-  now?: Date;
-}
-
-/** A token the storefront accepts (make token, tests). */
-export async function mintToken(options: MintOptions): Promise<string> {
-  if (!CUSTOMER_ID.test(options.customerId)) {
-    throw new Error("the customer id must be 1 to 64 characters of A-Z a-z 0-9 . _ @ -");
-  }
-  const issuedAt = Math.floor((options.now ?? new Date()).getTime() / 1000);
-  return new SignJWT({})
-    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-    .setSubject(options.customerId)
-    .setIssuer(options.issuer)
-    .setAudience(options.audience)
-    .setIssuedAt(issuedAt)
-    .setExpirationTime(issuedAt + options.ttlSeconds)
-    .sign(new TextEncoder().encode(options.secret));
 }

@@ -3,14 +3,13 @@ import { SignJWT } from "jose";
 import { ClientError, Status, type ServerError } from "nice-grpc";
 import { PreconditionFailure, RichClientError, RichServerError } from "nice-grpc-error-details";
 import { describe, expect, it } from "vitest";
-import { createLogger, loadConfig, type ConfigError } from "@meshcart/lib";
-import { demoJwt, localServices } from "../../../dev/src/services.js";
+import { DEMO_TOKENS, createLogger, loadConfig, mintShopperToken, type ConfigError } from "@meshcart/lib";
+import { localServices } from "../../../dev/src/services.js";
 import { edgeError } from "../src/backends.js";
 import { checkStorefrontConfig, storefrontConfig } from "../src/config.js";
 import { effectiveDeadline, partDeadline } from "../src/deadlines.js";
-import { DEMO_TOKENS } from "../src/demo-tokens.js";
 import { orderRequestId } from "../src/request-ids.js";
-import { TokenRejected, TokenVerifier, bearerToken, mintToken } from "../src/tokens.js";
+import { TokenRejected, TokenVerifier, bearerToken } from "../src/tokens.js";
 
 const settings = { secret: "unit-test-signing-key-0123456789abcdef", issuer: "meshcart-test", audience: "meshcart-storefront-test" };
 const verifier = new TokenVerifier(settings);
@@ -26,23 +25,23 @@ async function rejection(token: string): Promise<string> {
 
 describe("tokens", () => {
   it("accepts a token it minted, with the subject as the customer", async () => {
-    const token = await mintToken({ ...settings, customerId: "carol@example.com", ttlSeconds: 60 });
+    const token = await mintShopperToken({ ...settings, customerId: "carol@example.com", ttlSeconds: 60 });
     expect(await verifier.verify(token)).toEqual({ customerId: "carol@example.com" });
   });
 
   it("refuses an expired token", async () => {
-    const token = await mintToken({ ...settings, customerId: "alice", ttlSeconds: 60, now: new Date(Date.now() - 3_600_000) });
+    const token = await mintShopperToken({ ...settings, customerId: "alice", ttlSeconds: 60, now: new Date(Date.now() - 3_600_000) });
     expect(await rejection(token)).toMatch(/expired/);
   });
 
   it("refuses a token signed with another key", async () => {
-    const token = await mintToken({ ...settings, secret: "another-signing-key-0123456789abcdef", customerId: "alice", ttlSeconds: 60 });
+    const token = await mintShopperToken({ ...settings, secret: "another-signing-key-0123456789abcdef", customerId: "alice", ttlSeconds: 60 });
     expect(await rejection(token)).toMatch(/signature/);
   });
 
   it("refuses another audience or issuer", async () => {
-    expect(await rejection(await mintToken({ ...settings, audience: "someone-else", customerId: "alice", ttlSeconds: 60 }))).toMatch(/aud/);
-    expect(await rejection(await mintToken({ ...settings, issuer: "someone-else", customerId: "alice", ttlSeconds: 60 }))).toMatch(/iss/);
+    expect(await rejection(await mintShopperToken({ ...settings, audience: "someone-else", customerId: "alice", ttlSeconds: 60 }))).toMatch(/aud/);
+    expect(await rejection(await mintShopperToken({ ...settings, issuer: "someone-else", customerId: "alice", ttlSeconds: 60 }))).toMatch(/iss/);
   });
 
   it("refuses a token without exp, or whose subject is not a customer id", async () => {
@@ -71,10 +70,9 @@ describe("tokens", () => {
   });
 
   it("make dev runs the storefront with the key, issuer and audience make token signs with", async () => {
-    expect(demoJwt).toEqual(DEMO_TOKENS);
     const env = localServices.find((s) => s.name === "storefront")!.env;
     const config = loadConfig(storefrontConfig, { ...env });
-    const token = await mintToken({ ...DEMO_TOKENS, customerId: "alice", ttlSeconds: 60 });
+    const token = await mintShopperToken({ ...DEMO_TOKENS, customerId: "alice", ttlSeconds: 60 });
     const demo = new TokenVerifier({ secret: config.STOREFRONT_JWT_SECRET, issuer: config.STOREFRONT_JWT_ISSUER, audience: config.STOREFRONT_JWT_AUDIENCE });
     expect(await demo.verify(token)).toEqual({ customerId: "alice" });
   });

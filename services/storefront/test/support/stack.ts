@@ -11,7 +11,7 @@ import { freePort } from "../../../../dev/src/net.js";
 import { startService, type ServiceProcess } from "../../../../dev/src/processes.js";
 import { createTestDatabase, type TestDatabase } from "../../../../dev/src/testing/database.js";
 import { parseExposition, type Exposition } from "../../../../dev/src/testing/prometheus.js";
-import { mintToken } from "../../src/tokens.js";
+import { mintShopperToken } from "@meshcart/lib";
 
 /**
  * The storefront as a real process (its compiled dist/), in front of the
@@ -30,8 +30,8 @@ export const TEST_TOKENS = {
   audience: "meshcart-storefront-test",
 };
 
-export function token(customerId: string, overrides: Partial<Parameters<typeof mintToken>[0]> = {}): Promise<string> {
-  return mintToken({ ...TEST_TOKENS, customerId, ttlSeconds: 600, ...overrides });
+export function token(customerId: string, overrides: Partial<Parameters<typeof mintShopperToken>[0]> = {}): Promise<string> {
+  return mintShopperToken({ ...TEST_TOKENS, customerId, ttlSeconds: 600, ...overrides });
 }
 
 export function bearer(tokenValue: string, more: Record<string, string> = {}): Metadata {
