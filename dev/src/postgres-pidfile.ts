@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { isErrno } from "./net.js";
+import { sleep } from "@meshcart/lib";
 
 const leftoverGraceMs = 3_000;
 

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs/promises";
 import http from "node:http";
-import { setTimeout as sleep } from "node:timers/promises";
 import { signalGroup, signalOnExit } from "./children.js";
 import { forEachLine, tail } from "./lines.js";
 import { isPortFree } from "./net.js";
+import { sleep } from "@meshcart/lib";
 
 export interface ServiceSpec {
   /** Used in messages and passed to onLine. */

@@ -2,6 +2,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { sleep } from "@meshcart/lib";
 
 export const fakeServiceEntry = fileURLToPath(new URL("./fixtures/fake-service.mjs", import.meta.url));
 
@@ -20,7 +21,7 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
+    await sleep(25);
   }
 }
 

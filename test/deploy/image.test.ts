@@ -13,6 +13,7 @@ import { OtlpReceiver } from "../../dev/src/testing/otlp-receiver.js";
 import { readVersions, services } from "../../scripts/deploy/image-tag.mjs";
 import { assembleImage, dockerfileStages, type Artefact } from "./support/assemble.js";
 import { repoRoot, toolsBin } from "./support/paths.js";
+import { sleep } from "@meshcart/lib";
 
 const run = promisify(execFile);
 const dockerfile = readFileSync(path.join(repoRoot, "Dockerfile"), "utf8");
@@ -229,7 +230,7 @@ describe("the Dockerfile's image", () => {
       const deadline = Date.now() + 20_000;
       let sent = 0;
       while (sent === 0 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 250));
+        await sleep(250);
         const metrics = await get(admin, "/metrics");
         sent = [...metrics.matchAll(/^meshcart_loadgen_requests_total\{[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
       }
@@ -321,7 +322,7 @@ async function startFromImage(image: Artefact, name: string, env: Record<string,
       child.kill("SIGKILL");
       throw new Error(`${name} was not ready within 30 s:\n${output}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   }
   return { name, child, output: () => output };
 }

@@ -6,6 +6,7 @@ import { freePort } from "../../dev/src/net.js";
 import { startService, type ServiceProcess } from "../../dev/src/processes.js";
 import { SHOP_TOKENS, Shop, type ShopService } from "../../dev/src/testing/shop.js";
 import { repoRoot, toolsBin } from "../deploy/support/paths.js";
+import { sleep } from "@meshcart/lib";
 
 /*
  * Every service's /metrics passes Prometheus's own lint, `promtool check
@@ -47,7 +48,7 @@ beforeAll(async () => {
   });
   // A few seconds of shopping: orders, refusals, reads, so that every
   // labelled family has series.
-  await new Promise((resolve) => setTimeout(resolve, 4_000));
+  await sleep(4_000);
 }, 180_000);
 
 afterAll(async () => {

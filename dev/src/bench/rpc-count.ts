@@ -1,4 +1,5 @@
 import { parseExposition } from "../testing/prometheus.js";
+import { sleep } from "@meshcart/lib";
 
 /**
  * meshcart RPCs a set of services has answered so far, from their own
@@ -39,6 +40,6 @@ export async function sagasSettled(adminPorts: readonly number[], timeoutMs = 60
       if (response.ok) running += parseExposition(await response.text()).sum("meshcart_order_sagas_running");
     }
     if (running === 0 || Date.now() - began > timeoutMs) return Date.now() - began;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   }
 }

@@ -2,7 +2,6 @@ import { rmSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "../net.js";
 import { startPostgres, type LocalPostgres } from "../postgres.js";
 import { localServices } from "../services.js";
@@ -24,6 +23,7 @@ import { defaultSaturationPlan, findSaturation } from "./saturation.js";
 import { startStack, type Stack } from "./stack.js";
 import { OtlpSink, tracingEnv, tracingModes, type TracingMode } from "./tracing.js";
 import { SHOPPER, workloads, type Workload } from "./workloads.js";
+import { sleep } from "@meshcart/lib";
 
 export interface RunSettings {
   repoRoot: string;

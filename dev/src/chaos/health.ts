@@ -2,6 +2,7 @@ import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { repoRoot } from "../paths.js";
+import { sleep } from "@meshcart/lib";
 
 /**
  * grpc.health.v1 as Kubernetes and the mesh ask it: the overall status of a
@@ -62,7 +63,7 @@ export class HealthChecker {
     for (;;) {
       if ((await this.check(Math.min(1_000, timeoutMs))) === want) return performance.now() - begun;
       if (performance.now() - begun > timeoutMs) return undefined;
-      await new Promise((resolve) => setTimeout(resolve, intervalMs));
+      await sleep(intervalMs);
     }
   }
 

@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import type { PlannedKill, Victim } from "./plan.js";
 import type { ChaosShop } from "./shop.js";
+import { sleep } from "@meshcart/lib";
 
 /** What one kill did, for the report. */
 export interface KillRecord extends PlannedKill {
@@ -40,7 +40,7 @@ export async function runKills(
   const settling: Promise<void>[] = [];
   for (const kill of plan) {
     const wait = startedAt + kill.atMs - performance.now();
-    if (wait > 0) await sleep(wait, undefined, { signal }).catch(() => undefined);
+    if (wait > 0) await sleep(wait, signal);
     if (signal.aborted) break;
     const pid = shop.process(kill.service).pid;
     const killedAt = performance.now();

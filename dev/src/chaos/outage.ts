@@ -1,8 +1,8 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import type { CallResult, Probe } from "./calls.js";
 import { HealthChecker, type HealthStatus } from "./health.js";
 import type { Victim } from "./plan.js";
 import type { ChaosShop } from "./shop.js";
+import { sleep } from "@meshcart/lib";
 
 /** The services whose health follows their database. */
 export const DATABASE_SERVICES = ["inventory", "payment", "order"] as const satisfies readonly Victim[];

@@ -1,5 +1,4 @@
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { databaseProbes } from "./calls.js";
 import { killsByService, runKills } from "./kills.js";
 import { startLoad, type LoadReport } from "./load.js";
@@ -9,6 +8,7 @@ import { seededRandom } from "./random.js";
 import { judge, type ChaosReport, type ChaosSettings } from "./report.js";
 import { firstOrderOf, settleAndVerify } from "./settle.js";
 import { ChaosShop } from "./shop.js";
+import { sleep } from "@meshcart/lib";
 
 export interface ChaosOptions extends ChaosSettings {
   repoRoot: string;

@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { checkInvariants, readSnapshot, type Report } from "../verify.js";
 import { countRows } from "./kills.js";
 import type { ChaosShop } from "./shop.js";
+import { sleep } from "@meshcart/lib";
 
 const UNFINISHED_ORDERS = "SELECT count(*)::int AS n FROM orders WHERE state NOT IN ('CONFIRMED', 'REJECTED', 'FAILED', 'CANCELLED')";
 const SAGA_RUNS = "SELECT count(*)::int AS n FROM saga_runs";

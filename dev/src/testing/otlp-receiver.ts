@@ -1,8 +1,8 @@
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { repoRoot } from "../paths.js";
+import { sleep } from "@meshcart/lib";
 
 /**
  * A real OTLP/gRPC trace receiver for tests: the collector's

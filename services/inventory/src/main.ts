@@ -1,7 +1,7 @@
 // First: starts tracing before anything loads @grpc/grpc-js or pg.
 import "./telemetry.js";
 import { fileURLToPath } from "node:url";
-import { Registry, createLogger, exitOnSignals, loadConfig, openDatabase, runMain, startFaults, startServiceRuntime } from "@meshcart/lib";
+import { Registry, createLogger, exitOnSignals, loadConfig, openDatabase, faultMiddleware, runMain, startFaults, startServiceRuntime } from "@meshcart/lib";
 import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
 import { demoCatalogue } from "./catalogue.js";
 import { inventoryConfig } from "./config.js";
@@ -34,7 +34,7 @@ runMain(async () => {
     registry,
     database: db,
     databaseHealthIntervalMs: config.DB_HEALTH_INTERVAL_MS,
-    faults: faults.injector,
+    middleware: [faultMiddleware(faults.injector)],
     services: [
       {
         definition: InventoryServiceDefinition,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createLogger } from "@meshcart/lib";
+import { createLogger, sleep } from "@meshcart/lib";
 import { expirySweeper } from "../src/expiry-sweeper.js";
 import type { Inventory } from "../src/inventory.js";
 
@@ -29,7 +29,7 @@ async function until(what: string, check: () => boolean): Promise<void> {
   const deadline = Date.now() + 20_000;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await sleep(10);
   }
 }
 
@@ -39,7 +39,7 @@ describe("the expiry sweeper", () => {
     const stop = new AbortController();
     const running = expirySweeper(inventory, HOUR, logger).run(stop.signal);
     await until("the first sweep", () => sweeps.length === 1);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     expect(sweeps).toHaveLength(1);
     stop.abort();
     await running;

@@ -19,6 +19,7 @@ import {
   type ReserveStockRequest,
 } from "../../lib/src/gen/meshcart/inventory/v1/inventory.js";
 import { demoCatalogue } from "../src/catalogue.js";
+import { sleep } from "@meshcart/lib";
 
 const ENTRY = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 const DEFAULT_TTL_SECONDS = 120;
@@ -519,7 +520,7 @@ describe("expiry", () => {
     while (state !== ReservationState.RESERVATION_STATE_EXPIRED) {
       expect(state).toBe(ReservationState.RESERVATION_STATE_HELD);
       if (Date.now() > deadline) throw new Error("the reservation was never expired by the service");
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
       state = (await client.getReservation({ reservationId })).reservation!.state;
     }
     expect(await stock("MESH-HOODIE")).toEqual(before);

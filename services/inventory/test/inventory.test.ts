@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ConflictError, Database, NotFoundError, RefusedError, createLogger, migrate } from "@meshcart/lib";
+import { ConflictError, Database, NotFoundError, RefusedError, createLogger, migrate, sleep } from "@meshcart/lib";
 import { createTestDatabase } from "../../../dev/src/testing/database.js";
 import { Inventory, type Product, type Reservation } from "../src/inventory.js";
 import { ledgerViolations, type StockCounters } from "../src/ledger.js";
@@ -825,7 +825,7 @@ describe("concurrency", () => {
         );
         if (rowCount) break;
         if (Date.now() > deadline) throw new Error("the call never waited for the locked product");
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        await sleep(20);
       }
       await other.query("SELECT 1 FROM products WHERE sku = $1 FOR UPDATE NOWAIT", [second]);
       await other.query("COMMIT");

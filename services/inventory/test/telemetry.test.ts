@@ -7,6 +7,7 @@ import { parseExposition } from "../../../dev/src/testing/prometheus.js";
 import { startService, type ServiceProcess } from "../../../dev/src/processes.js";
 import { freePort } from "../../../dev/src/net.js";
 import { InventoryServiceDefinition, type InventoryServiceClient } from "../../lib/src/gen/meshcart/inventory/v1/inventory.js";
+import { sleep } from "@meshcart/lib";
 
 /**
  * A missing or broken trace collector must never slow or break request
@@ -178,6 +179,6 @@ async function waitFor<T>(check: () => Promise<T | undefined>, timeoutMs = 15_00
     const value = await check();
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   }
 }

@@ -2,6 +2,7 @@ import { ConfigError, type Config, type databaseConfig } from "./config.js";
 import { Database } from "./database.js";
 import type { Logger } from "./logger.js";
 import { migrate } from "./migrations.js";
+import { sleep } from "./sleep.js";
 
 /**
  * Opens the service's database, waiting for it to come up (in a cluster the
@@ -25,7 +26,7 @@ export async function openDatabase(
     for (let delay = 250; !(await db.ping(2_000)); delay = Math.min(delay * 2, 5_000)) {
       if (signal?.aborted) throw new Error("stopped while waiting for the database");
       logger.warn({ retry_in_ms: delay }, "database not reachable yet");
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await sleep(delay);
     }
     await migrate(db, migrationsDirectory, logger);
     return db;

@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { Logger } from "./logger.js";
+import { sleep } from "./sleep.js";
 
 export type Sql = pg.PoolClient | pg.Pool;
 
@@ -181,8 +182,4 @@ export class Database {
   async close(): Promise<void> {
     await this.pool.end();
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

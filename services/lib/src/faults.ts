@@ -2,13 +2,13 @@ import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { hostname } from "node:os";
 import type { AddressInfo } from "node:net";
-import { delay } from "abort-controller-x";
-import { ServerError, Status, type CallContext, type ServerMiddlewareCall } from "nice-grpc";
+import { ServerError, Status, type CallContext, type ServerMiddleware, type ServerMiddlewareCall } from "nice-grpc";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { z } from "zod";
 import { ConfigError, integer } from "./config.js";
 import type { Logger } from "./logger.js";
-import type { BackgroundTask } from "./service-runtime.js";
+import { sleep } from "./sleep.js";
+import type { BackgroundTask } from "./background-task.js";
 import { spanEvent } from "./tracing.js";
 
 /**
@@ -342,20 +342,24 @@ function describeRules(rules: FaultRules): string {
 // ------------------------------------------------------------- the middleware
 
 /**
- * Applies the rules to every call of the service's own methods: the
- * latency first, then a `before` fault instead of the handler, or an
- * `after-commit` fault instead of the handler's answer (a handler that fails
- * by itself keeps its own error).
+ * The middleware a fault-taking service gives startServiceRuntime (its
+ * `middleware`, innermost, so that a fault is counted, logged and traced like
+ * any refusal). It applies the rules to every call of the service's own
+ * methods: the latency first, then a `before` fault instead of the handler,
+ * or an `after-commit` fault instead of the handler's answer (a handler that
+ * fails by itself keeps its own error).
  */
-export function faultMiddleware(injector: FaultInjector | undefined) {
+export function faultMiddleware(injector: FaultInjector): ServerMiddleware {
   return async function* injectFaults<Request, Response>(call: ServerMiddlewareCall<Request, Response>, context: CallContext) {
-    const found = injector?.ruleFor(call.method.path);
-    if (!injector || !found) return yield* call.next(call.request, context);
+    const found = injector.ruleFor(call.method.path);
+    if (!found) return yield* call.next(call.request, context);
     const { method, rule } = found;
     const wait = injector.delayFor(rule);
     if (wait > 0) {
       injector.recordDelay(method, wait);
-      await delay(context.signal, wait);
+      await sleep(wait, context.signal);
+      // A caller that gave up during the delay gets no handler run.
+      context.signal.throwIfAborted();
     }
     if (!injector.fires(rule)) return yield* call.next(call.request, context);
     if (rule.mode === "before") throw injector.failure(method, rule);
@@ -498,8 +502,9 @@ function closeServer(server: Server): Promise<void> {
 /**
  * What a fault-taking service's main.ts does: the injector with the rules of
  * FAULTS (an unknown method stops the start with a ConfigError), and the
- * control endpoint when FAULT_CONTROL_PORT is set. Pass `injector` to
- * startServiceRuntime's `faults` and `tasks` to its `background`.
+ * control endpoint when FAULT_CONTROL_PORT is set. Give startServiceRuntime
+ * `faultMiddleware(injector)` in its `middleware` and `tasks` in its
+ * `background`.
  */
 export async function startFaults(options: {
   service: string;

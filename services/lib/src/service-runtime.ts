@@ -2,17 +2,19 @@ import { readFileSync } from "node:fs";
 import { once } from "node:events";
 import type { Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createServer, type CompatServiceDefinition, type Server } from "nice-grpc";
+import { createServer, type CompatServiceDefinition, type Server, type ServerMiddleware } from "nice-grpc";
 import { errorDetailsServerMiddleware } from "nice-grpc-error-details";
 import { HealthDefinition, HealthServiceImpl, HealthState } from "nice-grpc-server-health";
 import { ServerReflection, ServerReflectionService } from "nice-grpc-server-reflection";
 import { Registry } from "prom-client";
 import { createAdminServer } from "./admin-server.js";
+import type { BackgroundTask } from "./background-task.js";
 import type { Config, serviceConfig } from "./config.js";
 import type { Database } from "./database.js";
 import { exposeDeadline } from "./deadline.js";
 import type { Logger } from "./logger.js";
 import { grpcServerMetrics, registerDatabaseMetrics, registerProcessMetrics } from "./metrics.js";
+import { sleep } from "./sleep.js";
 import { flushTelemetry, traceContextCarrier } from "./tracing.js";
 import {
   decodeRequestsSafely,
@@ -21,7 +23,6 @@ import {
   requestContextMiddleware,
   traceContextMiddleware,
 } from "./server-middleware.js";
-import { faultMiddleware, type FaultInjector } from "./faults.js";
 
 /** The descriptor set that `npm run generate` builds from proto/. */
 const DESCRIPTOR_PATH = new URL("../descriptor/meshcart.binpb", import.meta.url);
@@ -30,17 +31,6 @@ export interface ServiceRegistration {
   definition: CompatServiceDefinition & { fullName: string };
   // nice-grpc checks implementations against definitions at the call site.
   implementation: object;
-}
-
-/** Work a service does besides answering calls (e.g. expiring reservations). */
-export interface BackgroundTask {
-  name: string;
-  /**
-   * Runs until `signal` aborts; resolves when it has stopped. The signal
-   * aborts only after in-flight calls drained, since those calls may be
-   * waiting on this work.
-   */
-  run(signal: AbortSignal): Promise<void>;
 }
 
 export interface RuntimeOptions {
@@ -52,8 +42,12 @@ export interface RuntimeOptions {
   database?: Database;
   databaseHealthIntervalMs?: number;
   background?: BackgroundTask[];
-  /** Fault injection (faults.ts) applied to the services' own methods; none when omitted. */
-  faults?: FaultInjector;
+  /**
+   * The service's own middleware, innermost (inside the error boundary, so
+   * that what they refuse is counted, logged and traced like any refusal):
+   * e.g. fault injection (faults.ts).
+   */
+  middleware?: ServerMiddleware[];
   /** A further readiness condition of the service's own (the load generator: it is generating); /readyz follows it. */
   ready?: () => boolean;
   /**
@@ -120,12 +114,11 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
     // Outermost: every call counts once, with the status the client gets.
     .use(grpcServerMetrics(registry))
     .use(errorDetailsServerMiddleware);
-  const server: Server = (traceContextCarrier() === "middleware" ? base.use(traceContextMiddleware) : base)
+  let server: Server = (traceContextCarrier() === "middleware" ? base.use(traceContextMiddleware) : base)
     .use(requestContextMiddleware)
     .use(errorBoundaryMiddleware(logger))
-    .use(endStreamsOn(stopController.signal))
-    // Innermost: a fault is counted, logged and traced like any refusal.
-    .use(faultMiddleware(options.faults));
+    .use(endStreamsOn(stopController.signal));
+  for (const middleware of options.middleware ?? []) server = server.use(middleware);
 
   for (const { definition, implementation } of options.services) {
     server.add(decodeRequestsSafely(definition), implementation as never);
@@ -252,21 +245,6 @@ async function watchDatabase(
     if (signal.aborted) return;
     report(await database.ping(Math.min(intervalMs, 1_000)));
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 }
 
 /**

@@ -1,6 +1,7 @@
 import { Writable } from "node:stream";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { createLogger, type Logger } from "../src/logger.js";
+import { sleep } from "../src/sleep.js";
 
 export type LogLine = Record<string, unknown> & { msg?: string; level?: string };
 
@@ -37,10 +38,6 @@ export function deferred<T = void>(): Deferred<T> {
     reject = rej;
   });
   return { promise, resolve, reject };
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Settles to what `promise` settled to, or "pending" if it has not settled after the turns already queued. */

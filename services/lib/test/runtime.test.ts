@@ -1,6 +1,5 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -40,13 +39,15 @@ import {
   UnavailableError,
 } from "../src/domain-errors.js";
 import { decodePageToken } from "../src/pagination.js";
-import { startServiceRuntime, type BackgroundTask, type ServiceRuntime } from "../src/service-runtime.js";
+import type { BackgroundTask } from "../src/background-task.js";
+import { startServiceRuntime, type ServiceRuntime } from "../src/service-runtime.js";
 import { validate } from "../src/validation.js";
 import {
   InventoryServiceDefinition,
   type InventoryServiceImplementation,
 } from "../src/gen/meshcart/inventory/v1/inventory.js";
 import { capturedLogger, deferred, eventually, state, type Deferred, type LogLine } from "./helpers.js";
+import { sleep } from "../src/sleep.js";
 
 const { SERVING, NOT_SERVING } = HealthCheckResponse_ServingStatus;
 const SERVICE = InventoryServiceDefinition.fullName;
@@ -73,7 +74,7 @@ function fakeInventory(logger: Logger, slow: () => SlowGate): InventoryServiceIm
     async getProduct(request) {
       if (request.sku === "boom") throw new Error("the database password is hunter2");
       if (request.sku === "missing") throw new ServerError(Status.NOT_FOUND, "product missing not found");
-      await delay(Math.floor(Math.random() * 5));
+      await sleep(Math.floor(Math.random() * 5));
       logger.info({ sku: request.sku }, "looking up product");
       return { product: { sku: request.sku, name: `Product ${request.sku}` } };
     },
@@ -529,7 +530,7 @@ describe("service runtime shutdown", () => {
       expect(watched).toEqual([SERVING, NOT_SERVING]);
 
       // The slow call keeps the shutdown waiting...
-      await delay(200);
+      await sleep(200);
       expect(await state(slowCall)).toBe("pending");
       expect(await state(stopped)).toBe("pending");
 
@@ -577,7 +578,7 @@ describe("service runtime shutdown", () => {
       const slowCall = h.inventory.getReservation({ reservationId: "r-slow" });
       await h.slow.entered.promise;
       const stopped = h.runtime.shutdown("test");
-      await delay(100);
+      await sleep(100);
       // The in-flight call may depend on background work: it keeps running.
       expect(h.runtime.stopping.aborted).toBe(true);
       expect(taskSignal?.aborted).toBe(false);

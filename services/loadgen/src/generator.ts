@@ -1,5 +1,4 @@
-import { setTimeout as sleep } from "node:timers/promises";
-import { SpanAttributes, SpanStatusCode, inSpan, type Logger } from "@meshcart/lib";
+import { SpanAttributes, SpanStatusCode, inSpan, type Logger, sleep } from "@meshcart/lib";
 import type { LoadgenMetrics } from "./metrics.js";
 import { SCENARIOS, type Mix, type Scenario } from "./options.js";
 import { runScenario, type Placed } from "./scenarios.js";
@@ -185,7 +184,7 @@ export class LoadGenerator {
           throw new TargetUnreachable(`the storefront at ${this.options.target} does not answer ListProducts: ${reason}`);
         }
         if (attempt === 1 || attempt % 30 === 0) this.deps.logger.warn({ target: this.options.target, err: error }, "cannot read the catalogue yet; retrying");
-        await sleep(1_000, undefined, { signal }).catch(() => undefined);
+        await sleep(1_000, signal);
       }
     }
   }
@@ -193,7 +192,7 @@ export class LoadGenerator {
   /** Reads the catalogue again every interval and restocks what ran low, until `signal`. */
   private async keepShopping(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      await sleep(this.options.catalogueIntervalMs, undefined, { signal }).catch(() => undefined);
+      await sleep(this.options.catalogueIntervalMs, signal);
       if (signal.aborted) return;
       try {
         await this.catalogue.refresh(signal, `lg.${this.options.runId}.catalogue`);
@@ -222,7 +221,7 @@ export class LoadGenerator {
       }
       if (this.due >= planned) break;
       const wait = start + this.due * interval - performance.now();
-      await sleep(Math.max(1, wait), undefined, { signal }).catch(() => undefined);
+      await sleep(Math.max(1, wait), signal);
     }
     return signal.aborted ? "stopped" : ending;
   }

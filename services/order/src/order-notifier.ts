@@ -2,6 +2,7 @@ import pg from "pg";
 import type { Logger } from "@meshcart/lib";
 import { NOTIFY_CHANNEL } from "./event-store.js";
 import type { Order } from "./order-state.js";
+import { sleep } from "@meshcart/lib";
 
 type Listener = (version: number, order: Order | undefined) => void;
 
@@ -129,7 +130,7 @@ export class OrderNotifier {
       }
       this.client = undefined;
       await client.end().catch(() => undefined);
-      if (!this.stopped) await new Promise((resolve) => setTimeout(resolve, 1_000));
+      if (!this.stopped) await sleep(1_000);
     }
   }
 }

@@ -6,6 +6,7 @@ import {
   linkTo,
   recordError,
   runInRequest,
+  sleep,
   type BackgroundTask,
   type Logger,
   type Span,
@@ -575,17 +576,4 @@ export function sagaRecovery(
       await saga.drained();
     },
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

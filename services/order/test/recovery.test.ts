@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createLogger } from "@meshcart/lib";
+import { createLogger, sleep } from "@meshcart/lib";
 import type { EventStore } from "../src/event-store.js";
 import { sagaRecovery, type Saga } from "../src/saga.js";
 
@@ -33,7 +33,7 @@ async function until(what: string, check: () => boolean): Promise<void> {
   const deadline = Date.now() + 20_000;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await sleep(10);
   }
 }
 
@@ -43,7 +43,7 @@ describe("saga recovery", () => {
     const stop = new AbortController();
     const running = sagaRecovery(saga, store, { owner: "r", leaseMs: HOUR, intervalMs: 10, batch: 10 }, logger).run(stop.signal);
     await until("the first look", () => scans.length === 1);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     expect(scans).toHaveLength(1);
     stop.abort();
     await running;

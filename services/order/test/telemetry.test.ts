@@ -6,6 +6,7 @@ import { OtlpReceiver, type ReceivedSpan } from "../../../dev/src/testing/otlp-r
 import { TestDatabases } from "./support/database.js";
 import { Mesh, refusal } from "./support/services.js";
 import { unique } from "./support/wait.js";
+import { sleep } from "@meshcart/lib";
 
 /**
  * Traces and logs across processes: inventory, payment and order run as
@@ -128,7 +129,7 @@ describe("one CreateOrder is one trace", () => {
         spans.some((s) => s.service === "order" && s.kind === "SERVER" && s.name.endsWith("/CreateOrder")),
     );
     // Stragglers of the same trace still in a batch.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await sleep(500);
     trace = receiver.spans().filter((s) => s.traceId === caller.traceId);
   });
 

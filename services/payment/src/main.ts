@@ -1,7 +1,7 @@
 // First: starts tracing before anything loads @grpc/grpc-js or pg.
 import "./telemetry.js";
 import { fileURLToPath } from "node:url";
-import { Registry, createLogger, exitOnSignals, loadConfig, openDatabase, runMain, startFaults, startServiceRuntime } from "@meshcart/lib";
+import { Registry, createLogger, exitOnSignals, loadConfig, openDatabase, faultMiddleware, runMain, startFaults, startServiceRuntime } from "@meshcart/lib";
 import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
 import { paymentConfig } from "./config.js";
 import { paymentHandlers } from "./grpc-handlers.js";
@@ -26,7 +26,7 @@ runMain(async () => {
     registry,
     database: db,
     databaseHealthIntervalMs: config.DB_HEALTH_INTERVAL_MS,
-    faults: faults.injector,
+    middleware: [faultMiddleware(faults.injector)],
     services: [
       {
         definition: PaymentServiceDefinition,

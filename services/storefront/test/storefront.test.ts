@@ -5,6 +5,7 @@ import { OrderState } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import { OrderStatus, type Order, type PlaceOrderRequest } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
 import { OtlpReceiver } from "../../../dev/src/testing/otlp-receiver.js";
 import { bearer, collect, refusal, Stack, token, withHeader } from "./support/stack.js";
+import { sleep } from "@meshcart/lib";
 
 /**
  * The storefront as a shopper's client sees it, in front of the real
@@ -389,6 +390,6 @@ async function eventually<T>(what: string, probe: () => Promise<T | undefined>, 
     const value = await probe().catch(() => undefined);
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   }
 }

@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from "node:timers/promises";
+import { sleep } from "@meshcart/lib";
 
 /**
  * Polls `probe` until it returns a value other than undefined, or fails
