@@ -1,4 +1,5 @@
 import path from "node:path";
+import { parseDuration } from "@meshcart/lib";
 
 /** What one `make bench` run does; read from BENCH_* variables by benchOptions. */
 export interface BenchOptions {
@@ -60,10 +61,9 @@ export function benchOptions(env: Env, repoRoot: string): BenchOptions {
 }
 
 export function parseSeconds(text: string, name: string): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$/.exec(text);
-  if (!match) throw new Error(`${name} must be a duration such as 3, 3s, 500ms or 1m, not "${text}"`);
-  const unit = { ms: 0.001, s: 1, m: 60 }[(match[2] ?? "s") as "ms" | "s" | "m"];
-  const seconds = Number(match[1]) * unit;
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new Error(`${name} must be a duration such as 3, 3s, 500ms or 1m, not "${text}"`);
+  const seconds = ms / 1000;
   if (seconds < 0.5 || seconds > 600) throw new Error(`${name} must be from 0.5 s to 10 min, not "${text}"`);
   return seconds;
 }

@@ -1,3 +1,4 @@
+import { parseDuration } from "@meshcart/lib";
 import { VICTIMS, type Victim } from "./plan.js";
 
 /** What `make chaos` can be told (flags, or CHAOS_* variables), already checked. */
@@ -48,7 +49,7 @@ export function parseChaosOptions(given: Partial<Record<OptionName, string | und
   const duration = (name: OptionName, fallback: number, min: number, max: number): number => {
     const text = value(name);
     if (text === undefined) return fallback;
-    const ms = parseDurationMs(text);
+    const ms = parseDuration(text);
     if (ms === undefined) problems.push(`${label(name)}: "${text}" is not a duration such as 500ms, 30s or 2m`);
     else if (ms !== 0 && (ms < min || ms > max)) problems.push(`${label(name)}: ${text} is outside ${min / 1000}s..${max / 1000}s`);
     return ms ?? fallback;
@@ -84,15 +85,4 @@ export function parseChaosOptions(given: Partial<Record<OptionName, string | und
       outDir: value("out"),
     },
   };
-}
-
-const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000 };
-
-/** "500ms", "30s", "2m", "1m30s", or plain seconds ("90"); "0" is 0. */
-export function parseDurationMs(text: string): number | undefined {
-  const value = text.trim().toLowerCase();
-  if (/^\d+(\.\d+)?$/.test(value)) return Math.round(Number(value) * 1000);
-  const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(ms|s|m)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join("") !== value) return undefined;
-  return Math.round(parts.reduce((sum, p) => sum + Number(p[1]) * UNITS[p[2]!]!, 0));
 }

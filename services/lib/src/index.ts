@@ -15,6 +15,7 @@ export * from "./service-runtime.js";
 export * from "./sleep.js";
 export * from "./clients.js";
 export * from "./deadline.js";
+export * from "./durations.js";
 export * from "./tracing.js";
 export * from "./metrics.js";
 export * from "./faults.js";

@@ -1,10 +1,9 @@
 // First: starts tracing before anything loads @grpc/grpc-js.
 import "./cli-telemetry.js";
 import { parseArgs } from "node:util";
-import { ConfigError, DEMO_TOKENS, Registry, createLogger, flushTelemetry, loadConfig } from "@meshcart/lib";
+import { ConfigError, DEMO_TOKENS, Registry, createLogger, flushTelemetry, formatDuration, loadConfig } from "@meshcart/lib";
 import { loadgenConfig } from "./config.js";
 import { TargetUnreachable } from "./generator.js";
-import { formatDuration } from "./options.js";
 import { formatProgress, formatReport } from "./stats.js";
 import { createLoadgen } from "./setup.js";
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { DEMO_TOKENS, boolean, integer, serviceConfig, text, type Config } from "@meshcart/lib";
-import { DEFAULT_MIX_TEXT, SCENARIOS, parseDuration, parseMix } from "./options.js";
+import { DEFAULT_MIX_TEXT, SCENARIOS, parseMix, parseRunDuration } from "./options.js";
 
 function rate(min: number, max: number) {
   const message = `must be a number from ${min} to ${max}`;
@@ -29,7 +29,7 @@ export const loadgenConfig = {
     .describe("Requests started per second, on schedule whether or not earlier ones finished (open loop)."),
   LOADGEN_DURATION: text()
     .superRefine((value, context) => {
-      const parsed = parseDuration(value);
+      const parsed = parseRunDuration(value);
       if (!parsed.ok) context.addIssue({ code: "custom", message: parsed.problem });
     })
     .optional()

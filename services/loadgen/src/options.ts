@@ -1,3 +1,4 @@
+import { parseDuration } from "@meshcart/lib";
 /**
  * The load generator's vocabulary: scenarios and their mix, durations. Pure
  * parsing, shared by the environment (config.ts) and the command line
@@ -51,28 +52,15 @@ export function parseMix(text: string): { ok: true; mix: Mix } | { ok: false; pr
   return { ok: true, mix };
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
 /**
- * `30s`, `5m`, `1h30m`, `500ms`, `90` (seconds); `forever` (or `0`) for no
- * end. Returns milliseconds, undefined for forever, or a problem.
+ * How long to run: a duration (the kit's: `30s`, `5m`, `1h30m`, `500ms`,
+ * `90` seconds), or `forever` (`inf`, `0`) for no end. Returns milliseconds,
+ * undefined for forever, or a problem.
  */
-export function parseDuration(text: string): { ok: true; ms: number | undefined } | { ok: false; problem: string } {
+export function parseRunDuration(text: string): { ok: true; ms: number | undefined } | { ok: false; problem: string } {
   const value = text.trim().toLowerCase();
-  if (value === "forever" || value === "inf" || value === "0") return { ok: true, ms: undefined };
-  if (/^\d+(\.\d+)?$/.test(value)) return { ok: true, ms: Math.round(Number(value) * 1000) };
-  const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join("") !== value) {
-    return { ok: false, problem: `"${text}" is not a duration such as 30s, 5m, 1h30m, 90 (seconds) or forever` };
-  }
-  const ms = Math.round(parts.reduce((sum, p) => sum + Number(p[1]) * UNITS[p[2]!]!, 0));
+  if (value === "forever" || value === "inf") return { ok: true, ms: undefined };
+  const ms = parseDuration(value);
+  if (ms === undefined) return { ok: false, problem: `"${text}" is not a duration such as 30s, 5m, 1h30m, 90 (seconds) or forever` };
   return { ok: true, ms: ms === 0 ? undefined : ms };
-}
-
-export function formatDuration(ms: number | undefined): string {
-  if (ms === undefined) return "forever";
-  if (ms < 1_000) return `${Math.round(ms)}ms`;
-  const s = ms / 1000;
-  if (s < 120) return `${Math.round(s * 10) / 10}s`;
-  return `${Math.floor(s / 60)}m${Math.round(s % 60)}s`;
 }

@@ -5,7 +5,7 @@ import { StorefrontServiceDefinition } from "@meshcart/lib/gen/meshcart/storefro
 import type { LoadgenConfig } from "./config.js";
 import { LoadGenerator, seededRandom, type GeneratorDeps } from "./generator.js";
 import { LoadgenMetrics } from "./metrics.js";
-import { parseDuration, parseMix } from "./options.js";
+import { parseMix, parseRunDuration } from "./options.js";
 import { ShopperTokens } from "./tokens.js";
 
 export interface Loadgen {
@@ -29,7 +29,7 @@ export function createLoadgen(
   extra: { startTimeoutMs?: number; drainMs?: number; summaries?: boolean; onSummary?: GeneratorDeps["onSummary"] } = {},
 ): Loadgen {
   const runId = config.LOADGEN_RUN_ID ?? randomBytes(4).toString("hex");
-  const duration = parseDuration(config.LOADGEN_DURATION ?? "forever");
+  const duration = parseRunDuration(config.LOADGEN_DURATION ?? "forever");
   const mix = parseMix(config.LOADGEN_MIX);
   // Both were checked by the config schema.
   if (!duration.ok || !mix.ok) throw new Error("LOADGEN_DURATION or LOADGEN_MIX did not parse");

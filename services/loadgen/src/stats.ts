@@ -1,4 +1,5 @@
-import { formatDuration, type Scenario } from "./options.js";
+import { formatDuration } from "@meshcart/lib";
+import type { Scenario } from "./options.js";
 
 /**
  * Counting what the load did: outcomes by scenario with their latencies,

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { DEMO_TOKENS, mintShopperToken } from "@meshcart/lib";
+import { DEMO_TOKENS, mintShopperToken, parseDuration } from "@meshcart/lib";
 
 /*
  * `make token CUSTOMER=alice [TTL=1h]`: prints a bearer token for the
@@ -12,10 +12,9 @@ import { DEMO_TOKENS, mintShopperToken } from "@meshcart/lib";
 const usage = "usage: make token CUSTOMER=<customer id> [TTL=<seconds, or 30m, 2h, 1d>]";
 
 function seconds(ttl: string): number {
-  const match = /^(\d+)\s*([smhd]?)$/.exec(ttl.trim());
-  if (!match) throw new Error(`TTL "${ttl}" is not a duration such as 3600, 30m, 2h or 1d`);
-  const unit = { "": 1, s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as "" | "s" | "m" | "h" | "d"];
-  const value = Number(match[1]) * unit;
+  const ms = parseDuration(ttl);
+  if (ms === undefined) throw new Error(`TTL "${ttl}" is not a duration such as 3600, 30m, 2h or 1d`);
+  const value = Math.round(ms / 1000);
   if (value < 1 || value > 30 * 86_400) throw new Error(`TTL must be from 1 second to 30 days, not "${ttl}"`);
   return value;
 }
