@@ -38,14 +38,25 @@ export function execute<R extends pg.QueryResultRow = pg.QueryResultRow>(
   return typeof query === "string" ? sql.query<R>(query, values) : sql.query<R>({ name: query.name, text: query.text, values });
 }
 
-// bigint columns (money, stock counters) arrive as JS numbers. Every such
-// value is bounded far below 2^53 by validation and CHECK constraints; one
-// that is not is a corrupted row, refused loudly rather than rounded.
-pg.types.setTypeParser(pg.types.builtins.INT8, (text: string) => {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value)) throw new Error(`bigint ${text} exceeds the safe integer range`);
-  return value;
-});
+/**
+ * The services' type parsing: bigint columns (money, stock counters) arrive
+ * as JS numbers. Every such value is bounded far below 2^53 by validation
+ * and CHECK constraints; one that is not is a corrupted row, refused loudly
+ * rather than rounded. Given to each pool and client that wants it, never
+ * set on pg's global parsers.
+ */
+export const SAFE_INTEGER_TYPES: pg.CustomTypesConfig = safeIntegerTypes();
+
+function safeIntegerTypes(): pg.TypeOverrides {
+  const types = new pg.TypeOverrides();
+  types.setTypeParser(pg.types.builtins.INT8, (text: string) => {
+    const value = Number(text);
+    if (!Number.isSafeInteger(value)) throw new Error(`bigint ${text} exceeds the safe integer range`);
+    return value;
+  });
+  return types;
+}
+
 export type Isolation = "read committed" | "repeatable read" | "serializable";
 
 export interface DatabaseOptions {
@@ -96,6 +107,7 @@ export class Database {
     this.maxConnections = options.poolMax;
     this.pool = new pg.Pool({
       connectionString: options.url,
+      types: SAFE_INTEGER_TYPES,
       max: options.poolMax,
       // Fail fast while the database is away: callers get UNAVAILABLE in
       // about a second instead of queueing until their deadline.
