@@ -20,7 +20,7 @@ import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/
 import { crashHook } from "./chaos.js";
 import { orderConfig } from "./config.js";
 import { EventStore } from "./event-store.js";
-import { GrpcInventory, GrpcPayment } from "./grpc-ports.js";
+import { GrpcInventory, GrpcPayment } from "./grpc-adapters.js";
 import { orderHandlers } from "./grpc-handlers.js";
 import { OrderMetrics } from "./metrics.js";
 import { OrderNotifier } from "./order-notifier.js";
@@ -51,11 +51,11 @@ runMain(async () => {
   const notifier = new OrderNotifier(config.DATABASE_URL, logger, owner);
   notifier.start();
   const stopSagas = new AbortController();
-  const saga = new Saga(
+  const saga = new Saga({
     store,
     inventory,
     payment,
-    {
+    settings: {
       owner,
       leaseMs: config.ORDER_SAGA_LEASE_MS,
       retryBaseMs: 100,
@@ -65,10 +65,10 @@ runMain(async () => {
       crash: crashHook(config.ORDER_CRASH_POINT, logger),
     },
     logger,
-    stopSagas.signal,
-    (order) => notifier.notify(order),
-    new OrderMetrics(registry),
-  );
+    stopping: stopSagas.signal,
+    onAppend: (order) => notifier.notify(order),
+    metrics: new OrderMetrics(registry),
+  });
   const orders = new Orders(store, saga, notifier, {
     owner,
     leaseMs: config.ORDER_SAGA_LEASE_MS,

@@ -2,12 +2,12 @@ import type { OrderItem, PricedLine } from "./order-state.js";
 
 /**
  * What the saga needs from the other services, in its own terms. The gRPC
- * adapters (grpc-ports.ts) turn every status into an outcome or into one
+ * adapters (grpc-adapters.ts) turn every status into an outcome or into one
  * of the three failures below, so the saga decides on business facts and
  * failure classes, never on status codes.
  */
 
-/** How a failed call leaves the saga (grpc-ports.ts, FAILURE_CLASSES, classifies every status code). */
+/** How a failed call leaves the saga (grpc-adapters.ts, FAILURE_CLASSES, classifies every status code). */
 export type FailureClass = "transient" | "refused" | "broken";
 
 export abstract class StepFailure extends Error {

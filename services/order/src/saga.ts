@@ -53,6 +53,19 @@ export interface SagaSettings {
 /** What the saga needs of the event store. */
 export type SagaStore = Pick<EventStore, "loadRun" | "append" | "renewLease" | "releaseLease">;
 
+export interface SagaOptions {
+  store: SagaStore;
+  inventory: InventoryPort;
+  payment: PaymentPort;
+  settings: SagaSettings;
+  logger: Logger;
+  /** Aborts when the service stops: runs record where they are and end. */
+  stopping: AbortSignal;
+  /** Told of every append, with the order as the log now has it (local waiters get it without a read). */
+  onAppend?: (order: Order) => void;
+  metrics?: OrderMetrics;
+}
+
 /** A run whose order the starter holds already (it just placed the order or requested its cancellation). */
 export interface KnownRun {
   order: Order;
@@ -83,18 +96,21 @@ export class Saga {
   /** Orders asked to be driven while a run of theirs was ending: driven again (from the log) once it has. */
   private readonly again = new Set<string>();
 
-  constructor(
-    private readonly store: SagaStore,
-    private readonly inventory: InventoryPort,
-    private readonly payment: PaymentPort,
-    private readonly settings: SagaSettings,
-    private readonly logger: Logger,
-    private readonly stopping: AbortSignal,
-    /** Told of every append, with the order as the log now has it (local waiters get it without a read). */
-    private readonly onAppend: (order: Order) => void = () => undefined,
-    private readonly metrics: OrderMetrics = new OrderMetrics(),
-  ) {
-    metrics.trackRunning(() => this.running.size);
+  private readonly store: SagaStore;
+  private readonly inventory: InventoryPort;
+  private readonly payment: PaymentPort;
+  private readonly settings: SagaSettings;
+  private readonly logger: Logger;
+  private readonly stopping: AbortSignal;
+  private readonly onAppend: (order: Order) => void;
+  private readonly metrics: OrderMetrics;
+
+  constructor(options: SagaOptions) {
+    ({ store: this.store, inventory: this.inventory, payment: this.payment, settings: this.settings } = options);
+    ({ logger: this.logger, stopping: this.stopping } = options);
+    this.onAppend = options.onAppend ?? (() => undefined);
+    this.metrics = options.metrics ?? new OrderMetrics();
+    this.metrics.trackRunning(() => this.running.size);
   }
 
   /**

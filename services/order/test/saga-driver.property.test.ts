@@ -3,7 +3,7 @@ import { Status } from "nice-grpc";
 import { describe, expect, it } from "vitest";
 import { CHARGE_AMOUNT, createLogger } from "@meshcart/lib";
 import { CRASH_POINTS, type CrashPoint } from "../src/chaos.js";
-import { FAILURE_CLASSES, GrpcInventory, GrpcPayment } from "../src/grpc-ports.js";
+import { FAILURE_CLASSES, GrpcInventory, GrpcPayment } from "../src/grpc-adapters.js";
 import { applyEvent, isFinal, type Order } from "../src/order-state.js";
 import { Saga } from "../src/saga.js";
 import { MemoryStore, ModelInventory, ModelPayments, type MethodScript, type Scripts } from "./support/model-services.js";
@@ -83,11 +83,11 @@ async function runCase(c: Case): Promise<{ order: Order; store: MemoryStore; inv
   let crashed = false;
   const stop = new AbortController();
   const replica = (owner: string, crashAt?: CrashPoint) =>
-    new Saga(
+    new Saga({
       store,
-      new GrpcInventory(inventory.client()),
-      new GrpcPayment(payment.client()),
-      {
+      inventory: new GrpcInventory(inventory.client()),
+      payment: new GrpcPayment(payment.client()),
+      settings: {
         owner,
         leaseMs: 60_000,
         retryBaseMs: 1,
@@ -102,8 +102,8 @@ async function runCase(c: Case): Promise<{ order: Order; store: MemoryStore; inv
         },
       },
       logger,
-      stop.signal,
-    );
+      stopping: stop.signal,
+    });
   /** A saga that keeps calling is looping: it is stopped, and the case fails. */
   const ended = async (saga: Saga) => {
     let timer: NodeJS.Timeout | undefined;

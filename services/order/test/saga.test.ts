@@ -93,11 +93,11 @@ function replica(
   const payment = options.payment ?? new FakePayment();
   const leaseMs = options.leaseMs ?? 30_000;
   const stop = new AbortController();
-  const saga = new Saga(
+  const saga = new Saga({
     store,
-    options.ports?.inventory ?? inventory,
-    options.ports?.payment ?? payment,
-    {
+    inventory: options.ports?.inventory ?? inventory,
+    payment: options.ports?.payment ?? payment,
+    settings: {
       owner,
       leaseMs,
       retryBaseMs: 5,
@@ -106,9 +106,9 @@ function replica(
       chargeBounds: { minMinor: CHARGE_AMOUNT.minMinorUnits, maxMinor: CHARGE_AMOUNT.maxMinorUnits },
     },
     logger,
-    stop.signal,
-    (order) => notifier.notify(order),
-  );
+    stopping: stop.signal,
+    onAppend: (order) => notifier.notify(order),
+  });
   const orders = new Orders(store, saga, notifier, {
     owner,
     leaseMs,

@@ -6,7 +6,7 @@ import { InventoryServiceDefinition, ReservationState } from "@meshcart/lib/gen/
 import { OrderState, type CreateOrderRequest, type Order } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import { PaymentServiceDefinition, PaymentStatus } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
 import { EventStore } from "../src/event-store.js";
-import { GrpcInventory, GrpcPayment } from "../src/grpc-ports.js";
+import { GrpcInventory, GrpcPayment } from "../src/grpc-adapters.js";
 import { OrderNotifier } from "../src/order-notifier.js";
 import { Orders } from "../src/orders.js";
 import { TransientFailure, type InventoryPort, type PaymentPort } from "../src/ports.js";
@@ -340,7 +340,7 @@ describe("cancelling over gRPC (rows 14-17)", () => {
 
 /**
  * The saga in this process, over the real inventory and payment through the
- * real gRPC adapters (grpc-ports.ts), with a call lost on the way: either
+ * real gRPC adapters (grpc-adapters.ts), with a call lost on the way: either
  * before it reaches the service, or after the service acted (the answer is
  * lost). This is docs/order-saga.md's "When an answer was lost" against the
  * services' real idempotency and refusals.
@@ -390,11 +390,11 @@ describe("lost answers against the real services", () => {
     const store = new EventStore(db);
     notifier = new OrderNotifier(database.url, logger);
     notifier.start();
-    saga = new Saga(
+    saga = new Saga({
       store,
       inventory,
       payment,
-      {
+      settings: {
         owner: "lost-answers",
         leaseMs: 30_000,
         retryBaseMs: 10,
@@ -403,9 +403,9 @@ describe("lost answers against the real services", () => {
         chargeBounds: { minMinor: CHARGE_AMOUNT.minMinorUnits, maxMinor: CHARGE_AMOUNT.maxMinorUnits },
       },
       logger,
-      stopping.signal,
-      (order) => notifier.notify(order),
-    );
+      stopping: stopping.signal,
+      onAppend: (order) => notifier.notify(order),
+    });
     orders = new Orders(store, saga, notifier, { owner: "lost-answers", leaseMs: 30_000, maxWaitMs: 20_000, pollMs: 50 });
   }, 60_000);
 

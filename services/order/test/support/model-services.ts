@@ -25,7 +25,7 @@ import type { SagaStore } from "../../src/saga.js";
  * each call of which can be scripted to fail with any status code, before
  * or after it acted; and an event store with the same rules as the real
  * one (appends at the log's version only, a driver's only while it owns the
- * run). The saga drives them through its real gRPC adapters (grpc-ports.ts).
+ * run). The saga drives them through its real gRPC adapters (grpc-adapters.ts).
  */
 
 /** One scripted answer: a status instead of the real one, given before the call acts or after (a lost answer). */
