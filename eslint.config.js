@@ -16,6 +16,21 @@ export default tseslint.config(
     },
   },
   {
+    // Type-aware rules: the TypeScript of the workspaces and their tests,
+    // typed by the same tsconfig projects as tsc -b (the project service
+    // finds each file's).
+    files: ["**/*.ts"],
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      // A promise is awaited, returned, or its rejection handled: never
+      // fired and forgotten, never handed to a callback that ignores it.
+      "@typescript-eslint/no-floating-promises": "error",
+      "@typescript-eslint/no-misused-promises": "error",
+    },
+  },
+  {
     files: ["**/*.mjs", "**/test/**", "dev/**", "scripts/**"],
     rules: { "no-console": "off" },
   },
