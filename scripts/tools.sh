@@ -3,7 +3,8 @@
 # `make tools` calls it; CI and the make targets name only what they need.
 #
 #   scripts/tools.sh [tool...]   install the named tools (default: grpcurl
-#                                helm kubeconform ghz shellcheck promtool; "kube" names
+#                                helm kubeconform ghz shellcheck promtool
+#                                nats-server; "kube" names
 #                                the API-server tier's kube-apiserver,
 #                                kube-controller-manager, kube-scheduler,
 #                                kubectl, etcd and kwok)
@@ -13,7 +14,7 @@
 # Versions come from versions.env. Where `go` is on PATH a tool is built from
 # the Go module proxy (the proxy is reachable where GitHub is not):
 #   - `go install module@vX.Y.Z` for grpcurl, kubeconform, ghz, promtool
-#     (without Prometheus's service discoveries) and kwok, and
+#     (without Prometheus's service discoveries), nats-server and kwok, and
 #     for helm with its release's -ldflags (its version and the Kubernetes
 #     version `helm template` assumes without a cluster: a plain `go install`
 #     says v3.19 and Kubernetes v1.20, which the chart's kubeVersion refuses);
@@ -74,6 +75,10 @@
 #   Kubernetes      dl.k8s.io/release/v1.35.0/bin/linux/{amd64,arm64}/
 #                   kube-{controller-manager,scheduler} and <name>.sha256
 #                   (Kubernetes publishes them for Linux only)
+#   nats-server     nats-server-v2.15.3-{linux,darwin}-{amd64,arm64}.tar.gz
+#                   (the binary inside a folder of the same name) and
+#                   SHA256SUMS (its .goreleaser.yml at v2.15.3, read in the
+#                   Go module cache)
 #   kwok 0.8.0      kwok-{linux,darwin}-{amd64,arm64} (bare binaries, no
 #                   checksum file) and stage-fast.yaml; their SHA-256 pins
 #                   below come from one public manifest, not recomputed
@@ -87,7 +92,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=/dev/null
 source "$root/versions.env"
 
-DEFAULT_TOOLS="grpcurl helm kubeconform ghz shellcheck promtool"
+DEFAULT_TOOLS="grpcurl helm kubeconform ghz shellcheck promtool nats-server"
 # make chart-test's API-server tier (scripts/deploy/apiserver-test.sh)
 KUBE_TOOLS="kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok"
 ALL_TOOLS="$DEFAULT_TOOLS $KUBE_TOOLS"
@@ -104,7 +109,7 @@ asset="" url="" sums_url="" pinned_hash="" hash_bits=256 bare=0
 downloaded="" # the path of the verified download (download)
 
 usage() {
-  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -147,6 +152,7 @@ pinned_version() {
     ghz) var=GHZ_VERSION ;;
     shellcheck) var=SHELLCHECK_VERSION ;;
     promtool) var=PROMTOOL_VERSION ;;
+    nats-server) var=NATS_SERVER_VERSION ;;
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) var=KUBERNETES_VERSION ;;
     etcd) var=ETCD_VERSION ;;
     kwok) var=KWOK_VERSION ;;
@@ -161,6 +167,9 @@ go_package() {
     kubeconform) echo github.com/yannh/kubeconform/cmd/kubeconform ;;
     ghz) echo github.com/bojand/ghz/cmd/ghz ;;
     promtool) echo github.com/prometheus/prometheus/cmd/promtool ;;
+    # The module's root is the server's main package; go names the binary
+    # nats-server (the /v2 suffix is dropped).
+    nats-server) echo github.com/nats-io/nats-server/v2 ;;
     kwok) echo sigs.k8s.io/kwok/cmd/kwok ;;
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "k8s.io/kubernetes/cmd/$1" ;;
     etcd) echo go.etcd.io/etcd/server/v3 ;;
@@ -174,7 +183,7 @@ version_args() {
     helm) echo "version --short" ;;
     kubeconform) echo -v ;;
     kubectl) echo "version --client" ;;
-    ghz | shellcheck | promtool | kwok | etcd | kube-apiserver | kube-controller-manager | kube-scheduler) echo --version ;;
+    ghz | shellcheck | promtool | nats-server | kwok | etcd | kube-apiserver | kube-controller-manager | kube-scheduler) echo --version ;;
   esac
 }
 
@@ -502,6 +511,10 @@ release_asset() {
       asset="prometheus-$rel.$os-$arch.tar.gz"
       url="$gh/prometheus/prometheus/releases/download/v$rel/$asset"
       sums_url="$gh/prometheus/prometheus/releases/download/v$rel/sha256sums.txt" ;;
+    nats-server) # goreleaser, wrapped in a folder; one SHA256SUMS per release
+      asset="nats-server-v$v-$os-$arch.tar.gz"
+      url="$gh/nats-io/nats-server/releases/download/v$v/$asset"
+      sums_url="$gh/nats-io/nats-server/releases/download/v$v/SHA256SUMS" ;;
     kube-apiserver | kubectl | etcd)
       # controller-tools' envtest archive: kube-apiserver and kubectl of
       # dl.k8s.io, etcd of etcd's release (its hack/envtest Dockerfile), one
@@ -598,7 +611,8 @@ verify_archive() {
 }
 
 # Finds the archive member whose base name is the tool (helm keeps it in
-# "<os>-<arch>/", shellcheck in "shellcheck-vX/", envtest in
+# "<os>-<arch>/", shellcheck in "shellcheck-vX/", nats-server in
+# "nats-server-vX-<os>-<arch>/", envtest in
 # "controller-tools/envtest/", the others at the top).
 archive_member() {
   tar -tf "$1" | awk -v name="$2" '

@@ -14,7 +14,7 @@ tools_sh="$repo/scripts/tools.sh"
 # shellcheck source=/dev/null
 source "$repo/versions.env"
 : "${GRPCURL_VERSION:?}" "${HELM_VERSION:?}" "${KUBECONFORM_VERSION:?}" "${GHZ_VERSION:?}" \
-  "${SHELLCHECK_VERSION:?}" "${PROMTOOL_VERSION:?}" "${KUBERNETES_VERSION:?}" "${ETCD_VERSION:?}" "${KWOK_VERSION:?}"
+  "${SHELLCHECK_VERSION:?}" "${PROMTOOL_VERSION:?}" "${NATS_SERVER_VERSION:?}" "${KUBERNETES_VERSION:?}" "${ETCD_VERSION:?}" "${KWOK_VERSION:?}"
 # Prometheus's release of the promtool Go module v0.3XX.Y is 3.XX.Y.
 promtool_release=3.${PROMTOOL_VERSION#0.3}
 
@@ -70,8 +70,9 @@ envtest_dir="$gh/kubernetes-sigs/controller-tools/releases/download/envtest-v$KU
 k8s_dir="$good/dl.k8s.io/release/v$KUBERNETES_VERSION/bin"
 kwok_dir="$gh/kubernetes-sigs/kwok/releases/download/v$KWOK_VERSION"
 promtool_dir="$gh/prometheus/prometheus/releases/download/v$promtool_release"
+nats_dir="$gh/nats-io/nats-server/releases/download/v$NATS_SERVER_VERSION"
 mkdir -p "$grpcurl_dir" "$kubeconform_dir" "$ghz_dir" "$helm_dir" "$shellcheck_dir" "$envtest_dir" "$k8s_dir" "$kwok_dir" \
-  "$promtool_dir"
+  "$promtool_dir" "$nats_dir"
 
 sha() { sha256sum "$1" | awk '{ print $1 }'; }
 sha512() { sha512sum "$1" | awk '{ print $1 }'; }
@@ -135,6 +136,14 @@ make_platform() {
   archive "$promtool_dir/$a" "$src" "$prom/prometheus" "$prom/promtool"
   echo "$(sha "$promtool_dir/$a")  $a" >>"$promtool_dir/sha256sums.txt"
 
+  # nats-server: goreleaser, the binary inside a folder named like the archive
+  local nats="nats-server-v$NATS_SERVER_VERSION-$os-$arch"
+  fake_tool "$src/$nats" nats-server "nats-server: v$NATS_SERVER_VERSION"
+  cp "$src/LICENSE" "$src/$nats/LICENSE"
+  a="$nats.tar.gz"
+  archive "$nats_dir/$a" "$src" "$nats/nats-server" "$nats/LICENSE"
+  echo "$(sha "$nats_dir/$a")  $a" >>"$nats_dir/SHA256SUMS"
+
   # envtest: one archive, three tools under controller-tools/envtest/
   local e="$src/controller-tools/envtest"
   fake_tool "$e" kube-apiserver "Kubernetes v$KUBERNETES_VERSION"
@@ -183,6 +192,11 @@ mv "$b_kc.new" "$b_kc"
 rm "$bgh/bojand/ghz/releases/download/v$GHZ_VERSION/ghz-linux-x86_64.tar.gz.sha256"
 # helm: the archive was tampered with after its checksum was published
 echo "tampered" >>"$bad/get.helm.sh/helm-v$HELM_VERSION-linux-amd64.tar.gz"
+# nats-server: its SHA256SUMS names another archive's hash for the linux one
+n_sums="$bgh/nats-io/nats-server/releases/download/v$NATS_SERVER_VERSION/SHA256SUMS"
+darwin_line=$(grep darwin-arm64 "$n_sums" | awk '{ print $1 }')
+sed "s/^[0-9a-f]*  \(nats-server-.*-linux-amd64.tar.gz\)$/$darwin_line  \1/" "$n_sums" >"$n_sums.new"
+mv "$n_sums.new" "$n_sums"
 # kube-scheduler: the same, on dl.k8s.io
 echo "tampered" >>"$bad/dl.k8s.io/release/v$KUBERNETES_VERSION/bin/linux/amd64/kube-scheduler"
 
@@ -242,12 +256,13 @@ all_pinned() {
     prints_version "$1" kubeconform -v "v$KUBECONFORM_VERSION" &&
     prints_version "$1" ghz --version "v$GHZ_VERSION" &&
     prints_version "$1" shellcheck --version "$SHELLCHECK_VERSION" &&
-    prints_version "$1" promtool --version "$promtool_release"
+    prints_version "$1" promtool --version "$promtool_release" &&
+    prints_version "$1" nats-server --version "v$NATS_SERVER_VERSION"
 }
 
 stamps_present() {
   local t
-  for t in grpcurl helm kubeconform ghz shellcheck promtool; do [[ -s $1/.$t.version ]] || return 1; done
+  for t in grpcurl helm kubeconform ghz shellcheck promtool nats-server; do [[ -s $1/.$t.version ]] || return 1; done
 }
 
 home_is_clean() { [[ ! -e $tmp/home ]]; }
@@ -277,26 +292,28 @@ check "a copy of the layout installs into its own .tools/bin" \
 
 run MESHCART_TOOLS_DIR="$a" MESHCART_TOOLS_SHELLCHECK_SHA256="$sc_linux_sha"
 check "first run succeeds" succeeded
-check "first run prints one line per tool" line_count 6
+check "first run prints one line per tool" line_count 7
 check "first run reports grpcurl installed" stdout_has "grpcurl $GRPCURL_VERSION installed (download, sha256 verified)"
 check "first run reports helm installed" stdout_has "helm $HELM_VERSION installed (download, sha256 verified)"
 check "first run reports kubeconform installed" stdout_has "kubeconform $KUBECONFORM_VERSION installed"
 check "first run reports ghz installed" stdout_has "ghz $GHZ_VERSION installed"
 check "first run reports shellcheck installed" stdout_has "shellcheck $SHELLCHECK_VERSION installed (download"
 check "first run reports promtool installed" stdout_has "promtool $PROMTOOL_VERSION installed (download, sha256 verified)"
-check "all six binaries are installed, executable and pinned" all_pinned "$a"
+check "first run reports nats-server installed" stdout_has "nats-server $NATS_SERVER_VERSION installed (download, sha256 verified)"
+check "all seven binaries are installed, executable and pinned" all_pinned "$a"
 check "version stamps are written" stamps_present "$a"
 check "only the named binary is taken from an archive (no ghz-web)" test ! -e "$a/ghz-web"
 check "no temporary folders are left" no_leftovers "$a"
 check "nothing is written outside the bin folder (HOME untouched)" home_is_clean
 check "only promtool is taken from Prometheus's archive" test ! -e "$a/prometheus"
+check "only nats-server is taken from its archive (no LICENSE)" test ! -e "$a/LICENSE"
 
 before=$(ls -li "$a")
 fetched=$(downloads '\.tar\.')
 run MESHCART_TOOLS_DIR="$a" MESHCART_TOOLS_SHELLCHECK_SHA256="$sc_linux_sha"
 check "second run succeeds" succeeded
-check "second run prints one line per tool" line_count 6
-check "second run finds every tool already present" [ "$(grep -c 'already present' "$out")" -eq 6 ]
+check "second run prints one line per tool" line_count 7
+check "second run finds every tool already present" [ "$(grep -c 'already present' "$out")" -eq 7 ]
 check "second run installs nothing" [ "$before" = "$(ls -li "$a")" ]
 check "second run downloads nothing" [ "$(downloads '\.tar\.')" -eq "$fetched" ]
 
@@ -320,10 +337,11 @@ c="$tmp/c/bin"
 run MESHCART_TOOLS_DIR="$c" MESHCART_TOOLS_OS=darwin MESHCART_TOOLS_ARCH=arm64 \
   MESHCART_TOOLS_SHELLCHECK_SHA256="$sc_darwin_sha"
 check "darwin/arm64: succeeds" succeeded
-check "darwin/arm64: all six installed" all_pinned "$c"
+check "darwin/arm64: all seven installed" all_pinned "$c"
 for asset in "grpcurl_${GRPCURL_VERSION}_osx_arm64.tar.gz" kubeconform-darwin-arm64.tar.gz \
   ghz-darwin-arm64.tar.gz "helm-v$HELM_VERSION-darwin-arm64.tar.gz" \
-  "shellcheck-v$SHELLCHECK_VERSION.darwin.aarch64.tar.xz" "prometheus-$promtool_release.darwin-arm64.tar.gz"; do
+  "shellcheck-v$SHELLCHECK_VERSION.darwin.aarch64.tar.xz" "prometheus-$promtool_release.darwin-arm64.tar.gz" \
+  "nats-server-v$NATS_SERVER_VERSION-darwin-arm64.tar.gz"; do
   check "darwin/arm64: fetched $asset" grep -qF "/$asset " "$tmp/server.log"
 done
 
@@ -344,6 +362,7 @@ expect_refused helm "checksum mismatch for helm-v$HELM_VERSION-linux-amd64.tar.g
 expect_refused kubeconform "no SHA-256 for kubeconform-linux-amd64.tar.gz"
 expect_refused ghz "cannot fetch the checksum file $bad_url/github.com/bojand/ghz/releases/download/v$GHZ_VERSION/ghz-linux-x86_64.tar.gz.sha256"
 # No override: the pinned hash of the real release must reject the fake.
+expect_refused nats-server "checksum mismatch for nats-server-v$NATS_SERVER_VERSION-linux-amd64.tar.gz"
 expect_refused shellcheck "checksum mismatch for shellcheck-v$SHELLCHECK_VERSION.linux.x86_64.tar.xz"
 check "a refused run names what it refused" stderr_has "refusing to install shellcheck"
 

@@ -306,14 +306,58 @@ export interface TrackOrderRequest {
   orderId: string;
 }
 
-/** One message of the TrackOrder stream. */
+/**
+ * One message of the TrackOrder stream: an order update, or (once the order
+ * is confirmed) a shipment update.
+ */
 export interface TrackOrderResponse {
-  /** The step that happened. */
+  /** The step of the order that happened; unset on a shipment update. */
   update:
     | OrderUpdate
     | undefined;
-  /** The order right after it (without history). */
-  order: Order | undefined;
+  /**
+   * The order right after it (without history); on a shipment update, the
+   * order as it ended.
+   */
+  order:
+    | Order
+    | undefined;
+  /** The step of the shipment that happened; unset on an order update. */
+  shipmentUpdate: ShipmentUpdate | undefined;
+}
+
+/** The shipment part of an order's details. */
+export interface ShipmentSummary {
+  /** The shipment's id. */
+  shipmentId: string;
+  /** "PENDING" (waiting to be packed), "PACKED", "SHIPPED" or "CANCELLED". */
+  status: string;
+  /** The carrier's tracking number, once shipped. */
+  trackingNumber: string;
+  /**
+   * The order's cancellation arrived after the parcel had left: it was
+   * recorded, and the parcel comes back as a return.
+   */
+  cancelledTooLate: boolean;
+  /** When the shipment last changed. */
+  updatedAt: Date | undefined;
+}
+
+/** A step of a shipment's progress. */
+export interface ShipmentUpdate {
+  /**
+   * Short machine-readable name: "CREATED", "PACKED", "SHIPPED",
+   * "CANCELLED" or "CANCEL_TOO_LATE".
+   */
+  event: string;
+  /** Human-readable detail. */
+  detail: string;
+  /** When it happened. */
+  occurredAt:
+    | Date
+    | undefined;
+  /** The shipment right after it. */
+  shipment: ShipmentSummary | undefined;
 }
 
 /** Request of CancelOrder. */
@@ -369,7 +413,7 @@ export interface DetailedLine {
   product: Product | undefined;
 }
 
-/** Response of GetOrderDetails: an order composed from three backends. */
+/** Response of GetOrderDetails: an order composed from four backends. */
 export interface GetOrderDetailsResponse {
   /** The order (from the order service). */
   order:
@@ -392,7 +436,20 @@ export interface GetOrderDetailsResponse {
     | Status
     | undefined;
   /** Outcome of the product lookups: code 0 (OK) or why the parts are missing. */
-  productsStatus: Status | undefined;
+  productsStatus:
+    | Status
+    | undefined;
+  /**
+   * The shipment (from the fulfillment service); unset when there is none
+   * (the order was not confirmed, or the fulfillment service has not heard
+   * of its confirmation yet: it learns of it asynchronously) or
+   * `shipment_status` is not OK.
+   */
+  shipment:
+    | ShipmentSummary
+    | undefined;
+  /** Outcome of the shipment lookup: code 0 (OK) or why the part is missing. */
+  shipmentStatus: Status | undefined;
 }
 
 function createBaseProduct(): Product {
@@ -1990,7 +2047,7 @@ export const TrackOrderRequest: MessageFns<TrackOrderRequest> = {
 };
 
 function createBaseTrackOrderResponse(): TrackOrderResponse {
-  return { update: undefined, order: undefined };
+  return { update: undefined, order: undefined, shipmentUpdate: undefined };
 }
 
 export const TrackOrderResponse: MessageFns<TrackOrderResponse> = {
@@ -2000,6 +2057,9 @@ export const TrackOrderResponse: MessageFns<TrackOrderResponse> = {
     }
     if (message.order !== undefined) {
       Order.encode(message.order, writer.uint32(18).fork()).join();
+    }
+    if (message.shipmentUpdate !== undefined) {
+      ShipmentUpdate.encode(message.shipmentUpdate, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2033,6 +2093,14 @@ export const TrackOrderResponse: MessageFns<TrackOrderResponse> = {
             message.order = Order.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.shipmentUpdate = ShipmentUpdate.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2049,6 +2117,11 @@ export const TrackOrderResponse: MessageFns<TrackOrderResponse> = {
     return {
       update: isSet(object.update) ? OrderUpdate.fromJSON(object.update) : undefined,
       order: isSet(object.order) ? Order.fromJSON(object.order) : undefined,
+      shipmentUpdate: isSet(object.shipmentUpdate)
+        ? ShipmentUpdate.fromJSON(object.shipmentUpdate)
+        : isSet(object.shipment_update)
+        ? ShipmentUpdate.fromJSON(object.shipment_update)
+        : undefined,
     };
   },
 
@@ -2059,6 +2132,9 @@ export const TrackOrderResponse: MessageFns<TrackOrderResponse> = {
     }
     if (message.order !== undefined) {
       obj.order = Order.toJSON(message.order);
+    }
+    if (message.shipmentUpdate !== undefined) {
+      obj.shipmentUpdate = ShipmentUpdate.toJSON(message.shipmentUpdate);
     }
     return obj;
   },
@@ -2072,6 +2148,281 @@ export const TrackOrderResponse: MessageFns<TrackOrderResponse> = {
       ? OrderUpdate.fromPartial(object.update)
       : undefined;
     message.order = (object.order !== undefined && object.order !== null) ? Order.fromPartial(object.order) : undefined;
+    message.shipmentUpdate = (object.shipmentUpdate !== undefined && object.shipmentUpdate !== null)
+      ? ShipmentUpdate.fromPartial(object.shipmentUpdate)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseShipmentSummary(): ShipmentSummary {
+  return { shipmentId: "", status: "", trackingNumber: "", cancelledTooLate: false, updatedAt: undefined };
+}
+
+export const ShipmentSummary: MessageFns<ShipmentSummary> = {
+  encode(message: ShipmentSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shipmentId !== "") {
+      writer.uint32(10).string(message.shipmentId);
+    }
+    if (message.status !== "") {
+      writer.uint32(18).string(message.status);
+    }
+    if (message.trackingNumber !== "") {
+      writer.uint32(26).string(message.trackingNumber);
+    }
+    if (message.cancelledTooLate !== false) {
+      writer.uint32(32).bool(message.cancelledTooLate);
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShipmentSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShipmentSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shipmentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.trackingNumber = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.cancelledTooLate = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShipmentSummary {
+    return {
+      shipmentId: isSet(object.shipmentId)
+        ? globalThis.String(object.shipmentId)
+        : isSet(object.shipment_id)
+        ? globalThis.String(object.shipment_id)
+        : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      trackingNumber: isSet(object.trackingNumber)
+        ? globalThis.String(object.trackingNumber)
+        : isSet(object.tracking_number)
+        ? globalThis.String(object.tracking_number)
+        : "",
+      cancelledTooLate: isSet(object.cancelledTooLate)
+        ? globalThis.Boolean(object.cancelledTooLate)
+        : isSet(object.cancelled_too_late)
+        ? globalThis.Boolean(object.cancelled_too_late)
+        : false,
+      updatedAt: isSet(object.updatedAt)
+        ? fromJsonTimestamp(object.updatedAt)
+        : isSet(object.updated_at)
+        ? fromJsonTimestamp(object.updated_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ShipmentSummary): unknown {
+    const obj: any = {};
+    if (message.shipmentId !== "") {
+      obj.shipmentId = message.shipmentId;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.trackingNumber !== "") {
+      obj.trackingNumber = message.trackingNumber;
+    }
+    if (message.cancelledTooLate !== false) {
+      obj.cancelledTooLate = message.cancelledTooLate;
+    }
+    if (message.updatedAt !== undefined) {
+      obj.updatedAt = message.updatedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ShipmentSummary>): ShipmentSummary {
+    return ShipmentSummary.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ShipmentSummary>): ShipmentSummary {
+    const message = createBaseShipmentSummary();
+    message.shipmentId = object.shipmentId ?? "";
+    message.status = object.status ?? "";
+    message.trackingNumber = object.trackingNumber ?? "";
+    message.cancelledTooLate = object.cancelledTooLate ?? false;
+    message.updatedAt = object.updatedAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseShipmentUpdate(): ShipmentUpdate {
+  return { event: "", detail: "", occurredAt: undefined, shipment: undefined };
+}
+
+export const ShipmentUpdate: MessageFns<ShipmentUpdate> = {
+  encode(message: ShipmentUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== "") {
+      writer.uint32(10).string(message.event);
+    }
+    if (message.detail !== "") {
+      writer.uint32(18).string(message.detail);
+    }
+    if (message.occurredAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.occurredAt), writer.uint32(26).fork()).join();
+    }
+    if (message.shipment !== undefined) {
+      ShipmentSummary.encode(message.shipment, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShipmentUpdate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShipmentUpdate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.occurredAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.shipment = ShipmentSummary.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShipmentUpdate {
+    return {
+      event: isSet(object.event) ? globalThis.String(object.event) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      occurredAt: isSet(object.occurredAt)
+        ? fromJsonTimestamp(object.occurredAt)
+        : isSet(object.occurred_at)
+        ? fromJsonTimestamp(object.occurred_at)
+        : undefined,
+      shipment: isSet(object.shipment) ? ShipmentSummary.fromJSON(object.shipment) : undefined,
+    };
+  },
+
+  toJSON(message: ShipmentUpdate): unknown {
+    const obj: any = {};
+    if (message.event !== "") {
+      obj.event = message.event;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    if (message.occurredAt !== undefined) {
+      obj.occurredAt = message.occurredAt.toISOString();
+    }
+    if (message.shipment !== undefined) {
+      obj.shipment = ShipmentSummary.toJSON(message.shipment);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ShipmentUpdate>): ShipmentUpdate {
+    return ShipmentUpdate.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ShipmentUpdate>): ShipmentUpdate {
+    const message = createBaseShipmentUpdate();
+    message.event = object.event ?? "";
+    message.detail = object.detail ?? "";
+    message.occurredAt = object.occurredAt ?? undefined;
+    message.shipment = (object.shipment !== undefined && object.shipment !== null)
+      ? ShipmentSummary.fromPartial(object.shipment)
+      : undefined;
     return message;
   },
 };
@@ -2558,7 +2909,15 @@ export const DetailedLine: MessageFns<DetailedLine> = {
 };
 
 function createBaseGetOrderDetailsResponse(): GetOrderDetailsResponse {
-  return { order: undefined, payment: undefined, lines: [], paymentStatus: undefined, productsStatus: undefined };
+  return {
+    order: undefined,
+    payment: undefined,
+    lines: [],
+    paymentStatus: undefined,
+    productsStatus: undefined,
+    shipment: undefined,
+    shipmentStatus: undefined,
+  };
 }
 
 export const GetOrderDetailsResponse: MessageFns<GetOrderDetailsResponse> = {
@@ -2577,6 +2936,12 @@ export const GetOrderDetailsResponse: MessageFns<GetOrderDetailsResponse> = {
     }
     if (message.productsStatus !== undefined) {
       Status.encode(message.productsStatus, writer.uint32(42).fork()).join();
+    }
+    if (message.shipment !== undefined) {
+      ShipmentSummary.encode(message.shipment, writer.uint32(50).fork()).join();
+    }
+    if (message.shipmentStatus !== undefined) {
+      Status.encode(message.shipmentStatus, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -2634,6 +2999,22 @@ export const GetOrderDetailsResponse: MessageFns<GetOrderDetailsResponse> = {
             message.productsStatus = Status.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.shipment = ShipmentSummary.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.shipmentStatus = Status.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2661,6 +3042,12 @@ export const GetOrderDetailsResponse: MessageFns<GetOrderDetailsResponse> = {
         : isSet(object.products_status)
         ? Status.fromJSON(object.products_status)
         : undefined,
+      shipment: isSet(object.shipment) ? ShipmentSummary.fromJSON(object.shipment) : undefined,
+      shipmentStatus: isSet(object.shipmentStatus)
+        ? Status.fromJSON(object.shipmentStatus)
+        : isSet(object.shipment_status)
+        ? Status.fromJSON(object.shipment_status)
+        : undefined,
     };
   },
 
@@ -2681,6 +3068,12 @@ export const GetOrderDetailsResponse: MessageFns<GetOrderDetailsResponse> = {
     if (message.productsStatus !== undefined) {
       obj.productsStatus = Status.toJSON(message.productsStatus);
     }
+    if (message.shipment !== undefined) {
+      obj.shipment = ShipmentSummary.toJSON(message.shipment);
+    }
+    if (message.shipmentStatus !== undefined) {
+      obj.shipmentStatus = Status.toJSON(message.shipmentStatus);
+    }
     return obj;
   },
 
@@ -2699,6 +3092,12 @@ export const GetOrderDetailsResponse: MessageFns<GetOrderDetailsResponse> = {
       : undefined;
     message.productsStatus = (object.productsStatus !== undefined && object.productsStatus !== null)
       ? Status.fromPartial(object.productsStatus)
+      : undefined;
+    message.shipment = (object.shipment !== undefined && object.shipment !== null)
+      ? ShipmentSummary.fromPartial(object.shipment)
+      : undefined;
+    message.shipmentStatus = (object.shipmentStatus !== undefined && object.shipmentStatus !== null)
+      ? Status.fromPartial(object.shipmentStatus)
       : undefined;
     return message;
   },
@@ -2781,7 +3180,9 @@ export const StorefrontServiceDefinition = {
       options: {},
     },
     /**
-     * Streams an order's progress until it is final.
+     * Streams an order's progress until it is final; a confirmed order's
+     * stream goes on with its shipment's progress (`shipment_update`) until
+     * the parcel is shipped or cancelled.
      * Errors: UNAUTHENTICATED; NOT_FOUND.
      */
     trackOrder: {
@@ -2806,9 +3207,10 @@ export const StorefrontServiceDefinition = {
       options: {},
     },
     /**
-     * Composes an order with its payment and its products' details, fetched in
-     * parallel. When one backend fails, the call still succeeds with what it
-     * has and a per-part status says which part is missing and why.
+     * Composes an order with its payment, its products' details and its
+     * shipment, fetched in parallel. When one backend fails, the call still
+     * succeeds with what it has and a per-part status says which part is
+     * missing and why.
      * Errors: UNAUTHENTICATED; NOT_FOUND when the order itself is unknown.
      */
     getOrderDetails: {
@@ -2858,7 +3260,9 @@ export interface StorefrontServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<ListOrdersResponse>>;
   /**
-   * Streams an order's progress until it is final.
+   * Streams an order's progress until it is final; a confirmed order's
+   * stream goes on with its shipment's progress (`shipment_update`) until
+   * the parcel is shipped or cancelled.
    * Errors: UNAUTHENTICATED; NOT_FOUND.
    */
   trackOrder(
@@ -2875,9 +3279,10 @@ export interface StorefrontServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<CancelOrderResponse>>;
   /**
-   * Composes an order with its payment and its products' details, fetched in
-   * parallel. When one backend fails, the call still succeeds with what it
-   * has and a per-part status says which part is missing and why.
+   * Composes an order with its payment, its products' details and its
+   * shipment, fetched in parallel. When one backend fails, the call still
+   * succeeds with what it has and a per-part status says which part is
+   * missing and why.
    * Errors: UNAUTHENTICATED; NOT_FOUND when the order itself is unknown.
    */
   getOrderDetails(
@@ -2922,7 +3327,9 @@ export interface StorefrontServiceClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<ListOrdersResponse>;
   /**
-   * Streams an order's progress until it is final.
+   * Streams an order's progress until it is final; a confirmed order's
+   * stream goes on with its shipment's progress (`shipment_update`) until
+   * the parcel is shipped or cancelled.
    * Errors: UNAUTHENTICATED; NOT_FOUND.
    */
   trackOrder(
@@ -2939,9 +3346,10 @@ export interface StorefrontServiceClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<CancelOrderResponse>;
   /**
-   * Composes an order with its payment and its products' details, fetched in
-   * parallel. When one backend fails, the call still succeeds with what it
-   * has and a per-part status says which part is missing and why.
+   * Composes an order with its payment, its products' details and its
+   * shipment, fetched in parallel. When one backend fails, the call still
+   * succeeds with what it has and a per-part status says which part is
+   * missing and why.
    * Errors: UNAUTHENTICATED; NOT_FOUND when the order itself is unknown.
    */
   getOrderDetails(
