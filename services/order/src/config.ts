@@ -1,11 +1,14 @@
 import { z } from "zod";
 import { databaseConfig, integer, serviceConfig, text, type Config } from "@meshcart/lib";
+import { natsConfig } from "@meshcart/lib/events";
 import { CRASH_POINTS } from "./chaos.js";
+import { OUTBOX_CRASH_POINTS } from "./outbox-relay.js";
 
 /** Every environment variable the order service reads. */
 export const orderConfig = {
   ...serviceConfig,
   ...databaseConfig,
+  ...natsConfig,
   INVENTORY_ADDRESS: text("localhost:50053").describe("host:port of the inventory service."),
   PAYMENT_ADDRESS: text("localhost:50052").describe("host:port of the payment service."),
   ORDER_STEP_TIMEOUT_MS: integer(50, 60_000, 2_000).describe("Deadline of one call to inventory or payment."),
@@ -31,6 +34,19 @@ export const orderConfig = {
     .enum(CRASH_POINTS, { error: `must be one of ${CRASH_POINTS.join(", ")}` })
     .optional()
     .describe("Chaos hook for crash tests: the saga SIGKILLs its own process at this point. Never set in a deployment."),
+  ORDER_OUTBOX_POLL_MS: integer(20, 60_000, 500).describe(
+    "How often the outbox relay looks for order events another replica committed; this replica's own wake it at once.",
+  ),
+  ORDER_OUTBOX_LEASE_MS: integer(1_000, 600_000, 10_000).describe(
+    "Lease of the outbox relay: one replica publishes at a time, and another takes over this long after it stopped renewing.",
+  ),
+  ORDER_OUTBOX_PUBLISH_TIMEOUT_MS: integer(100, 60_000, 2_000).describe(
+    "How long the relay waits for the broker to acknowledge an event; unacknowledged, the event stays in the outbox and is published again.",
+  ),
+  ORDER_OUTBOX_CRASH_POINT: z
+    .enum(OUTBOX_CRASH_POINTS, { error: `must be one of ${OUTBOX_CRASH_POINTS.join(", ")}` })
+    .optional()
+    .describe("Chaos hook for crash tests: the outbox relay SIGKILLs its own process at this point. Never set in a deployment."),
 };
 
 export type OrderConfig = Config<typeof orderConfig>;

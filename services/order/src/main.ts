@@ -19,12 +19,17 @@ import { OrderServiceDefinition } from "@meshcart/lib/gen/meshcart/order/v1/orde
 import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
 import { crashHook } from "./chaos.js";
 import { orderConfig } from "./config.js";
+import { JetStreamPublisher } from "./event-publisher.js";
 import { EventStore } from "./event-store.js";
 import { GrpcInventory, GrpcPayment } from "./grpc-adapters.js";
 import { orderHandlers } from "./grpc-handlers.js";
 import { OrderMetrics } from "./metrics.js";
 import { OrderNotifier } from "./order-notifier.js";
+import { isFinal } from "./order-state.js";
 import { Orders } from "./orders.js";
+import { OutboxMetrics } from "./outbox-metrics.js";
+import { OutboxRelay, outboxCrashHook } from "./outbox-relay.js";
+import { OutboxStore } from "./outbox-store.js";
 import { Saga, sagaRecovery } from "./saga.js";
 
 const MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
@@ -51,6 +56,12 @@ runMain(async () => {
   const notifier = new OrderNotifier(config.DATABASE_URL, logger, owner);
   notifier.start();
   const stopSagas = new AbortController();
+  const outbox = new OutboxStore(db);
+  const outboxMetrics = new OutboxMetrics(registry, outbox, logger);
+  // The relay publishes the final events from the log (docs/events.md);
+  // without a broker they wait there.
+  const relay = config.NATS_URL ? startRelay(config.NATS_URL) : undefined;
+  if (!relay) logger.warn("NATS_URL is not set: the outbox relay is off; order events wait in the log until it is");
   const saga = new Saga({
     store,
     inventory,
@@ -66,7 +77,10 @@ runMain(async () => {
     },
     logger,
     stopping: stopSagas.signal,
-    onAppend: (order) => notifier.notify(order),
+    onAppend: (order) => {
+      notifier.notify(order);
+      if (isFinal(order.state)) relay?.outbox.wake();
+    },
     metrics: new OrderMetrics(registry),
   });
   const orders = new Orders(store, saga, notifier, {
@@ -102,7 +116,54 @@ runMain(async () => {
           await notifier.stop();
         },
       },
+      ...(relay ? [relay.task] : []),
     ],
   });
   exitOnSignals(runtime, logger);
+
+  /** The outbox relay as a background task: connects to the broker (waiting for it), then publishes until the service stops. */
+  function startRelay(url: string) {
+    let publisher: JetStreamPublisher | undefined;
+    const lazy = {
+      publish: (...args: Parameters<JetStreamPublisher["publish"]>) => {
+        if (!publisher) throw new Error("not connected to the broker yet");
+        return publisher.publish(...args);
+      },
+    };
+    const relayLogger = logger.child({ component: "outbox-relay" });
+    const outboxRelay = new OutboxRelay(
+      outbox,
+      lazy,
+      {
+        owner,
+        leaseMs: config.ORDER_OUTBOX_LEASE_MS,
+        pollMs: config.ORDER_OUTBOX_POLL_MS,
+        batchOrders: 100,
+        concurrency: 16,
+        retryMaxMs: 5_000,
+        crash: outboxCrashHook(config.ORDER_OUTBOX_CRASH_POINT, relayLogger),
+      },
+      outboxMetrics,
+      relayLogger,
+    );
+    return {
+      outbox: outboxRelay,
+      task: {
+        name: "outbox-relay",
+        async run(signal: AbortSignal) {
+          try {
+            publisher = await JetStreamPublisher.start(url, config.ORDER_OUTBOX_PUBLISH_TIMEOUT_MS, relayLogger, signal);
+          } catch (error) {
+            if (signal.aborted) return;
+            throw error;
+          }
+          try {
+            await outboxRelay.run(signal);
+          } finally {
+            await publisher.close();
+          }
+        },
+      },
+    };
+  }
 });

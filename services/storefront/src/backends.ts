@@ -1,6 +1,7 @@
 import { ClientError, Status, type Channel } from "nice-grpc";
 import { RichClientError, RichServerError } from "nice-grpc-error-details";
 import { createServiceClient, openChannel, ServerError, type ClientSettings, type Logger, type ServiceClient } from "@meshcart/lib";
+import { FulfillmentServiceDefinition } from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
 import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
 import { OrderServiceDefinition } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
@@ -10,6 +11,7 @@ export interface BackendAddresses {
   order: string;
   inventory: string;
   payment: string;
+  fulfillment: string;
 }
 
 export type Backend = keyof BackendAddresses;
@@ -19,10 +21,12 @@ export interface Clients {
   order: ServiceClient<typeof OrderServiceDefinition>;
   inventory: ServiceClient<typeof InventoryServiceDefinition>;
   payment: ServiceClient<typeof PaymentServiceDefinition>;
+  fulfillment: ServiceClient<typeof FulfillmentServiceDefinition>;
 }
 
 /**
- * The storefront's connections to order, inventory and payment: one channel
+ * The storefront's connections to order, inventory, payment and
+ * fulfillment: one channel
  * each for the life of the process, and per call a set of clients whose
  * every call carries that call's deadline, locally and on the wire. The kit's
  * clients pass the correlation id along.
@@ -43,6 +47,7 @@ export class Backends {
       order: openChannel(addresses.order),
       inventory: openChannel(addresses.inventory),
       payment: openChannel(addresses.payment),
+      fulfillment: openChannel(addresses.fulfillment),
     };
   }
 
@@ -58,6 +63,7 @@ export class Backends {
       order: createServiceClient(OrderServiceDefinition, channel("order"), settings("order"), this.logger),
       inventory: createServiceClient(InventoryServiceDefinition, channel("inventory"), settings("inventory"), this.logger),
       payment: createServiceClient(PaymentServiceDefinition, channel("payment"), settings("payment"), this.logger),
+      fulfillment: createServiceClient(FulfillmentServiceDefinition, channel("fulfillment"), settings("fulfillment"), this.logger),
     };
   }
 

@@ -1,12 +1,13 @@
 import { ClientError, ServerError, Status } from "nice-grpc";
 import type { Logger } from "@meshcart/lib";
 import type { Status as RpcStatus } from "@meshcart/lib/gen/google/rpc/status.js";
+import type { Shipment } from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
 import type { Product as InventoryProduct } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
 import type { Order as InternalOrder } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import type { Payment } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
 import type { GetOrderDetailsResponse } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
 import { edgeError, type Backend } from "./backends.js";
-import { paymentSummary, publicOrder, publicProduct } from "./messages.js";
+import { paymentSummary, publicOrder, publicProduct, shipmentSummary } from "./messages.js";
 
 export const OK: RpcStatus = { code: Status.OK, message: "", details: [] };
 
@@ -35,13 +36,14 @@ export async function fetchPart<T>(backend: Backend, fetch: () => Promise<T>, lo
 
 /**
  * GetOrderDetails' answer: the order (required; the caller fetched it) with
- * its payment and its lines' current catalogue entries, each part with its
- * own status.
+ * its payment, its lines' current catalogue entries and its shipment, each
+ * part with its own status.
  */
 export function orderDetails(
   order: InternalOrder,
   payment: Part<Payment | undefined>,
   products: Part<Map<string, InventoryProduct>>,
+  shipment: Part<Shipment | undefined>,
 ): GetOrderDetailsResponse {
   return {
     order: publicOrder(order, false),
@@ -55,5 +57,7 @@ export function orderDetails(
     }),
     paymentStatus: payment.status,
     productsStatus: products.status,
+    shipment: shipment.value ? shipmentSummary(shipment.value) : undefined,
+    shipmentStatus: shipment.status,
   };
 }

@@ -6,6 +6,7 @@ export const storefrontConfig = {
   ORDER_ADDRESS: text("localhost:50051").describe("host:port of the order service."),
   INVENTORY_ADDRESS: text("localhost:50053").describe("host:port of the inventory service."),
   PAYMENT_ADDRESS: text("localhost:50052").describe("host:port of the payment service."),
+  FULFILLMENT_ADDRESS: text("localhost:50054").describe("host:port of the fulfillment service."),
   // No default on purpose: a deployment that forgets it must not start with
   // a key everybody knows. `make dev` and `make token` share a demo key.
   STOREFRONT_JWT_SECRET: text()
@@ -23,7 +24,7 @@ export const storefrontConfig = {
     "Deadline of a TrackOrder stream that brings none, and cap on the one it brings.",
   ),
   STOREFRONT_PART_TIMEOUT_MS: integer(50, 60_000, 2_000).describe(
-    "Longest GetOrderDetails waits for its payment or product part before answering without it.",
+    "Longest GetOrderDetails waits for its payment, product or shipment part before answering without it.",
   ),
 };
 

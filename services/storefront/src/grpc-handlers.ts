@@ -1,4 +1,4 @@
-import { Status, type CallContext } from "nice-grpc";
+import { ClientError, Status, type CallContext } from "nice-grpc";
 import {
   ITEM_LINES,
   MAX_REASON_LENGTH,
@@ -10,12 +10,12 @@ import {
   validate,
   type Logger,
 } from "@meshcart/lib";
-import type { Order as InternalOrder } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
+import { OrderState, type Order as InternalOrder } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import type { StorefrontServiceImplementation } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
 import { edgeError, type Backends, type Clients } from "./backends.js";
 import { fetchPart, orderDetails } from "./composition.js";
 import { effectiveDeadline, partDeadline, type CallKind, type DeadlinePolicy } from "./deadlines.js";
-import { orderUpdate, publicOrder, publicProduct } from "./messages.js";
+import { orderUpdate, publicOrder, publicProduct, shipmentUpdate } from "./messages.js";
 import { orderRequestId } from "./request-ids.js";
 import { bearerToken, TokenRejected, type Shopper, type TokenVerifier } from "./tokens.js";
 
@@ -43,7 +43,17 @@ const HINTS = {
   trackOrder: {
     [Status.DEADLINE_EXCEEDED]: "the stream reached its deadline before the order was final: call TrackOrder again to go on",
   },
+  trackShipment: {
+    [Status.DEADLINE_EXCEEDED]: "the stream reached its deadline before the shipment was final: call TrackOrder again to go on",
+    [Status.UNAVAILABLE]: "the order is final, but its shipment cannot be followed now: call TrackOrder or GetOrderDetails again later",
+  },
 };
+
+/**
+ * Orders that were confirmed, hence have (or are about to have) a shipment:
+ * fulfillment learns of them from the order events, asynchronously.
+ */
+const SHIPPABLE = new Set([OrderState.ORDER_STATE_CONFIRMED, OrderState.ORDER_STATE_CANCELLING, OrderState.ORDER_STATE_CANCELLED]);
 
 /**
  * The public API. Each call: authenticate (catalogue reads may be
@@ -188,13 +198,27 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
       // The stream has its own, longer deadline: the unary default would cut
       // a healthy stream short.
       const clients = backends.at(deadline(context, "stream"));
+      let last: InternalOrder | undefined;
       try {
         for await (const { event, order } of clients.order.watchOrder({ orderId: request.orderId }, { signal: context.signal })) {
           if (!event || !order) continue;
-          yield { update: orderUpdate(event), order: publicOrder(order, false) };
+          last = order;
+          yield { update: orderUpdate(event), order: publicOrder(order, false), shipmentUpdate: undefined };
         }
       } catch (error) {
         throw edgeError(error, "order", logger, HINTS.trackOrder);
+      }
+      // A confirmed order goes on as a parcel: its shipment's steps follow,
+      // from fulfillment, until it is shipped or cancelled.
+      if (!last || !SHIPPABLE.has(last.state)) return;
+      const ended = publicOrder(last, false);
+      try {
+        for await (const { event, shipment } of clients.fulfillment.watchShipment({ orderId: request.orderId }, { signal: context.signal })) {
+          if (!event || !shipment) continue;
+          yield { update: undefined, order: ended, shipmentUpdate: shipmentUpdate(event, shipment) };
+        }
+      } catch (error) {
+        throw edgeError(error, "fulfillment", logger, HINTS.trackShipment);
       }
     },
 
@@ -225,7 +249,7 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
       const parts = backends.at(partDeadline(callDeadline, deps.partTimeoutMs));
       const signal = context.signal;
       const skus = [...new Set(order.lines.map((line) => line.sku))];
-      const [payment, products] = await Promise.all([
+      const [payment, products, shipment] = await Promise.all([
         fetchPart(
           "payment",
           async () => {
@@ -245,8 +269,22 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
           },
           logger,
         ),
+        fetchPart(
+          "fulfillment",
+          async () => {
+            // Only a confirmed order has a shipment; none yet is an answer, not a failure.
+            if (!SHIPPABLE.has(order.state)) return undefined;
+            try {
+              return (await parts.fulfillment.getShipment({ orderId: order.orderId }, { signal })).shipment;
+            } catch (error) {
+              if (error instanceof ClientError && error.code === Status.NOT_FOUND) return undefined;
+              throw error;
+            }
+          },
+          logger,
+        ),
       ]);
-      return orderDetails(order, payment, products);
+      return orderDetails(order, payment, products, shipment);
     },
   };
 }

@@ -13,7 +13,7 @@ runMain(async () => {
   // One registry for the process: the runtime's and the clients' metrics.
   const registry = new Registry();
   const backends = new Backends(
-    { order: config.ORDER_ADDRESS, inventory: config.INVENTORY_ADDRESS, payment: config.PAYMENT_ADDRESS },
+    { order: config.ORDER_ADDRESS, inventory: config.INVENTORY_ADDRESS, payment: config.PAYMENT_ADDRESS, fulfillment: config.FULFILLMENT_ADDRESS },
     logger,
     { registry },
   );

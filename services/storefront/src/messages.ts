@@ -6,6 +6,12 @@ import {
   type OrderEvent,
 } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import {
+  ShipmentEventType,
+  ShipmentState,
+  type Shipment,
+  type ShipmentEvent,
+} from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
+import {
   DeclineReason as PaymentDeclineReason,
   PaymentStatus,
   type Payment,
@@ -17,6 +23,8 @@ import {
   type OrderUpdate,
   type PaymentSummary,
   type Product,
+  type ShipmentSummary,
+  type ShipmentUpdate,
 } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
 
 /**
@@ -107,5 +115,25 @@ export function paymentSummary(payment: Payment): PaymentSummary {
     refunded: payment.refunded,
     chargedByVersion: payment.chargedByVersion,
     declineReason: DECLINE_REASONS[payment.declineReason] ?? DeclineReason.DECLINE_REASON_UNSPECIFIED,
+  };
+}
+
+/** Fulfillment's shipment as the shopper sees it: where the parcel is, not how fulfillment works. */
+export function shipmentSummary(shipment: Shipment): ShipmentSummary {
+  return {
+    shipmentId: shipment.shipmentId,
+    status: (ShipmentState[shipment.state] ?? "SHIPMENT_STATE_UNSPECIFIED").replace(/^SHIPMENT_STATE_/, ""),
+    trackingNumber: shipment.trackingNumber,
+    cancelledTooLate: shipment.cancelledTooLate,
+    updatedAt: shipment.updatedAt,
+  };
+}
+
+export function shipmentUpdate(event: ShipmentEvent, shipment: Shipment): ShipmentUpdate {
+  return {
+    event: (ShipmentEventType[event.type] ?? "UNKNOWN").replace(/^SHIPMENT_EVENT_TYPE_/, ""),
+    detail: event.detail,
+    occurredAt: event.occurredAt,
+    shipment: shipmentSummary(shipment),
   };
 }
