@@ -29,7 +29,7 @@ $(DEPS): package.json package-lock.json services/*/package.json dev/package.json
 deps: $(DEPS) ## Install Node 24 (if missing) and the npm dependencies
 
 .PHONY: tools
-tools: ## Install pinned grpcurl, helm, kubeconform, ghz, shellcheck and promtool into .tools/bin
+tools: ## Install pinned grpcurl, helm, kubeconform, ghz, shellcheck, promtool and nats-server into .tools/bin
 	scripts/tools.sh
 
 .PHONY: generate
@@ -41,7 +41,8 @@ build: $(DEPS) ## Compile every workspace (tsc -b)
 	tsc -b
 
 .PHONY: dev
-dev: build ## Run every service on localhost with an embedded Postgres (Ctrl-C stops)
+dev: build ## Run every service on localhost with an embedded Postgres and a NATS broker (Ctrl-C stops)
+	@scripts/tools.sh nats-server >/dev/null
 	$(NODE) dev/dist/dev.js
 
 .PHONY: token
@@ -73,8 +74,8 @@ faults: build ## Show or set make dev's injected faults: make faults [SERVICE=pa
 	@$(NODE) dev/dist/faults-main.js --service "$(SERVICE)" --spec "$${SPEC:-}"
 
 .PHONY: test
-test: $(DEPS) ## Run the whole test suite (installs grpcurl, helm, shellcheck and promtool first)
-	scripts/tools.sh grpcurl helm shellcheck promtool
+test: $(DEPS) ## Run the whole test suite (installs grpcurl, helm, shellcheck, promtool and nats-server first)
+	scripts/tools.sh grpcurl helm shellcheck promtool nats-server
 	tsc -b
 	scripts/run-tests.sh
 

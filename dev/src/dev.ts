@@ -1,10 +1,10 @@
 import path from "node:path";
 import { repoRoot } from "./paths.js";
 import { runDev } from "./runner.js";
-import { devPostgresPort, localServices } from "./services.js";
+import { devNatsPorts, devPostgresPort, localServices } from "./services.js";
 
 /*
- * `make dev`: Postgres and every service of the local table, in the
+ * `make dev`: Postgres, NATS and every service of the local table, in the
  * foreground. The first Ctrl-C, SIGTERM or SIGHUP (a closed terminal; the
  * detached children never see it) stops everything in order; a second one
  * exits at once, and the supervisors' exit hooks kill what is left.
@@ -34,6 +34,9 @@ const code = await runDev({
   postgres: process.env.DATABASE_URL
     ? { external: process.env.DATABASE_URL }
     : { dataDir: path.join(repoRoot, ".data", "postgres"), port: devPostgresPort, persistent: true },
+  nats: process.env.NATS_URL
+    ? { external: process.env.NATS_URL }
+    : { dataDir: path.join(repoRoot, ".data", "nats"), port: devNatsPorts.client, monitorPort: devNatsPorts.monitor },
   logLevel: process.env.LOG_LEVEL || "info",
   exitAfterReady: process.env.DEV_EXIT_AFTER_READY === "1",
   shutdown: shutdown.signal,

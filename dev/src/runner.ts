@@ -3,6 +3,7 @@ import path from "node:path";
 import { formatBanner } from "./banner.js";
 import { tail } from "./lines.js";
 import { ensureDatabase, withDatabase } from "./databases.js";
+import { startNats } from "./nats.js";
 import { startPostgres } from "./postgres.js";
 import { createLinePrinter, type LabelColor } from "./pretty.js";
 import { startService, type ServiceProcess } from "./processes.js";
@@ -14,6 +15,8 @@ export interface DevOptions {
   services: readonly LocalService[];
   /** An embedded Postgres to start, or the URL of one that runs already. */
   postgres: { dataDir: string; port: number; persistent: boolean } | { external: string };
+  /** The broker to start (nats-server with JetStream), or the URL of one that runs already; needed when a service talks to it. */
+  nats?: { dataDir: string; port: number; monitorPort: number } | { external: string };
   /** Passed to every service as LOG_LEVEL. */
   logLevel: string;
   /** Shut down cleanly as soon as everything is ready (smoke runs). */
@@ -42,10 +45,12 @@ export async function runDev(options: DevOptions): Promise<number> {
   const say = createLinePrinter({ label: "dev", width, colorize, color: "gray" });
   const note = (message: string) => write(say(message));
   const printPostgres = createLinePrinter({ label: "postgres", width, colorize, color: "blue" });
-  const showAllPostgres = options.logLevel === "debug" || options.logLevel === "trace";
+  const printNats = createLinePrinter({ label: "nats", width, colorize, color: "blue" });
+  const verbose = options.logLevel === "debug" || options.logLevel === "trace";
 
   const started: ServiceProcess[] = [];
   let postgres: DevDatabase | undefined;
+  let broker: DevBroker | undefined;
   let code: number;
   try {
     const settings = options.postgres;
@@ -57,7 +62,7 @@ export async function runDev(options: DevOptions): Promise<number> {
       const local = await startPostgres({
         ...settings,
         log: (line) => {
-          if (showAllPostgres || noteworthyPostgresLine.test(line)) write(printPostgres(line));
+          if (verbose || noteworthyPostgresLine.test(line)) write(printPostgres(line));
         },
       });
       postgres = {
@@ -67,6 +72,29 @@ export async function runDev(options: DevOptions): Promise<number> {
         ensureDatabase: (name) => local.ensureDatabase(name),
         stop: () => local.stop(),
       };
+    }
+    if (services.some((service) => service.nats) && !shutdown.aborted) {
+      const settings = options.nats;
+      if (!settings) throw new Error("a service needs the broker, and no NATS was given");
+      if ("external" in settings) {
+        note(`using the broker of NATS_URL (${settings.external})`);
+        broker = { url: settings.external, where: settings.external, stop: async () => undefined, external: true };
+      } else {
+        note(`starting NATS on 127.0.0.1:${settings.port} (JetStream data in ${path.relative(options.repoRoot, settings.dataDir) || "."})`);
+        const local = await startNats({
+          ...settings,
+          // Its warnings and errors; everything with debug or trace.
+          log: (line) => {
+            if (verbose || /\[(WRN|ERR|FTL)\]|exited unexpectedly/.test(line)) write(printNats(line));
+          },
+        });
+        broker = {
+          url: local.url,
+          where: `127.0.0.1:${local.port}  monitoring http://localhost:${local.monitorPort}/jsz  data in ${path.relative(options.repoRoot, local.dataDir) || "."}`,
+          stop: () => local.stop(),
+          external: false,
+        };
+      }
     }
     for (const [index, service] of services.entries()) {
       if (shutdown.aborted) break;
@@ -79,6 +107,7 @@ export async function runDev(options: DevOptions): Promise<number> {
           entry: path.resolve(options.repoRoot, service.entry),
           env: serviceEnv(service, {
             ...(service.database ? { databaseUrl: postgres.url(service.database) } : {}),
+            ...(broker ? { natsUrl: broker.url } : {}),
             logLevel: options.logLevel,
           }),
           adminPort: service.adminPort,
@@ -94,7 +123,7 @@ export async function runDev(options: DevOptions): Promise<number> {
     } else {
       const readme = path.join(options.repoRoot, "README.md");
       const walkthrough = existsSync(readme) ? readWalkthrough(options.repoRoot) : undefined;
-      write(formatBanner({ services, postgres, walkthrough }));
+      write(formatBanner({ services, postgres, nats: broker, walkthrough }));
       code = options.exitAfterReady ? 0 : await superviseUntilDone(started, shutdown, note);
     }
   } catch (error) {
@@ -102,8 +131,16 @@ export async function runDev(options: DevOptions): Promise<number> {
     code = shutdown.aborted ? 0 : 1;
     if (code === 1) note(`cannot start: ${error instanceof Error ? error.message : String(error)}`);
   }
-  const clean = await stopAll(started, postgres, note);
+  const clean = await stopAll(started, postgres, broker, note);
   return code === 0 && !clean ? 1 : code;
+}
+
+/** The broker, started here or external (NATS_URL). */
+interface DevBroker {
+  url: string;
+  where: string;
+  external: boolean;
+  stop(): Promise<void>;
 }
 
 /** The databases' server, embedded or external. */
@@ -158,10 +195,11 @@ async function superviseUntilDone(
   return 1;
 }
 
-/** Stops services last-started first, then Postgres; false if anything did not stop cleanly. */
+/** Stops services last-started first, then the broker and Postgres; false if anything did not stop cleanly. */
 async function stopAll(
   started: readonly ServiceProcess[],
   postgres: DevDatabase | undefined,
+  broker: DevBroker | undefined,
   note: (message: string) => void,
 ): Promise<boolean> {
   let clean = true;
@@ -171,6 +209,17 @@ async function stopAll(
     if (status.code !== 0) {
       clean = false;
       note(`${service.name} did not stop cleanly (code ${status.code}, signal ${status.signal})`);
+    }
+  }
+  if (broker?.external) {
+    note("leaving the broker of NATS_URL running");
+  } else if (broker) {
+    note("stopping NATS");
+    try {
+      await broker.stop();
+    } catch (error) {
+      clean = false;
+      note(`NATS did not stop cleanly: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
   if (postgres?.external) {

@@ -18,6 +18,8 @@ export interface LocalService {
   env: Readonly<Record<string, string>>;
   /** Takes injected faults: its fault-control endpoint listens on faultControlPort(row). */
   faults?: boolean;
+  /** Talks to the broker: gets NATS_URL. */
+  nats?: boolean;
 }
 
 /**
@@ -37,11 +39,15 @@ export const localPorts = {
   order: { grpc: 50051, admin: 9051 },
   payment: { grpc: 50052, admin: 9052 },
   inventory: { grpc: 50053, admin: 9053 },
+  fulfillment: { grpc: 50054, admin: 9054 },
 } as const;
 
 
 /** Not 5432, which a Postgres the developer runs anyway is likely to hold. */
 export const devPostgresPort = 5433;
+
+/** Not NATS's 4222 and 8222, for the same reason: client and monitoring ports of make dev's broker. */
+export const devNatsPorts = { client: 4223, monitor: 8223 } as const;
 
 export const localServices: readonly LocalService[] = [
   {
@@ -73,6 +79,17 @@ export const localServices: readonly LocalService[] = [
       INVENTORY_ADDRESS: `localhost:${localPorts.inventory.grpc}`,
       PAYMENT_ADDRESS: `localhost:${localPorts.payment.grpc}`,
     },
+    // Its outbox relay publishes the order events.
+    nats: true,
+  },
+  {
+    name: "fulfillment",
+    entry: "services/fulfillment/dist/main.js",
+    grpcPort: localPorts.fulfillment.grpc,
+    adminPort: localPorts.fulfillment.admin,
+    database: "meshcart_fulfillment",
+    env: {},
+    nats: true,
   },
   {
     name: "storefront",
@@ -84,6 +101,7 @@ export const localServices: readonly LocalService[] = [
       ORDER_ADDRESS: `localhost:${localPorts.order.grpc}`,
       INVENTORY_ADDRESS: `localhost:${localPorts.inventory.grpc}`,
       PAYMENT_ADDRESS: `localhost:${localPorts.payment.grpc}`,
+      FULFILLMENT_ADDRESS: `localhost:${localPorts.fulfillment.grpc}`,
       STOREFRONT_JWT_SECRET: DEMO_TOKENS.secret,
       STOREFRONT_JWT_ISSUER: DEMO_TOKENS.issuer,
       STOREFRONT_JWT_AUDIENCE: DEMO_TOKENS.audience,
@@ -111,6 +129,8 @@ function telemetryEnv(): Readonly<Record<string, string>> {
 export interface RunContext {
   /** The service's database; unset for a service without one. */
   databaseUrl?: string;
+  /** The broker, for the rows that talk to it. */
+  natsUrl?: string;
   logLevel: string;
 }
 
@@ -122,6 +142,7 @@ export function serviceEnv(service: LocalService, context: RunContext): Record<s
     ADMIN_PORT: String(service.adminPort),
     ...(faultPort === undefined ? {} : { FAULT_CONTROL_PORT: String(faultPort) }),
     ...(context.databaseUrl === undefined ? {} : { DATABASE_URL: context.databaseUrl }),
+    ...(service.nats && context.natsUrl !== undefined ? { NATS_URL: context.natsUrl } : {}),
     LOG_LEVEL: context.logLevel,
     SERVICE_VERSION: "dev",
     DEPLOYMENT_ENVIRONMENT: "local",

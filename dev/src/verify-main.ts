@@ -20,7 +20,7 @@ const database = (name: string) => {
 
 try {
   const report = checkInvariants(
-    await readSnapshot({ order: database("order"), payment: database("payment"), inventory: database("inventory") }),
+    await readSnapshot({ order: database("order"), payment: database("payment"), inventory: database("inventory"), fulfillment: database("fulfillment") }),
   );
   process.stdout.write(formatReport(report));
   process.exitCode = report.violations.length === 0 ? 0 : 1;

@@ -1,16 +1,19 @@
 import pg from "pg";
 
 /**
- * The cross-service invariants of meshcart, checked against the three
- * databases (`make verify`). Each service guards its own rules with
- * transactions and CHECK constraints; only a reconciliation across the
- * databases shows that the saga kept them consistent with each other.
+ * The cross-service invariants of meshcart, checked against the databases
+ * (`make verify`). Each service guards its own rules with transactions and
+ * CHECK constraints; only a reconciliation across the databases shows that
+ * the saga kept them consistent with each other, and that the order events
+ * reached fulfillment: published from the outbox, applied once each.
  */
 
 export interface DatabaseUrls {
   order: string;
   payment: string;
   inventory: string;
+  /** With it, the order events and the shipments are reconciled too. */
+  fulfillment?: string;
 }
 
 export interface OrderRow {
@@ -44,18 +47,65 @@ export interface ProductRow {
   committed_lines: number;
 }
 
+/** An order event that others may act on, in the order log (the outbox). */
+export interface PublishedEventRow {
+  order_id: string;
+  sequence: number;
+  type: string;
+  published: boolean;
+}
+
+export interface ShipmentRow {
+  order_id: string;
+  shipment_id: string;
+  state: string;
+  cancelled_too_late: boolean;
+}
+
+/** A shipment history entry that an order event caused. */
+export interface AppliedRow {
+  event_id: string;
+  shipment_id: string;
+  type: string;
+}
+
+export interface DeadLetterRow {
+  stream_sequence: number;
+  subject: string;
+  event_id: string | null;
+  reason: string;
+}
+
+/** What fulfillment holds, and what the order log says was published. */
+export interface EventsSnapshot {
+  events: PublishedEventRow[];
+  shipments: ShipmentRow[];
+  /** processed_events: every order event fulfillment handled, by id. */
+  processed: { event_id: string; outcome: string }[];
+  applied: AppliedRow[];
+  deadLetters: DeadLetterRow[];
+}
+
 export interface Snapshot {
   orders: OrderRow[];
   payments: PaymentRow[];
   reservations: ReservationRow[];
   products: ProductRow[];
+  /** Present when fulfillment's database was read. */
+  fulfillment?: EventsSnapshot;
 }
 
 export interface Report {
-  checked: { orders: number; payments: number; reservations: number; products: number };
+  checked: { orders: number; payments: number; reservations: number; products: number; shipments?: number; events?: number };
   /** Orders by state, for the report. */
   states: Record<string, number>;
   violations: string[];
+  /**
+   * Order events still on their way, which is not a violation while the
+   * services run: committed and not yet published (the outbox), or
+   * published and not yet applied by fulfillment. Settled, there are none.
+   */
+  pending: string[];
 }
 
 const FINAL = new Set(["CONFIRMED", "REJECTED", "FAILED", "CANCELLED"]);
@@ -132,21 +182,123 @@ export function checkInvariants(snapshot: Snapshot): Report {
     }
   }
 
+  const pending: string[] = [];
+  if (snapshot.fulfillment) checkEvents(snapshot.orders, snapshot.fulfillment, violations, pending);
+
   return {
     checked: {
       orders: snapshot.orders.length,
       payments: snapshot.payments.length,
       reservations: snapshot.reservations.length,
       products: snapshot.products.length,
+      ...(snapshot.fulfillment ? { shipments: snapshot.fulfillment.shipments.length, events: snapshot.fulfillment.events.length } : {}),
     },
     states,
     violations,
+    pending,
   };
 }
 
-/** Reads what the checks need from the three databases. */
+/** The event id of an order event (services/order/src/event-messages.ts). */
+function eventIdOf(event: Pick<PublishedEventRow, "order_id" | "sequence">): string {
+  return `${event.order_id}.${event.sequence}`;
+}
+
+/**
+ * Choreography's invariants: every confirmed order has exactly one
+ * shipment, which is not cancelled; every cancelled order has none active
+ * (cancelled, or shipped with its late cancellation recorded); rejected
+ * and failed orders have none; no order event was lost (each is published,
+ * then applied, or still on its way: pending) or applied twice, and none
+ * was dead-lettered.
+ */
+function checkEvents(orders: readonly OrderRow[], world: EventsSnapshot, violations: string[], pending: string[]): void {
+  const shipments = new Map(world.shipments.map((s) => [s.order_id, s]));
+  const processed = new Map(world.processed.map((p) => [p.event_id, p.outcome]));
+  const deadLetters = new Map(world.deadLetters.filter((d) => d.event_id).map((d) => [d.event_id!, d]));
+  const eventsByOrder = new Map<string, PublishedEventRow[]>();
+  for (const event of world.events) {
+    const list = eventsByOrder.get(event.order_id) ?? [];
+    list.push(event);
+    eventsByOrder.set(event.order_id, list);
+  }
+  const orderIds = new Set(orders.map((o) => o.order_id));
+  /** Events accounted for as pending or violating already. */
+  const reported = new Set<string>();
+
+  /** Where the order's event of `type` is, when fulfillment has not applied it: pending, or a violation. */
+  const notApplied = (where: string, order: OrderRow, type: string): void => {
+    const event = eventsByOrder.get(order.order_id)?.find((e) => e.type === type);
+    if (!event) {
+      violations.push(`${where} has no ${type} event in its log`);
+      return;
+    }
+    const id = eventIdOf(event);
+    reported.add(id);
+    const dead = deadLetters.get(id);
+    if (dead) violations.push(`${where}: its ${type} event ${id} was dead-lettered (${dead.reason})`);
+    else if (processed.has(id)) violations.push(`${where}: fulfillment handled its ${type} event ${id} (${processed.get(id)}) and has nothing to show for it`);
+    else if (!event.published) pending.push(`${where}: ${type} ${id} is in the outbox, not yet published`);
+    else pending.push(`${where}: ${type} ${id} is published, not yet applied by fulfillment`);
+  };
+
+  for (const order of orders) {
+    const shipment = shipments.get(order.order_id);
+    const where = `order ${order.order_id} (${order.state})`;
+    switch (order.state) {
+      case "CONFIRMED":
+        if (!shipment) notApplied(where, order, "ORDER_CONFIRMED");
+        else if (shipment.state === "CANCELLED") violations.push(`${where} has a cancelled shipment ${shipment.shipment_id}`);
+        break;
+      case "CANCELLED":
+        if (!shipment) notApplied(where, order, "ORDER_CONFIRMED");
+        else if (shipment.state === "SHIPPED" ? !shipment.cancelled_too_late : shipment.state !== "CANCELLED") notApplied(where, order, "ORDER_CANCELLED");
+        break;
+      case "CANCELLING":
+        // Confirmed, being cancelled: its shipment may exist, in any state.
+        break;
+      default:
+        if (shipment) violations.push(`${where} has shipment ${shipment.shipment_id} (${shipment.state}), and was never confirmed`);
+    }
+  }
+
+  for (const shipment of world.shipments) {
+    if (!orderIds.has(shipment.order_id)) violations.push(`shipment ${shipment.shipment_id} is for order ${shipment.order_id}, which does not exist`);
+  }
+
+  for (const event of world.events) {
+    if (!event.published) continue;
+    // Other kinds are published for other consumers; fulfillment subscribes to these.
+    if (event.type !== "ORDER_CONFIRMED" && event.type !== "ORDER_CANCELLED") continue;
+    const id = eventIdOf(event);
+    if (!processed.has(id) && !deadLetters.has(id) && !reported.has(id)) {
+      pending.push(`order ${event.order_id}: ${event.type} ${id} is published, not yet applied by fulfillment`);
+    }
+  }
+
+  const effects = new Map<string, number>();
+  for (const applied of world.applied) effects.set(applied.event_id, (effects.get(applied.event_id) ?? 0) + 1);
+  for (const [id, count] of effects) {
+    if (count > 1) violations.push(`order event ${id} was applied ${count} times`);
+  }
+  const created = new Map<string, number>();
+  for (const applied of world.applied) {
+    if (applied.type === "CREATED") created.set(applied.shipment_id, (created.get(applied.shipment_id) ?? 0) + 1);
+  }
+  for (const [shipmentId, count] of created) {
+    if (count > 1) violations.push(`shipment ${shipmentId} was created ${count} times`);
+  }
+  // Every dead letter waits for an operator.
+  for (const dead of world.deadLetters) {
+    if (!dead.event_id || !reported.has(dead.event_id)) {
+      violations.push(`a message on ${dead.subject} (stream sequence ${dead.stream_sequence}${dead.event_id ? `, event ${dead.event_id}` : ""}) was dead-lettered: ${dead.reason}`);
+    }
+  }
+}
+
+/** Reads what the checks need from the databases. */
 export async function readSnapshot(urls: DatabaseUrls): Promise<Snapshot> {
-  const [orders, payments, inventory] = await Promise.all([
+  const [orders, payments, inventory, fulfillment] = await Promise.all([
     query<OrderRow>(
       urls.order,
       [],
@@ -174,8 +326,30 @@ export async function readSnapshot(urls: DatabaseUrls): Promise<Snapshot> {
          GROUP BY p.sku ORDER BY p.sku`,
       ),
     ]),
+    urls.fulfillment ? readEvents(urls.order, urls.fulfillment) : Promise.resolve(undefined),
   ]);
-  return { orders, payments, reservations: inventory[0], products: inventory[1] };
+  return { orders, payments, reservations: inventory[0], products: inventory[1], ...(fulfillment ? { fulfillment } : {}) };
+}
+
+/**
+ * Fulfillment's side, read after the order log's: an event fulfillment has
+ * applied is then one the log had published already, never the reverse
+ * (each read is one consistent view of its database).
+ */
+async function readEvents(orderUrl: string, fulfillmentUrl: string): Promise<EventsSnapshot> {
+  const events = await query<PublishedEventRow>(
+    orderUrl,
+    [],
+    `SELECT order_id, sequence, type, published_at IS NOT NULL AS published FROM order_events
+     WHERE type IN ('ORDER_CONFIRMED', 'ORDER_CANCELLED', 'ORDER_REJECTED', 'ORDER_FAILED')`,
+  );
+  const [shipments, processed, applied, deadLetters] = await Promise.all([
+    query<ShipmentRow>(fulfillmentUrl, [], "SELECT order_id, shipment_id, state, cancelled_too_late FROM shipments"),
+    query<{ event_id: string; outcome: string }>(fulfillmentUrl, [], "SELECT event_id, outcome FROM processed_events"),
+    query<AppliedRow>(fulfillmentUrl, [], "SELECT event_id, shipment_id, type FROM shipment_events WHERE event_id IS NOT NULL"),
+    query<DeadLetterRow>(fulfillmentUrl, ["stream_sequence"], "SELECT stream_sequence, subject, event_id, reason FROM dead_letters"),
+  ]);
+  return { events, shipments, processed, applied, deadLetters };
 }
 
 /** Runs `text`; `counts` are bigint columns, which pg returns as text, turned into numbers. */
@@ -199,10 +373,15 @@ async function query<R extends pg.QueryResultRow>(url: string, counts: (keyof R 
 }
 
 export function formatReport(report: Report): string {
+  const { checked } = report;
   const lines = [
     "meshcart invariant check",
-    `  checked ${report.checked.orders} orders, ${report.checked.payments} payments, ${report.checked.reservations} reservations, ${report.checked.products} products`,
+    `  checked ${checked.orders} orders, ${checked.payments} payments, ${checked.reservations} reservations, ${checked.products} products` +
+      (checked.shipments === undefined ? "" : `, ${checked.shipments} shipments, ${checked.events} order events`),
     `  orders by state: ${Object.entries(report.states).map(([s, n]) => `${s} ${n}`).join(", ") || "none"}`,
+    `  order events on their way (outbox or consumer; not a violation while the services run): ${report.pending.length}`,
+    ...report.pending.slice(0, 20).map((p) => `    - ${p}`),
+    ...(report.pending.length > 20 ? [`    … and ${report.pending.length - 20} more`] : []),
     `  violations: ${report.violations.length}`,
     ...report.violations.map((v) => `    - ${v}`),
   ];

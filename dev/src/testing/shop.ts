@@ -1,6 +1,9 @@
+import fs from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { createChannel, type Channel } from "nice-grpc";
+import { startNats, type LocalNats } from "../nats.js";
 import { freePort } from "../net.js";
 import { repoRoot } from "../paths.js";
 import { startService, type ServiceProcess } from "../processes.js";
@@ -11,13 +14,17 @@ import { createTestDatabase, type TestDatabase } from "./database.js";
  * Some or all of meshcart's services as real processes (their compiled
  * dist/), each with its own new database in the test run's Postgres, on
  * loopback, as `make dev` runs them; payment and inventory with their
- * fault-control endpoint. For the reliability suites, which call every
- * service directly and read every database.
+ * fault-control endpoint; a broker of the shop's own (nats-server, free
+ * ports, a throwaway store) when order or fulfillment run. For the
+ * reliability suites, which call every service directly and read every
+ * database.
  */
 
-export type ShopService = "inventory" | "payment" | "order" | "storefront";
+export type ShopService = "inventory" | "payment" | "order" | "fulfillment" | "storefront";
 
-const BACKED: readonly ShopService[] = ["inventory", "payment", "order"];
+const BACKED: readonly ShopService[] = ["inventory", "payment", "order", "fulfillment"];
+/** The services that talk to the broker. */
+const BROKERED: readonly ShopService[] = ["order", "fulfillment"];
 const FAULTABLE: readonly ShopService[] = ["inventory", "payment"];
 
 /** Signing settings the test storefront checks tokens against (tests mint with them). */
@@ -30,10 +37,12 @@ export const SHOP_TOKENS = {
 export interface ShopOptions {
   /** Names the databases. */
   prefix: string;
-  /** Which services to run; every one by default. Order needs inventory and payment, the storefront all three. */
+  /** Which services to run; every one by default. Order needs inventory and payment, the storefront the others. */
   services?: ShopService[];
   /** Added to one service's environment. */
   env?: Partial<Record<ShopService, Record<string, string>>>;
+  /** Added to every service's environment (e.g. where to send traces). */
+  common?: Record<string, string>;
 }
 
 interface Running {
@@ -48,20 +57,37 @@ export class Shop {
   private readonly running = new Map<ShopService, Running>();
   private readonly databases = new Map<ShopService, TestDatabase>();
   private readonly pools = new Map<ShopService, pg.Pool>();
+  private broker: { nats: LocalNats; dir: string } | undefined;
+  /** Each service's gRPC port, kept across restarts: the others find it again. */
+  private readonly grpcPorts = new Map<ShopService, number>();
+  /** What each service was started with, for restarts. */
+  private readonly extras = new Map<ShopService, Record<string, string>>();
+  private common: Record<string, string> = {};
 
   private constructor() {}
 
   static async start(options: ShopOptions): Promise<Shop> {
     const shop = new Shop();
-    const wanted = options.services ?? ["inventory", "payment", "order", "storefront"];
+    shop.common = options.common ?? {};
+    const wanted = options.services ?? ["inventory", "payment", "order", "fulfillment", "storefront"];
     try {
       for (const name of BACKED.filter((n) => wanted.includes(n))) {
         shop.databases.set(name, await createTestDatabase(`${options.prefix}_${name}`));
       }
+      if (BROKERED.some((n) => wanted.includes(n))) {
+        const dir = await fs.mkdtemp(path.join(os.tmpdir(), "meshcart-test-nats-"));
+        try {
+          shop.broker = { nats: await startNats({ dataDir: dir, port: await freePort(), monitorPort: await freePort() }), dir };
+        } catch (error) {
+          await fs.rm(dir, { recursive: true, force: true });
+          throw error;
+        }
+      }
       // Dependencies first: order and the storefront resolve addresses at start.
       const first = (["inventory", "payment"] as const).filter((n) => wanted.includes(n));
       await Promise.all(first.map((name) => shop.launch(name, options.env?.[name] ?? {})));
-      if (wanted.includes("order")) await shop.launch("order", options.env?.order ?? {});
+      const second = (["order", "fulfillment"] as const).filter((n) => wanted.includes(n));
+      await Promise.all(second.map((name) => shop.launch(name, options.env?.[name] ?? {})));
       if (wanted.includes("storefront")) await shop.launch("storefront", options.env?.storefront ?? {});
     } catch (error) {
       await shop.stop();
@@ -96,7 +122,14 @@ export class Shop {
       if (!database) throw new Error(`${name} has no database in this shop`);
       return database.url;
     };
-    return { order: url("order"), payment: url("payment"), inventory: url("inventory") };
+    const fulfillment = this.databases.get("fulfillment");
+    return { order: url("order"), payment: url("payment"), inventory: url("inventory"), ...(fulfillment ? { fulfillment: fulfillment.url } : {}) };
+  }
+
+  /** The shop's broker (an outage is nats.pause() and nats.resume()). */
+  get nats(): LocalNats {
+    if (!this.broker) throw new Error("this shop runs no broker");
+    return this.broker.nats;
   }
 
   /** make verify's cross-service invariants over this shop's three databases. */
@@ -133,7 +166,7 @@ export class Shop {
   }
 
   async stop(): Promise<void> {
-    for (const name of ["storefront", "order", "payment", "inventory"] as const) {
+    for (const name of ["storefront", "fulfillment", "order", "payment", "inventory"] as const) {
       const running = this.running.get(name);
       if (!running) continue;
       running.channel.close();
@@ -144,6 +177,51 @@ export class Shop {
     this.pools.clear();
     for (const database of this.databases.values()) await database.drop().catch(() => undefined);
     this.databases.clear();
+    if (this.broker) {
+      await this.broker.nats.stop().catch(() => undefined);
+      await fs.rm(this.broker.dir, { recursive: true, force: true });
+      this.broker = undefined;
+    }
+  }
+
+  isRunning(name: ShopService): boolean {
+    return this.running.has(name);
+  }
+
+  /** kill -9: no shutdown, nothing handed over. */
+  async kill9(name: ShopService): Promise<void> {
+    const running = this.get(name);
+    running.channel.close();
+    await running.process.kill9();
+    this.running.delete(name);
+  }
+
+  /** Waits for a service that kills itself (a crash hook) and forgets it. */
+  async crashed(name: ShopService): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    const running = this.get(name);
+    const status = await running.process.exited;
+    running.channel.close();
+    this.running.delete(name);
+    return status;
+  }
+
+  /** Stops a service gracefully (SIGTERM). */
+  async stopService(name: ShopService): Promise<void> {
+    const running = this.get(name);
+    running.channel.close();
+    await running.process.stop("SIGTERM", 10_000);
+    this.running.delete(name);
+  }
+
+  /** Starts a stopped service again on its gRPC port, with its first start's environment and `env` on top (replacing the previous restart's). */
+  async restart(name: ShopService, env: Record<string, string> = {}): Promise<void> {
+    if (this.running.has(name)) throw new Error(`${name} is running`);
+    await this.launch(name, { ...this.extras.get(name), ...env }, false);
+  }
+
+  /** The running process (its logs, its exit). */
+  process(name: ShopService) {
+    return this.get(name).process;
   }
 
   private get(name: ShopService): Running {
@@ -152,8 +230,10 @@ export class Shop {
     return running;
   }
 
-  private async launch(name: ShopService, extra: Record<string, string>): Promise<void> {
-    const grpcPort = await freePort();
+  private async launch(name: ShopService, extra: Record<string, string>, first = true): Promise<void> {
+    if (first) this.extras.set(name, extra);
+    const grpcPort = this.grpcPorts.get(name) ?? (await freePort());
+    this.grpcPorts.set(name, grpcPort);
     const adminPort = await freePort();
     const faultPort = FAULTABLE.includes(name) ? await freePort() : undefined;
     const env: Record<string, string> = {
@@ -165,6 +245,7 @@ export class Shop {
     };
     const database = this.databases.get(name);
     if (database) env.DATABASE_URL = database.url;
+    if (this.broker && BROKERED.includes(name)) env.NATS_URL = this.broker.nats.url;
     if (name === "inventory") Object.assign(env, { INVENTORY_SEED_CATALOGUE: "true", DB_POOL_MAX: "20" });
     if (name === "payment") Object.assign(env, { SERVICE_VERSION: "v1", DB_POOL_MAX: "20" });
     if (name === "order") {
@@ -178,8 +259,13 @@ export class Shop {
         DB_POOL_MAX: "20",
       });
     }
+    if (name === "fulfillment") {
+      // Quick steps: the tests follow a shipment to its end.
+      Object.assign(env, { FULFILLMENT_PACK_AFTER_MS: "300", FULFILLMENT_SHIP_AFTER_MS: "300", FULFILLMENT_POLL_MS: "200", DB_POOL_MAX: "10" });
+    }
     if (name === "storefront") {
       Object.assign(env, {
+        ...(this.running.has("fulfillment") ? { FULFILLMENT_ADDRESS: this.address("fulfillment") } : {}),
         ORDER_ADDRESS: this.address("order"),
         INVENTORY_ADDRESS: this.address("inventory"),
         PAYMENT_ADDRESS: this.address("payment"),
@@ -193,7 +279,7 @@ export class Shop {
       entry: path.join(repoRoot, "services", name, "dist", "main.js"),
       adminPort,
       readyTimeoutMs: 30_000,
-      env: { ...env, ...extra },
+      env: { ...env, ...this.common, ...extra },
     });
     this.running.set(name, { process, grpcPort, adminPort, faultPort, channel: createChannel(`127.0.0.1:${grpcPort}`) });
   }
