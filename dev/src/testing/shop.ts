@@ -261,7 +261,8 @@ export class Shop {
     }
     if (name === "fulfillment") {
       // Quick steps: the tests follow a shipment to its end.
-      Object.assign(env, { FULFILLMENT_PACK_AFTER_MS: "300", FULFILLMENT_SHIP_AFTER_MS: "300", FULFILLMENT_POLL_MS: "200", DB_POOL_MAX: "10" });
+      // A crashed consumer's message comes back after 2 s rather than 30.
+      Object.assign(env, { FULFILLMENT_PACK_AFTER_MS: "300", FULFILLMENT_SHIP_AFTER_MS: "300", FULFILLMENT_POLL_MS: "200", FULFILLMENT_ACK_WAIT_MS: "2000", DB_POOL_MAX: "10" });
     }
     if (name === "storefront") {
       Object.assign(env, {
