@@ -38,6 +38,7 @@ COPY services/inventory/package.json services/inventory/
 COPY services/payment/package.json services/payment/
 COPY services/order/package.json services/order/
 COPY services/storefront/package.json services/storefront/
+COPY services/fulfillment/package.json services/fulfillment/
 COPY services/loadgen/package.json services/loadgen/
 
 # ---- deps: the services' production dependencies, nothing else --------------
@@ -98,6 +99,11 @@ FROM runtime AS storefront
 LABEL org.opencontainers.image.title="meshcart-storefront" \
       org.opencontainers.image.description="meshcart storefront: the public gRPC edge (Node 24)"
 CMD ["node", "--enable-source-maps", "services/storefront/dist/main.js"]
+
+FROM runtime AS fulfillment
+LABEL org.opencontainers.image.title="meshcart-fulfillment" \
+      org.opencontainers.image.description="meshcart fulfillment: ships confirmed orders from the order events (gRPC, NATS JetStream, Node 24)"
+CMD ["node", "--enable-source-maps", "services/fulfillment/dist/main.js"]
 
 # The load generator: a client only (gRPC health and the admin port, no API).
 # Not part of make dev; the chart runs it against the storefront.

@@ -9,6 +9,7 @@ const services = {
   payment: "../services/payment/dist/config.js",
   order: "../services/order/dist/config.js",
   storefront: "../services/storefront/dist/config.js",
+  fulfillment: "../services/fulfillment/dist/config.js",
   loadgen: "../services/loadgen/dist/config.js",
 };
 

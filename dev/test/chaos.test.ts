@@ -11,10 +11,11 @@ import { tempDir } from "./helpers.js";
 /**
  * The chaos harness, short (make chaos is the long run): meshcart under
  * load with one kill -9 of each service, restarted, then Postgres stopped
- * for a few seconds. Afterwards every order is final and make verify's
- * checker finds nothing; during the outage the services said NOT_SERVING
- * and refused calls at once with UNAVAILABLE; after it they served again
- * without a restart.
+ * for a few seconds, then NATS. Afterwards every order is final, every
+ * order event published and applied once, and make verify's checker finds
+ * nothing; during the Postgres outage the services said NOT_SERVING and
+ * refused calls at once with UNAVAILABLE; during the broker's, checkouts
+ * went on; after each they served again without a restart.
  */
 
 // A whole shop, a load and the faults: bounds for a busy machine, not targets.
@@ -38,6 +39,7 @@ beforeAll(async () => {
     maxDownMs: 1_000,
     outageMs: 3_000,
     outageMode: "fast",
+    brokerOutageMs: 3_000,
     afterOrders: 10,
     logLevel: "info",
     settleTimeoutMs: 120_000,
@@ -56,7 +58,7 @@ function context(): string {
 
 describe("chaos: kill -9 of every service under load", () => {
   it("killed each service once with SIGKILL and every one came back on its own port", () => {
-    expect(report.killsByService, context()).toEqual({ order: 1, payment: 1, inventory: 1, storefront: 1 });
+    expect(report.killsByService, context()).toEqual({ order: 1, payment: 1, inventory: 1, fulfillment: 1, storefront: 1 });
     for (const kill of report.kills) {
       expect(kill.exit, context()).toBe("SIGKILL");
       expect(kill.newPid).not.toBe(kill.pid);
@@ -71,7 +73,9 @@ describe("chaos: kill -9 of every service under load", () => {
     for (const settled of [afterKills!, atEnd!]) {
       expect(settled.unfinishedOrders, context()).toBe(0);
       expect(settled.sagaRuns, context()).toBe(0);
+      expect(settled.eventsOnTheirWay, context()).toBe(0);
       expect(settled.verify.violations, context()).toEqual([]);
+      expect(settled.verify.checked.shipments, context()).toBeGreaterThan(0);
     }
     expect(atEnd!.verify.checked.orders).toBeGreaterThan(afterKills!.verify.checked.orders);
     for (const kill of report.kills) expect(kill.sagasSettledMs, context()).not.toBeNull();
@@ -109,6 +113,21 @@ describe("chaos: Postgres stopped for a few seconds", () => {
   });
 });
 
+describe("chaos: NATS stopped for a few seconds", () => {
+  it("checkouts went on: the orders placed meanwhile were confirmed, their events waited in the outbox", () => {
+    const outage = report.brokerOutage!;
+    expect(outage.ordersDuringOutage.CONFIRMED ?? 0, context()).toBeGreaterThan(0);
+    expect(outage.ordersDuringOutage.FAILED ?? 0, context()).toBe(0);
+    expect(outage.outboxPeak, context()).toBeGreaterThan(0);
+  });
+
+  it("when it came back, the outbox drained and fulfillment applied every event, without a restart", () => {
+    const outage = report.brokerOutage!;
+    expect(outage.caughtUpMs, context()).not.toBeNull();
+    expect(outage.restarted).toEqual([]);
+  });
+});
+
 describe("chaos: the record", () => {
   it("passes every check, and writes what it did and found as JSON and as a summary", async () => {
     expect(report.checks.filter((c) => !c.passed), context()).toEqual([]);
@@ -116,14 +135,15 @@ describe("chaos: the record", () => {
     const written = await writeReport(out.path, report);
     const json = JSON.parse(await fs.readFile(written.json, "utf8")) as ChaosReport;
     expect(json.seed).toBe(20_261_122);
-    expect(json.kills).toHaveLength(4);
+    expect(json.kills).toHaveLength(VICTIMS.length);
     const summary = await fs.readFile(written.summary, "utf8");
     expect(summary).toMatch(/^meshcart chaos run, seed 20261122 \(repeat it with CHAOS_SEED=20261122\)/);
-    expect(summary).toMatch(/kills \(kill -9\): 4: /);
-    expect(summary).toMatch(/NOT_SERVING after: inventory \d+ ms, payment \d+ ms, order \d+ ms/);
+    expect(summary).toMatch(/kills \(kill -9\): 5: /);
+    expect(summary).toMatch(/NOT_SERVING after: inventory \d+ ms, payment \d+ ms, order \d+ ms, fulfillment \d+ ms/);
+    expect(summary).toMatch(/NATS stopped for [\d.]+ s/);
     expect(summary).toMatch(/after the run: settled .*, 0 violations in \d+ orders/);
     expect(summary.trimEnd()).toMatch(/PASSED$/);
     // The services' own logs of the run, kept for whoever has to look into a failure.
-    for (const name of [...VICTIMS, "postgres"]) await expect(fs.stat(path.join(report.logDir, `${name}.log`))).resolves.toBeTruthy();
+    for (const name of [...VICTIMS, "postgres", "nats"]) await expect(fs.stat(path.join(report.logDir, `${name}.log`))).resolves.toBeTruthy();
   });
 });

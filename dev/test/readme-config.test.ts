@@ -14,7 +14,7 @@ describe("README configuration table", () => {
     const readme = readFileSync(path.join(repoRoot, "README.md"), "utf8");
     const generated = await module.configTable();
     expect(generated).toMatch(/\| `GRPC_PORT` \| all \| `50051` \|/);
-    expect(generated).toMatch(/\| `DATABASE_URL` \| inventory, payment, order \| required \|/);
+    expect(generated).toMatch(/\| `DATABASE_URL` \| inventory, payment, order, fulfillment \| required \|/);
     expect(generated).toMatch(/\| `STOREFRONT_JWT_SECRET` \| storefront, loadgen \| required \|/);
     expect(module.readmeTable(readme)).toBe(generated);
   });

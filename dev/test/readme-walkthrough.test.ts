@@ -49,6 +49,7 @@ describe("README walkthrough against make dev", () => {
       repoRoot,
       services: localServices,
       postgres: { dataDir: path.join(data.path, "pg"), port: await freePort(), persistent: false },
+      nats: { dataDir: path.join(data.path, "nats"), port: await freePort(), monitorPort: await freePort() },
       logLevel: "warn",
       exitAfterReady: false,
       shutdown: shutdown.signal,
@@ -97,6 +98,14 @@ describe("README walkthrough against make dev", () => {
     expect(out).toContain('"event": "ORDER_CONFIRMED"');
     expect(out).toMatch(/"paymentStatus": \{\}/);
     expect(out).toMatch(/"productsStatus": \{\}/);
+    // The shipment, made by fulfillment from the order's event: TrackOrder follows it
+    // to SHIPPED, GetOrderDetails composes it, fulfillment's own API shows it, and
+    // the cancellation that came after the parcel left is recorded as too late.
+    expect(out).toMatch(/"shipmentUpdate": \{[\s\S]*?"event": "SHIPPED"/);
+    expect(out).toMatch(/"shipmentStatus": \{\}/);
+    expect(out).toContain('"state": "SHIPMENT_STATE_SHIPPED"');
+    expect(out).toContain('"type": "SHIPMENT_EVENT_TYPE_CANCEL_TOO_LATE"');
+    expect(out).toContain('"cancelledTooLate": true');
     expect(out).toContain('"status": "CAPTURED"');
     expect(out).toMatch(/"status": "ORDER_STATUS_REJECTED"/);
     // Behind the edge, the request_id is the shopper's own, namespaced.

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { formatBanner } from "../src/banner.js";
 import { repoRoot } from "../src/paths.js";
 import { DEMO_TOKENS } from "@meshcart/lib";
-import { devPostgresPort, localPorts, localServices, serviceEnv } from "../src/services.js";
+import { devNatsPorts, devPostgresPort, localPorts, localServices, serviceEnv } from "../src/services.js";
 import { extractWalkthrough, readWalkthrough } from "../src/walkthrough.js";
 
 describe("walkthrough", () => {
@@ -24,29 +24,33 @@ describe("walkthrough", () => {
     }
   });
 
-  it("is printed in the banner with every service and the database", () => {
+  it("is printed in the banner with every service, the database and the broker", () => {
     const banner = formatBanner({
       services: localServices,
       postgres: { where: "127.0.0.1:5433  data in .data/postgres", url: (db) => `postgres://postgres:postgres@127.0.0.1:5433/${db}` },
+      nats: { where: "127.0.0.1:4223  monitoring http://localhost:8223/jsz  data in .data/nats" },
       walkthrough: readWalkthrough(repoRoot),
     });
     for (const line of readWalkthrough(repoRoot).split("\n").filter(Boolean)) expect(banner).toContain(`  ${line}\n`);
-    expect(banner).toContain("postgres    127.0.0.1:5433  data in .data/postgres");
+    expect(banner).toContain("postgres     127.0.0.1:5433  data in .data/postgres");
+    expect(banner).toContain("nats         127.0.0.1:4223  monitoring http://localhost:8223/jsz  data in .data/nats");
     expect(banner).toContain(
-      "inventory   gRPC localhost:50053  admin http://localhost:9053/readyz  database postgres://postgres:postgres@127.0.0.1:5433/meshcart_inventory",
+      "inventory    gRPC localhost:50053  admin http://localhost:9053/readyz  database postgres://postgres:postgres@127.0.0.1:5433/meshcart_inventory",
     );
-    expect(banner).toContain("storefront  gRPC localhost:50050  admin http://localhost:9050/readyz  no database");
+    expect(banner).toContain("fulfillment  gRPC localhost:50054  admin http://localhost:9054/readyz  database postgres://postgres:postgres@127.0.0.1:5433/meshcart_fulfillment");
+    expect(banner).toContain("storefront   gRPC localhost:50050  admin http://localhost:9050/readyz  no database");
   });
 });
 
 describe("local services table", () => {
   it("starts each service after those it calls, on distinct ports, each with its own database", () => {
-    expect(localServices.map((s) => s.name)).toEqual(["inventory", "payment", "order", "storefront"]);
+    expect(localServices.map((s) => s.name)).toEqual(["inventory", "payment", "order", "fulfillment", "storefront"]);
     const ports = Object.values(localPorts).flatMap((service) => [service.grpc, service.admin]);
     expect(new Set(ports).size).toBe(ports.length);
     expect(ports).not.toContain(devPostgresPort);
+    for (const port of Object.values(devNatsPorts)) expect(ports).not.toContain(port);
     const databases = localServices.flatMap((s) => (s.database ? [s.database] : []));
-    expect(databases).toHaveLength(3);
+    expect(databases).toHaveLength(4);
     expect(new Set(databases).size).toBe(databases.length);
     for (const service of localServices) {
       expect(Object.values(localPorts)).toContainEqual({ grpc: service.grpcPort, admin: service.adminPort });
@@ -55,7 +59,7 @@ describe("local services table", () => {
 
   it("points order at inventory and payment and gives each the kit's environment contract", () => {
     const order = localServices.find((s) => s.name === "order")!;
-    const env = serviceEnv(order, { databaseUrl: "postgres://db/x", logLevel: "debug" });
+    const env = serviceEnv(order, { databaseUrl: "postgres://db/x", natsUrl: "nats://127.0.0.1:4223", logLevel: "debug" });
     expect(env).toMatchObject({
       GRPC_PORT: "50051",
       ADMIN_PORT: "9051",
@@ -65,11 +69,17 @@ describe("local services table", () => {
       DEPLOYMENT_ENVIRONMENT: "local",
       INVENTORY_ADDRESS: `localhost:${localPorts.inventory.grpc}`,
       PAYMENT_ADDRESS: `localhost:${localPorts.payment.grpc}`,
+      NATS_URL: "nats://127.0.0.1:4223",
     });
     expect(serviceEnv(localServices[0]!, { databaseUrl: "u", logLevel: "info" }).INVENTORY_SEED_CATALOGUE).toBe("true");
   });
 
-  it("points storefront at order, inventory and payment with the demo token key, and gives it no database", () => {
+  it("gives the broker's URL to order and fulfillment only", () => {
+    const talking = localServices.filter((s) => serviceEnv(s, { natsUrl: "nats://b", logLevel: "info" }).NATS_URL === "nats://b").map((s) => s.name);
+    expect(talking).toEqual(["order", "fulfillment"]);
+  });
+
+  it("points storefront at order, inventory, payment and fulfillment with the demo token key, and gives it no database", () => {
     const storefront = localServices.find((s) => s.name === "storefront")!;
     const env = serviceEnv(storefront, { logLevel: "info" });
     expect(env).toMatchObject({
@@ -78,6 +88,7 @@ describe("local services table", () => {
       ORDER_ADDRESS: `localhost:${localPorts.order.grpc}`,
       INVENTORY_ADDRESS: `localhost:${localPorts.inventory.grpc}`,
       PAYMENT_ADDRESS: `localhost:${localPorts.payment.grpc}`,
+      FULFILLMENT_ADDRESS: `localhost:${localPorts.fulfillment.grpc}`,
       STOREFRONT_JWT_SECRET: DEMO_TOKENS.secret,
     });
     expect(env).not.toHaveProperty("DATABASE_URL");

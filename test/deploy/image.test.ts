@@ -7,6 +7,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { localPorts, localServices, serviceEnv } from "../../dev/src/services.js";
+import { startNats, type LocalNats } from "../../dev/src/nats.js";
 import { freePort } from "../../dev/src/net.js";
 import { createTestDatabase, type TestDatabase } from "../../dev/src/testing/database.js";
 import { OtlpReceiver } from "../../dev/src/testing/otlp-receiver.js";
@@ -125,7 +126,7 @@ describe("the Dockerfile's image", () => {
       expect(entries, workspace).toContain("dist");
     }
     expect(existsSync(path.join(image.workdir, "services", "lib", "descriptor", "meshcart.binpb"))).toBe(true);
-    for (const workspace of ["inventory", "order", "payment"]) {
+    for (const workspace of ["inventory", "order", "payment", "fulfillment"]) {
       expect((await fs.readdir(path.join(image.workdir, "services", workspace, "migrations"))).length, workspace).toBeGreaterThan(0);
     }
   });
@@ -147,10 +148,14 @@ describe("the Dockerfile's image", () => {
     const databases: TestDatabase[] = [];
     const ports = new Map<string, { grpc: number; admin: number }>();
     let receiver: OtlpReceiver;
+    let broker: { nats: LocalNats; dir: string } | undefined;
 
     beforeAll(async () => {
       // Spans go where the chart sends them in the cluster (OTLP/gRPC), here to a test receiver.
       receiver = await OtlpReceiver.start();
+      // The broker order publishes to and fulfillment consumes from (the chart's NATS StatefulSet).
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), "meshcart-image-nats-"));
+      broker = { nats: await startNats({ dataDir: dir, port: await freePort(), monitorPort: await freePort() }), dir };
       // Fresh ports instead of make dev's fixed ones (another test may hold those).
       for (const service of localServices) ports.set(service.name, { grpc: await freePort(), admin: await freePort() });
       const renumber = (value: string) =>
@@ -166,7 +171,7 @@ describe("the Dockerfile's image", () => {
           databases.push(database);
           databaseUrl = database.url;
         }
-        const env = serviceEnv({ ...service, grpcPort: own.grpc, adminPort: own.admin }, { databaseUrl, logLevel: "warn" });
+        const env = serviceEnv({ ...service, grpcPort: own.grpc, adminPort: own.admin }, { databaseUrl, natsUrl: broker.nats.url, logLevel: "warn" });
         for (const key of Object.keys(env)) env[key] = renumber(env[key]!);
         Object.assign(env, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: "grpc", OTEL_BSP_SCHEDULE_DELAY: "100" });
         processes.push(await startFromImage(image, service.name, env, own.admin));
@@ -202,6 +207,10 @@ describe("the Dockerfile's image", () => {
       }
       for (const database of databases) await database.drop();
       await receiver?.stop();
+      if (broker) {
+        await broker.nats.stop();
+        await fs.rm(broker.dir, { recursive: true, force: true });
+      }
     });
 
     const apiTargets = targets.filter((t) => !imageOnly.includes(t));

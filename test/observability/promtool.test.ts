@@ -11,14 +11,14 @@ import { sleep } from "@meshcart/lib";
 /*
  * Every service's /metrics passes Prometheus's own lint, `promtool check
  * metrics` (the pinned promtool of scripts/tools.sh), on a live scrape
- * after real calls: the four services of a shop and the load generator
+ * after real calls: the five services of a shop and the load generator
  * shopping there. The lint is Prometheus's naming conventions (a counter
  * ends in _total and nothing else does, base units, help texts), which
  * dashboards and recording rules rely on.
  */
 
 const promtool = path.join(toolsBin, "promtool");
-const SERVICES: ShopService[] = ["inventory", "payment", "order", "storefront"];
+const SERVICES: ShopService[] = ["inventory", "payment", "order", "fulfillment", "storefront"];
 
 let shop: Shop;
 let loadgen: ServiceProcess | undefined;

@@ -4,6 +4,7 @@ import { HealthDefinition } from "nice-grpc-server-health";
 import { createClient } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PAYMENT_METHODS, mintShopperToken } from "@meshcart/lib";
+import { FulfillmentServiceDefinition } from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
 import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
 import { OrderServiceDefinition } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
@@ -62,11 +63,12 @@ const SERVICE_OF: Record<string, ShopService> = {
   [PaymentServiceDefinition.fullName]: "payment",
   [OrderServiceDefinition.fullName]: "order",
   [StorefrontServiceDefinition.fullName]: "storefront",
+  [FulfillmentServiceDefinition.fullName]: "fulfillment",
 };
 
 /** The generated decoders the services run, by RPC path: the oracle for "cannot be decoded". */
 const DECODERS = new Map<string, (bytes: Uint8Array) => unknown>(
-  [InventoryServiceDefinition, PaymentServiceDefinition, OrderServiceDefinition, StorefrontServiceDefinition].flatMap((definition) =>
+  [InventoryServiceDefinition, PaymentServiceDefinition, OrderServiceDefinition, StorefrontServiceDefinition, FulfillmentServiceDefinition].flatMap((definition) =>
     Object.values(definition.methods).map((method) => [`/${definition.fullName}/${method.name}`, (bytes: Uint8Array) => method.requestType.decode(bytes)] as const),
   ),
 );

@@ -1,5 +1,8 @@
+import fs from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
+import { startNats, type LocalNats } from "../nats.js";
 import { freePort } from "../net.js";
 import type { LocalPostgres } from "../postgres.js";
 import { startService, type ServiceProcess } from "../processes.js";
@@ -37,20 +40,29 @@ export interface StackOptions {
 
 /**
  * make dev's services (the same rows, entry points and variables), each on
- * ports that are free now rather than make dev's fixed ones, so that the
- * bench runs beside make dev or a test run, and several stacks side by side.
- * Services start one after the other, as make dev starts them, so that one
- * start-up's time is not another's.
+ * ports that are free now rather than make dev's fixed ones, with a broker
+ * of the stack's own, so that the bench runs beside make dev or a test run,
+ * and several stacks side by side. Services start one after the other, as
+ * make dev starts them, so that one start-up's time is not another's.
  */
 export async function startStack(options: StackOptions): Promise<Stack> {
   const ports = new Map<string, { grpc: number; admin: number }>();
   for (const service of localServices) ports.set(service.name, { grpc: await freePort(), admin: await freePort() });
   const started: StackService[] = [];
   const databases = new Map<string, string>();
+  let broker: { nats: LocalNats; dir: string } | undefined;
   const stop = async () => {
     for (const service of [...started].reverse()) await service.process.stop("SIGTERM", 15_000);
+    if (broker) {
+      await broker.nats.stop();
+      await fs.rm(broker.dir, { recursive: true, force: true });
+    }
   };
   try {
+    if (localServices.some((service) => service.nats)) {
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), "meshcart-bench-nats-"));
+      broker = { nats: await startNats({ dataDir: dir, port: await freePort(), monitorPort: await freePort() }), dir };
+    }
     for (const service of localServices) {
       const own = ports.get(service.name)!;
       let databaseUrl: string | undefined;
@@ -63,7 +75,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       }
       // No fault-control endpoint: its fixed offset from the admin port could collide, and the bench injects no faults.
       const row: LocalService = { ...service, grpcPort: own.grpc, adminPort: own.admin, faults: false };
-      const env = renumber(serviceEnv(row, { ...(databaseUrl ? { databaseUrl } : {}), logLevel: options.logLevel }), ports);
+      const env = renumber(serviceEnv(row, { ...(databaseUrl ? { databaseUrl } : {}), ...(broker ? { natsUrl: broker.nats.url } : {}), logLevel: options.logLevel }), ports);
       const began = performance.now();
       const process = await startService({
         name: `${service.name} (${options.label})`,

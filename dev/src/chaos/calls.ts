@@ -1,5 +1,6 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { createLogger, createServiceClient, openChannel } from "@meshcart/lib";
+import { FulfillmentServiceDefinition } from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
 import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
 import { OrderServiceDefinition } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
@@ -43,6 +44,7 @@ export function databaseProbes(address: (service: Victim) => string, runId: stri
   const payment = client(PaymentServiceDefinition, "payment");
   const order = client(OrderServiceDefinition, "order");
   const storefront = client(StorefrontServiceDefinition, "storefront");
+  const fulfillment = client(FulfillmentServiceDefinition, "fulfillment");
   let checkouts = 0;
 
   const probe = (name: string, service: Victim, call: (deadline: number) => Promise<unknown>): Probe => ({
@@ -78,6 +80,7 @@ export function databaseProbes(address: (service: Victim) => string, runId: stri
           { deadline },
         ),
       ),
+      probe("fulfillment ListShipments", "fulfillment", (deadline) => fulfillment.listShipments({ pageSize: 1, pageToken: "", state: 0 }, { deadline })),
       probe("storefront ListProducts", "storefront", (deadline) => storefront.listProducts({ pageSize: 5, pageToken: "" }, { deadline })),
     ],
     close() {

@@ -12,12 +12,18 @@ export interface KillRecord extends PlannedKill {
   exit: string;
   /** Sagas not finished at the moment of the kill: the work at stake, whichever service died. */
   sagasInFlight: number;
+  /** Order events committed and not yet published at the moment of the kill (the outbox's queue). */
+  eventsInOutbox: number;
   /** From the start of the new process to its /readyz answering 200. */
   restartMs: number;
   newPid: number;
   /** From the kill until every saga in flight at that moment had finished; null: not within the bound. */
   sagasSettledMs: number | null;
 }
+
+/** The outbox relay's queue: committed order events not yet published (services/order/src/outbox-store.ts). */
+export const OUTBOX = `SELECT count(*)::int AS n FROM order_events
+  WHERE published_at IS NULL AND type IN ('ORDER_CONFIRMED', 'ORDER_CANCELLED', 'ORDER_REJECTED', 'ORDER_FAILED')`;
 
 /** How long the harness follows the sagas a kill interrupted. */
 const SETTLE_BOUND_MS = 120_000;
@@ -45,9 +51,9 @@ export async function runKills(
     const pid = shop.process(kill.service).pid;
     const killedAt = performance.now();
     const status = await shop.kill9(kill.service);
-    const inFlight = await unfinishedSagas(shop.databaseUrl("order"));
+    const [inFlight, eventsInOutbox] = await Promise.all([unfinishedSagas(shop.databaseUrl("order")), countRows(shop.databaseUrl("order"), OUTBOX)]);
     const killedAtMs = Math.round(killedAt - startedAt);
-    note(`kill ${kill.index}/${plan.length}: kill -9 ${kill.service} (pid ${pid}) at ${(killedAtMs / 1000).toFixed(1)}s, ${inFlight.length} sagas in flight; down for ${kill.downMs} ms`);
+    note(`kill ${kill.index}/${plan.length}: kill -9 ${kill.service} (pid ${pid}) at ${(killedAtMs / 1000).toFixed(1)}s, ${inFlight.length} sagas in flight, ${eventsInOutbox} events in the outbox; down for ${kill.downMs} ms`);
     await sleep(kill.downMs);
     const restartMs = Math.round(await shop.start(kill.service));
     const newPid = shop.process(kill.service).pid;
@@ -58,6 +64,7 @@ export async function runKills(
       pid,
       exit: status.signal ?? `code ${status.code}`,
       sagasInFlight: inFlight.length,
+      eventsInOutbox,
       restartMs,
       newPid,
       sagasSettledMs: null,
@@ -106,7 +113,7 @@ async function query<R extends pg.QueryResultRow>(url: string, sql: string, valu
 
 /** Kills per service, for the summary. */
 export function killsByService(records: readonly KillRecord[]): Record<Victim, number> {
-  const counts: Record<Victim, number> = { order: 0, payment: 0, inventory: 0, storefront: 0 };
+  const counts: Record<Victim, number> = { order: 0, payment: 0, inventory: 0, fulfillment: 0, storefront: 0 };
   for (const record of records) counts[record.service] += 1;
   return counts;
 }

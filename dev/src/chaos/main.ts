@@ -19,7 +19,8 @@ ${Object.entries(CHAOS_OPTIONS)
   .map(([name, o]) => `  --${name.padEnd(12)} ${o.variable.padEnd(18)} default ${o.default}`)
   .join("\n")}
 
-  --outage 0 skips the Postgres outage; --outage-mode immediate stops it as a crash would.`;
+  --outage 0 skips the Postgres outage; --outage-mode immediate stops it as a crash would.
+  --broker-outage 0 skips the NATS outage.`;
 
 /** Whatever happens, the run ends: its own bounds, then this one. */
 const WATCHDOG_SLACK_MS = 5 * 60_000;
@@ -52,7 +53,7 @@ const began = Date.now();
 const note = (message: string) => process.stdout.write(`chaos ${((Date.now() - began) / 1000).toFixed(1).padStart(6)}s  ${message}\n`);
 
 const abort = new AbortController();
-const bound = command.durationMs + command.outageMs + WATCHDOG_SLACK_MS;
+const bound = command.durationMs + command.outageMs + command.brokerOutageMs + WATCHDOG_SLACK_MS;
 const watchdog = setTimeout(() => {
   note(`the run did not end within ${Math.round(bound / 1000)} s: stopping it`);
   abort.abort(new Error("watchdog"));
@@ -80,6 +81,7 @@ try {
     maxDownMs: 2_000,
     outageMs: command.outageMs,
     outageMode: command.outageMode,
+    brokerOutageMs: command.brokerOutageMs,
     afterOrders: 20,
     logLevel: process.env.LOG_LEVEL || "info",
     settleTimeoutMs: 120_000,

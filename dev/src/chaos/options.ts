@@ -10,6 +10,7 @@ export interface ChaosCommand {
   rps: number;
   outageMs: number;
   outageMode: "fast" | "immediate";
+  brokerOutageMs: number;
   outDir: string | undefined;
 }
 
@@ -22,6 +23,7 @@ export const CHAOS_OPTIONS = {
   rps: { variable: "CHAOS_RPS", default: "10" },
   outage: { variable: "CHAOS_OUTAGE", default: "5s" },
   "outage-mode": { variable: "CHAOS_OUTAGE_MODE", default: "fast" },
+  "broker-outage": { variable: "CHAOS_BROKER_OUTAGE", default: "5s" },
   out: { variable: "CHAOS_OUT", default: ".data/chaos/<time>-seed<seed>" },
 } as const;
 
@@ -62,6 +64,7 @@ export function parseChaosOptions(given: Partial<Record<OptionName, string | und
   const kills = integer("kills", 8, 0, 200);
   const rps = integer("rps", 10, 1, 200);
   const outageMs = duration("outage", 5_000, 1_000, 5 * 60_000);
+  const brokerOutageMs = duration("broker-outage", 5_000, 1_000, 5 * 60_000);
 
   const servicesText = value("services");
   const services = servicesText === undefined ? [...VICTIMS] : servicesText.split(",").map((s) => s.trim()).filter(Boolean);
@@ -82,6 +85,7 @@ export function parseChaosOptions(given: Partial<Record<OptionName, string | und
       rps,
       outageMs,
       outageMode: mode as "fast" | "immediate",
+      brokerOutageMs,
       outDir: value("out"),
     },
   };

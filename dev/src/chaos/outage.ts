@@ -5,7 +5,7 @@ import type { ChaosShop } from "./shop.js";
 import { sleep } from "@meshcart/lib";
 
 /** The services whose health follows their database. */
-export const DATABASE_SERVICES = ["inventory", "payment", "order"] as const satisfies readonly Victim[];
+export const DATABASE_SERVICES = ["inventory", "payment", "order", "fulfillment"] as const satisfies readonly Victim[];
 type DatabaseService = (typeof DATABASE_SERVICES)[number];
 
 export interface OutageOptions {
@@ -54,7 +54,7 @@ export async function runOutage(
   options: OutageOptions,
   note: (message: string) => void,
 ): Promise<OutageRecord> {
-  const victims: Victim[] = ["inventory", "payment", "order", "storefront"];
+  const victims: Victim[] = ["inventory", "payment", "order", "fulfillment", "storefront"];
   const pidsBefore = new Map(victims.map((name) => [name, shop.process(name).pid]));
   const checkers = new Map(victims.map((name) => [name, new HealthChecker(shop.address(name))]));
   try {

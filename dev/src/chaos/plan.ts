@@ -1,7 +1,7 @@
 import type { Random } from "./random.js";
 
 /** The services the harness may kill: every process of the shop. */
-export const VICTIMS = ["order", "payment", "inventory", "storefront"] as const;
+export const VICTIMS = ["order", "payment", "inventory", "fulfillment", "storefront"] as const;
 export type Victim = (typeof VICTIMS)[number];
 
 export interface PlannedKill {

@@ -1,5 +1,6 @@
 import fs from "node:fs/promises";
 import path from "node:path";
+import type { BrokerOutageRecord } from "./broker-outage.js";
 import type { KillRecord } from "./kills.js";
 import type { LoadReport } from "./load.js";
 import { DATABASE_SERVICES, summariseCodes, type OutageRecord } from "./outage.js";
@@ -17,6 +18,8 @@ export interface ChaosSettings {
   /** 0: no Postgres outage. */
   outageMs: number;
   outageMode: "fast" | "immediate";
+  /** 0: no NATS outage. */
+  brokerOutageMs: number;
   afterOrders: number;
 }
 
@@ -34,9 +37,10 @@ export interface ChaosReport {
   plan: PlannedKill[];
   kills: KillRecord[];
   killsByService: Record<Victim, number>;
-  /** loadgen's reports: the load the kills hit, the load across the outage, the orders placed after recovery. */
-  load: { kills: LoadReport; outage: LoadReport | null; after: LoadReport };
+  /** loadgen's reports: the load the kills hit, the loads across the outages, the orders placed after recovery. */
+  load: { kills: LoadReport; outage: LoadReport | null; brokerOutage: LoadReport | null; after: LoadReport };
   outage: OutageRecord | null;
+  brokerOutage: BrokerOutageRecord | null;
   /** After the kills (before the outage), and at the end: settled sagas and make verify's report. */
   settled: Settled[];
   checks: Check[];
@@ -49,7 +53,7 @@ type Findings = Omit<ChaosReport, "checks" | "passed">;
 
 /** What must hold after the run; the run passes when every check does. */
 export function judge(findings: Findings): Check[] {
-  const { kills, plan, settled, outage, load } = findings;
+  const { kills, plan, settled, outage, brokerOutage, load } = findings;
   const checks: Check[] = [
     {
       name: "every planned kill -9 was carried out and the service came back",
@@ -63,6 +67,11 @@ export function judge(findings: Findings): Check[] {
         detail: `${s.unfinishedOrders} unfinished orders, ${s.sagaRuns} saga runs left` + (s.settleMs === null ? "" : `, settled ${s.settleMs} ms after the load`),
       },
       {
+        name: `after the ${s.after === "kills" ? "kills" : "run"}: every order event is published and applied by fulfillment`,
+        passed: s.eventsOnTheirWay === 0,
+        detail: `${s.eventsOnTheirWay} events still on their way, ${s.verify.checked.shipments ?? 0} shipments`,
+      },
+      {
         name: `after the ${s.after === "kills" ? "kills" : "run"}: the invariant checker (make verify) finds no violation`,
         passed: s.verify.violations.length === 0,
         detail: `${s.verify.violations.length} violations in ${s.verify.checked.orders} orders, ${s.verify.checked.payments} payments, ${s.verify.checked.reservations} reservations`,
@@ -74,6 +83,22 @@ export function judge(findings: Findings): Check[] {
       detail: `${load.after.outcomes.confirmed?.count ?? 0} of ${load.after.due} confirmed`,
     },
   ];
+  if (brokerOutage) {
+    const placed = Object.values(brokerOutage.ordersDuringOutage).reduce((sum, n) => sum + n, 0);
+    const confirmed = brokerOutage.ordersDuringOutage.CONFIRMED ?? 0;
+    checks.push(
+      {
+        name: "NATS down: checkouts went on (orders placed meanwhile were confirmed; none failed)",
+        passed: confirmed > 0 && (brokerOutage.ordersDuringOutage.FAILED ?? 0) === 0,
+        detail: `${placed} orders placed while NATS was down: ${Object.entries(brokerOutage.ordersDuringOutage).map(([s, n]) => `${s} ${n}`).join(", ") || "none"}; the outbox held up to ${brokerOutage.outboxPeak} events`,
+      },
+      {
+        name: "NATS back: the outbox drained and fulfillment applied every event, without a restart",
+        passed: brokerOutage.caughtUpMs !== null && brokerOutage.restarted.length === 0,
+        detail: `caught up ${brokerOutage.caughtUpMs === null ? "never" : `${brokerOutage.caughtUpMs} ms`} after NATS was back; restarted: ${brokerOutage.restarted.join(", ") || "none"}`,
+      },
+    );
+  }
   if (outage) {
     const seen = DATABASE_SERVICES.filter((s) => outage.notServingMs[s] !== null);
     const bad = outage.calls.filter((c) => c.code !== "UNAVAILABLE" || c.ms >= outage.callDeadlineMs);
@@ -81,7 +106,7 @@ export function judge(findings: Findings): Check[] {
     const answered = Object.entries(outage.firstOkMs).filter(([, ms]) => ms !== null);
     checks.push(
       {
-        name: "Postgres down: inventory, payment and order report NOT_SERVING",
+        name: "Postgres down: inventory, payment, order and fulfillment report NOT_SERVING",
         passed: seen.length === DATABASE_SERVICES.length,
         detail: `NOT_SERVING seen on ${seen.join(", ") || "none"}`,
       },
@@ -117,7 +142,7 @@ function outcomes(load: LoadReport): string {
 
 /** The human summary: what was done, what was found, the verdict. */
 export function formatSummary(report: ChaosReport): string {
-  const { settings, kills, load, outage } = report;
+  const { settings, kills, load, outage, brokerOutage } = report;
   const final = report.settled.at(-1)!.verify;
   const lines = [
     `meshcart chaos run, seed ${report.seed} (repeat it with CHAOS_SEED=${report.seed})`,
@@ -128,7 +153,7 @@ export function formatSummary(report: ChaosReport): string {
     ...kills.map(
       (k) =>
         `    ${String(k.index).padStart(2)}. ${k.service.padEnd(10)} at ${seconds(k.killedAtMs).padStart(7)}  pid ${k.pid} -> ${k.newPid}  ` +
-        `${String(k.sagasInFlight).padStart(3)} sagas in flight, down ${k.downMs} ms, ready ${k.restartMs} ms after restart, ` +
+        `${String(k.sagasInFlight).padStart(3)} sagas in flight, ${String(k.eventsInOutbox).padStart(3)} events in the outbox, down ${k.downMs} ms, ready ${k.restartMs} ms after restart, ` +
         `those sagas finished ${seconds(k.sagasSettledMs)} after the kill`,
     ),
     `  restart to ready: ${stats(kills.map((k) => k.restartMs))}`,
@@ -149,6 +174,14 @@ export function formatSummary(report: ChaosReport): string {
       `    calls across the outage (loadgen): ${load.outage.due} requests, ${load.outage.errors} errors; ${outcomes(load.outage)}`,
     );
   }
+  if (brokerOutage && load.brokerOutage) {
+    lines.push(
+      `  NATS stopped for ${seconds(brokerOutage.downMs)}`,
+      `    orders placed meanwhile: ${Object.entries(brokerOutage.ordersDuringOutage).map(([s, n]) => `${s} ${n}`).join(", ") || "none"}; the outbox held up to ${brokerOutage.outboxPeak} events`,
+      `    caught up (outbox empty, every event applied) ${brokerOutage.caughtUpMs === null ? "never" : `${brokerOutage.caughtUpMs} ms`} after NATS was back; restarted: ${brokerOutage.restarted.join(", ") || "none"}`,
+      `    calls across the outage (loadgen): ${load.brokerOutage.due} requests, ${load.brokerOutage.errors} errors; ${outcomes(load.brokerOutage)}`,
+    );
+  }
   lines.push(
     `  orders placed after recovery: ${load.after.due}; ${outcomes(load.after)}`,
     "",
@@ -156,7 +189,7 @@ export function formatSummary(report: ChaosReport): string {
     `  orders: ${final.checked.orders} (${Object.entries(final.states).map(([s, n]) => `${s} ${n}`).join(", ") || "none"})`,
     ...report.settled.map(
       (s) =>
-        `  after the ${s.after === "kills" ? "kills" : "run"}: ${s.settleMs === null ? `NOT settled (${s.unfinishedOrders} orders unfinished, ${s.sagaRuns} saga runs)` : `settled ${seconds(s.settleMs)} after the load`}, ` +
+        `  after the ${s.after === "kills" ? "kills" : "run"}: ${s.settleMs === null ? `NOT settled (${s.unfinishedOrders} orders unfinished, ${s.sagaRuns} saga runs, ${s.eventsOnTheirWay} events on their way)` : `settled ${seconds(s.settleMs)} after the load`}, ` +
         `${s.verify.violations.length} violations in ${s.verify.checked.orders} orders`,
     ),
     ...report.settled.flatMap((s) => [

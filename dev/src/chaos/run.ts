@@ -2,6 +2,7 @@ import path from "node:path";
 import { databaseProbes } from "./calls.js";
 import { killsByService, runKills } from "./kills.js";
 import { startLoad, type LoadReport } from "./load.js";
+import { runBrokerOutage, type BrokerOutageRecord } from "./broker-outage.js";
 import { runOutage, type OutageRecord } from "./outage.js";
 import { planKills } from "./plan.js";
 import { seededRandom } from "./random.js";
@@ -35,9 +36,10 @@ const OUTAGE_SETTLE_BOUND_MS = 30_000;
 /**
  * One chaos run, start to end: a fresh shop; the shop's usual load with
  * kill -9 of services at the seeded moments, each restarted after its
- * downtime; Postgres stopped for a while under a lighter load; orders placed
- * once everything is back; then, once the sagas have settled, the
- * invariant check. Everything the run did and found is in the report.
+ * downtime; Postgres stopped for a while under load; NATS stopped for a
+ * while under load; orders placed once everything is back; then, once the
+ * sagas and the order events have settled, the invariant check.
+ * Everything the run did and found is in the report.
  */
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const { note } = options;
@@ -51,6 +53,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     maxDownMs: options.maxDownMs,
     outageMs: options.outageMs,
     outageMode: options.outageMode,
+    brokerOutageMs: options.brokerOutageMs,
     afterOrders: options.afterOrders,
   };
   const random = seededRandom(options.seed);
@@ -69,7 +72,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const startedAt = new Date();
   const begun = performance.now();
   const logDir = path.join(options.outDir, "logs");
-  note(`starting Postgres and the services (logs in ${logDir})`);
+  note(`starting Postgres, NATS and the services (logs in ${logDir})`);
   const shop = await ChaosShop.start({ repoRoot: options.repoRoot, logDir, logLevel: options.logLevel });
   const stopOnAbort = () => void shop.close();
   options.signal?.addEventListener("abort", stopOnAbort, { once: true });
@@ -126,6 +129,21 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       outageReport = await around.done;
     }
 
+    let brokerOutage: BrokerOutageRecord | null = null;
+    let brokerOutageReport: LoadReport | null = null;
+    if (options.brokerOutageMs > 0) {
+      // Checkouts while the broker is away: the load must be placing orders when NATS stops.
+      const around = load("broker", options.rps, { durationMs: OUTAGE_LOAD_LEAD_MS + options.brokerOutageMs + OUTAGE_SETTLE_BOUND_MS + OUTAGE_LOAD_TAIL_MS });
+      if (!(await firstOrderOf(shop, runId("broker"), OUTAGE_LOAD_LEAD_MS))) {
+        around.stop();
+        throw new Error(`the load around the broker outage placed no order within ${OUTAGE_LOAD_LEAD_MS} ms`);
+      }
+      brokerOutage = await runBrokerOutage(shop, { outageMs: options.brokerOutageMs, settleTimeoutMs: OUTAGE_SETTLE_BOUND_MS }, note);
+      await sleep(OUTAGE_LOAD_TAIL_MS);
+      around.stop();
+      brokerOutageReport = await around.done;
+    }
+
     note(`placing ${options.afterOrders} orders now that everything is back`);
     const after = await load("after", 5, { requests: options.afterOrders }, ORDERS_ONLY).done;
 
@@ -139,8 +157,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       plan,
       kills,
       killsByService: killsByService(kills),
-      load: { kills: killsReport, outage: outageReport, after },
+      load: { kills: killsReport, outage: outageReport, brokerOutage: brokerOutageReport, after },
       outage,
+      brokerOutage,
       settled: [afterKills, final],
       logDir,
     };

@@ -2,13 +2,14 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { startNats, type LocalNats } from "../nats.js";
 import { freePort } from "../net.js";
 import { startPostgres, type LocalPostgres } from "../postgres.js";
 import { startService, type ExitStatus, type ServiceProcess } from "../processes.js";
 import { localServices, serviceEnv, type LocalService } from "../services.js";
 import type { Victim } from "./plan.js";
 
-export type ShopDatabase = "order" | "payment" | "inventory";
+export type ShopDatabase = "order" | "payment" | "inventory" | "fulfillment";
 
 export interface ShopOptions {
   repoRoot: string;
@@ -31,15 +32,16 @@ interface Member {
 
 /**
  * meshcart as make dev runs it (the same rows, environment and start order),
- * but on free loopback ports and with a Postgres of its own in a throwaway
- * directory: the harness stops and starts that Postgres, which it must never
- * do to anyone else's, and kills services that nobody else is using.
+ * but on free loopback ports and with a Postgres and a NATS of its own in a
+ * throwaway directory: the harness stops and starts them, which it must
+ * never do to anyone else's, and kills services that nobody else is using.
  */
 export class ChaosShop {
   private constructor(
     readonly postgres: LocalPostgres,
+    readonly nats: LocalNats,
     private readonly postgresDir: string,
-    private readonly postgresLog: WriteStream,
+    private readonly infraLogs: WriteStream[],
     private readonly members: Map<Victim, Member>,
     private readonly options: ShopOptions,
   ) {}
@@ -67,6 +69,18 @@ export class ChaosShop {
       throw error;
     }
 
+    const natsLog = createWriteStream(path.join(options.logDir, "nats.log"), { flags: "a" });
+    let nats: LocalNats;
+    try {
+      nats = await startNats({ dataDir: path.join(postgresDir, "nats"), port: await freePort(), monitorPort: await freePort(), log: (line) => natsLog.write(`${line}\n`) });
+    } catch (error) {
+      natsLog.end();
+      postgresLog.end();
+      await postgres.stop().catch(() => undefined);
+      await fs.rm(postgresDir, { recursive: true, force: true });
+      throw error;
+    }
+
     const ports = new Map<string, { grpc: number; admin: number }>();
     for (const row of localServices) ports.set(row.name, { grpc: await freePort(), admin: await freePort() });
     const members = new Map<Victim, Member>();
@@ -76,7 +90,7 @@ export class ChaosShop {
       const row: LocalService = { ...local, grpcPort: own.grpc, adminPort: own.admin, faults: false, env: rewire(local.env, ports) };
       if (row.database) await postgres.ensureDatabase(row.database);
       const env = {
-        ...serviceEnv(row, { ...(row.database ? { databaseUrl: postgres.url(row.database) } : {}), logLevel: options.logLevel }),
+        ...serviceEnv(row, { ...(row.database ? { databaseUrl: postgres.url(row.database) } : {}), natsUrl: nats.url, logLevel: options.logLevel }),
         SHUTDOWN_TIMEOUT_MS: "3000",
         ...options.env?.[row.name as Victim],
       };
@@ -84,7 +98,7 @@ export class ChaosShop {
       members.set(row.name as Victim, { row, env, log, process: undefined });
     }
 
-    const shop = new ChaosShop(postgres, postgresDir, postgresLog, members, options);
+    const shop = new ChaosShop(postgres, nats, postgresDir, [postgresLog, natsLog], members, options);
     try {
       // make dev's order: a service comes after the services it calls.
       for (const name of members.keys()) await shop.start(name);
@@ -147,7 +161,7 @@ export class ChaosShop {
 
   private closing: Promise<void> | undefined;
 
-  /** Stops every service (last started first), then Postgres, and deletes its data; idempotent. */
+  /** Stops every service (last started first), then NATS and Postgres, and deletes their data; idempotent. */
   close(): Promise<void> {
     this.closing ??= this.teardown();
     return this.closing;
@@ -161,8 +175,9 @@ export class ChaosShop {
         member.process = undefined;
       }
     }
+    await this.nats.stop().catch(() => undefined);
     await this.postgres.stop().catch(() => undefined);
-    await Promise.all([...[...this.members.values()].map((m) => endStream(m.log)), endStream(this.postgresLog)]);
+    await Promise.all([...[...this.members.values()].map((m) => endStream(m.log)), ...this.infraLogs.map(endStream)]);
     await fs.rm(this.postgresDir, { recursive: true, force: true });
   }
 

@@ -23,9 +23,10 @@ export class Fulfillment {
   }
 
   /**
-   * The shipment's history, then each new step, until it is final. Waits
-   * for a shipment that does not exist yet: its order's confirmation may
-   * still be on its way. Ends when `signal` aborts (the caller's deadline).
+   * The shipment's history, then each new step, until it is final, or
+   * `signal` aborts (the caller's deadline). NotFoundError when there is no
+   * shipment at all: fulfillment cannot tell an order whose confirmation
+   * is on its way from one that will never have a shipment, its caller can.
    */
   async *watch(orderId: string, signal: AbortSignal): AsyncGenerator<{ entry: ShipmentHistoryEntry; shipment: Shipment }> {
     let seen = 0;
@@ -33,6 +34,7 @@ export class Fulfillment {
       const subscription = this.changes.subscribe(orderId);
       try {
         const fresh = await this.store.historyAfter(orderId, seen);
+        if (seen === 0 && fresh.length === 0) throw new NotFoundError("shipment of order", orderId);
         if (fresh.length > 0) {
           const shipment = await this.store.byOrder(orderId);
           if (!shipment) throw new Error(`shipment of order ${orderId} has history but no row`);

@@ -53,6 +53,22 @@ const HINTS = {
  * Orders that were confirmed, hence have (or are about to have) a shipment:
  * fulfillment learns of them from the order events, asynchronously.
  */
+/** How often TrackOrder asks again for a confirmed order's shipment that fulfillment has not made yet. */
+const SHIPMENT_WAIT_MS = 250;
+
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
 const SHIPPABLE = new Set([OrderState.ORDER_STATE_CONFIRMED, OrderState.ORDER_STATE_CANCELLING, OrderState.ORDER_STATE_CANCELLED]);
 
 /**
@@ -209,16 +225,27 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
         throw edgeError(error, "order", logger, HINTS.trackOrder);
       }
       // A confirmed order goes on as a parcel: its shipment's steps follow,
-      // from fulfillment, until it is shipped or cancelled.
+      // from fulfillment, until it is shipped or cancelled. Fulfillment
+      // learns of the confirmation asynchronously (order's events, through
+      // the broker): until it has, it knows no shipment, and the stream waits.
       if (!last || !SHIPPABLE.has(last.state)) return;
       const ended = publicOrder(last, false);
-      try {
-        for await (const { event, shipment } of clients.fulfillment.watchShipment({ orderId: request.orderId }, { signal: context.signal })) {
-          if (!event || !shipment) continue;
-          yield { update: undefined, order: ended, shipmentUpdate: shipmentUpdate(event, shipment) };
+      for (;;) {
+        let followed = false;
+        try {
+          for await (const { event, shipment } of clients.fulfillment.watchShipment({ orderId: request.orderId }, { signal: context.signal })) {
+            if (!event || !shipment) continue;
+            followed = true;
+            yield { update: undefined, order: ended, shipmentUpdate: shipmentUpdate(event, shipment) };
+          }
+          return;
+        } catch (error) {
+          if (!followed && error instanceof ClientError && error.code === Status.NOT_FOUND && !context.signal.aborted) {
+            await pause(SHIPMENT_WAIT_MS, context.signal);
+            continue;
+          }
+          throw edgeError(error, "fulfillment", logger, HINTS.trackShipment);
         }
-      } catch (error) {
-        throw edgeError(error, "fulfillment", logger, HINTS.trackShipment);
       }
     },
 

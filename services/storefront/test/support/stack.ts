@@ -1,3 +1,6 @@
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createChannel, createClientFactory, Metadata, type CallOptions, type Channel } from "nice-grpc";
 import { BadRequest, RichClientError, errorDetailsClientMiddleware } from "nice-grpc-error-details";
@@ -7,6 +10,7 @@ import {
   StorefrontServiceDefinition,
   type StorefrontServiceClient,
 } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import { startNats, type LocalNats } from "../../../../dev/src/nats.js";
 import { freePort } from "../../../../dev/src/net.js";
 import { startService, type ServiceProcess } from "../../../../dev/src/processes.js";
 import { createTestDatabase, type TestDatabase } from "../../../../dev/src/testing/database.js";
@@ -15,11 +19,12 @@ import { mintShopperToken } from "@meshcart/lib";
 
 /**
  * The storefront as a real process (its compiled dist/), in front of the
- * real inventory, payment and order processes (each with its own database)
- * or of stub servers, all over gRPC on loopback, as `make dev` runs them.
+ * real inventory, payment, order and fulfillment processes (each with its
+ * own database; order and fulfillment with a broker of the stack's own) or
+ * of stub servers, all over gRPC on loopback, as `make dev` runs them.
  */
 
-export type Name = "inventory" | "payment" | "order" | "storefront";
+export type Name = "inventory" | "payment" | "order" | "fulfillment" | "storefront";
 
 const entry = (name: Name) => fileURLToPath(new URL(`../../../${name}/dist/main.js`, import.meta.url));
 
@@ -53,6 +58,7 @@ export class Stack {
   private readonly databases: TestDatabase[] = [];
   private channel?: Channel;
   private readonly extraChannels: Channel[] = [];
+  private broker: { nats: LocalNats; dir: string } | undefined;
 
   /** Variables every process of the stack gets (e.g. where to send traces). */
   private common: Record<string, string> = {};
@@ -66,12 +72,14 @@ export class Stack {
   static async withBackends(
     prefix: string,
     common: Record<string, string> = {},
-    own: Partial<Record<"inventory" | "payment" | "order", Record<string, string>>> = {},
+    own: Partial<Record<"inventory" | "payment" | "order" | "fulfillment", Record<string, string>>> = {},
   ): Promise<Stack> {
     const stack = new Stack();
     stack.common = common;
     const base = { LOG_LEVEL: "debug", SHUTDOWN_TIMEOUT_MS: "3000", ...common };
-    for (const name of ["inventory", "payment", "order"] as const) {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "meshcart-storefront-nats-"));
+    stack.broker = { nats: await startNats({ dataDir: dir, port: await freePort(), monitorPort: await freePort() }), dir };
+    for (const name of ["inventory", "payment", "order", "fulfillment"] as const) {
       const database = await createTestDatabase(`${prefix}_${name}`);
       stack.databases.push(database);
       stack.slots.set(name, { grpcPort: await freePort(), env: { ...base, DATABASE_URL: database.url }, history: [] });
@@ -83,10 +91,18 @@ export class Stack {
       PAYMENT_ADDRESS: stack.address("payment"),
       ORDER_CLIENT_RETRIES: "1",
       ORDER_MAX_WAIT_MS: "15000",
+      NATS_URL: stack.broker.nats.url,
+    });
+    // Quick steps: a TrackOrder follows the shipment to its end.
+    Object.assign(stack.slot("fulfillment").env, {
+      NATS_URL: stack.broker.nats.url,
+      FULFILLMENT_PACK_AFTER_MS: "200",
+      FULFILLMENT_SHIP_AFTER_MS: "200",
+      FULFILLMENT_POLL_MS: "200",
     });
     for (const [name, env] of Object.entries(own)) Object.assign(stack.slot(name as Name).env, env);
     await Promise.all([stack.start("inventory"), stack.start("payment")]);
-    await stack.start("order");
+    await Promise.all([stack.start("order"), stack.start("fulfillment")]);
     return stack;
   }
 
@@ -102,7 +118,7 @@ export class Stack {
   /** Starts the storefront in front of the given addresses (the stack's own services by default). */
   async startStorefront(env: Record<string, string> = {}): Promise<ServiceProcess> {
     if (!this.slots.has("storefront")) {
-      const backends = (["order", "inventory", "payment"] as const).filter((name) => this.slots.has(name));
+      const backends = (["order", "inventory", "payment", "fulfillment"] as const).filter((name) => this.slots.has(name));
       this.slots.set("storefront", {
         grpcPort: await freePort(),
         env: {
@@ -189,10 +205,14 @@ export class Stack {
   async close(): Promise<void> {
     this.channel?.close();
     for (const channel of this.extraChannels) channel.close();
-    for (const name of ["storefront", "order", "payment", "inventory"] as const) {
+    for (const name of ["storefront", "fulfillment", "order", "payment", "inventory"] as const) {
       await this.slots.get(name)?.process?.stop("SIGTERM", 10_000).catch(() => undefined);
     }
     for (const database of this.databases) await database.drop().catch(() => undefined);
+    if (this.broker) {
+      await this.broker.nats.stop().catch(() => undefined);
+      await fs.rm(this.broker.dir, { recursive: true, force: true });
+    }
   }
 
   private open(name: Name): Channel {

@@ -1258,10 +1258,10 @@ export const FulfillmentServiceDefinition = {
     },
     /**
      * Streams an order's shipment: its history first, then each change, until
-     * it is SHIPPED or CANCELLED. A shipment that does not exist yet is waited
-     * for (the order's confirmation travels asynchronously) until the call's
-     * deadline.
-     * Errors: INVALID_ARGUMENT.
+     * it is SHIPPED or CANCELLED.
+     * Errors: INVALID_ARGUMENT; NOT_FOUND when the order has no shipment (yet:
+     * a confirmed order's shipment appears once its confirmation has arrived,
+     * so a caller that knows the order is confirmed asks again).
      */
     watchShipment: {
       name: "WatchShipment",
@@ -1291,10 +1291,10 @@ export interface FulfillmentServiceImplementation<CallContextExt = {}> {
   ): Promise<DeepPartial<ListShipmentsResponse>>;
   /**
    * Streams an order's shipment: its history first, then each change, until
-   * it is SHIPPED or CANCELLED. A shipment that does not exist yet is waited
-   * for (the order's confirmation travels asynchronously) until the call's
-   * deadline.
-   * Errors: INVALID_ARGUMENT.
+   * it is SHIPPED or CANCELLED.
+   * Errors: INVALID_ARGUMENT; NOT_FOUND when the order has no shipment (yet:
+   * a confirmed order's shipment appears once its confirmation has arrived,
+   * so a caller that knows the order is confirmed asks again).
    */
   watchShipment(
     request: WatchShipmentRequest,
@@ -1319,10 +1319,10 @@ export interface FulfillmentServiceClient<CallOptionsExt = {}> {
   ): Promise<ListShipmentsResponse>;
   /**
    * Streams an order's shipment: its history first, then each change, until
-   * it is SHIPPED or CANCELLED. A shipment that does not exist yet is waited
-   * for (the order's confirmation travels asynchronously) until the call's
-   * deadline.
-   * Errors: INVALID_ARGUMENT.
+   * it is SHIPPED or CANCELLED.
+   * Errors: INVALID_ARGUMENT; NOT_FOUND when the order has no shipment (yet:
+   * a confirmed order's shipment appears once its confirmation has arrived,
+   * so a caller that knows the order is confirmed asks again).
    */
   watchShipment(
     request: DeepPartial<WatchShipmentRequest>,
