@@ -121,7 +121,7 @@ describe("loadgen against the local services", () => {
   });
 
   it("leaves the shop consistent (make verify)", async () => {
-    const result = checkInvariants(await readSnapshot({ order: shop.url("order"), payment: shop.url("payment"), inventory: shop.url("inventory") }));
+    const result = checkInvariants(await readSnapshot({ order: shop.url("order"), payment: shop.url("payment"), inventory: shop.url("inventory"), fulfillment: shop.url("fulfillment") }));
     expect(result.violations).toEqual([]);
     expect(result.checked.orders).toBeGreaterThan(0);
   });
@@ -225,7 +225,7 @@ describe("loadgen as a deployable", () => {
     expect(await process.stop("SIGTERM", 15_000)).toEqual({ code: 0, signal: null });
     const ended = process.logs().find((line) => line.includes("load run ended (stopped)"));
     expect(ended).toBeDefined();
-    const result = checkInvariants(await readSnapshot({ order: shop.url("order"), payment: shop.url("payment"), inventory: shop.url("inventory") }));
+    const result = checkInvariants(await readSnapshot({ order: shop.url("order"), payment: shop.url("payment"), inventory: shop.url("inventory"), fulfillment: shop.url("fulfillment") }));
     expect(result.violations).toEqual([]);
   });
 

@@ -2,6 +2,13 @@ import { ServerError, Status, Metadata } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEADLINE_METADATA_KEY } from "@meshcart/lib";
 import {
+  FulfillmentServiceDefinition,
+  ShipmentEventType,
+  ShipmentState,
+  type FulfillmentServiceImplementation,
+  type Shipment,
+} from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
+import {
   InventoryServiceDefinition,
   type InventoryServiceImplementation,
   type Product as InventoryProduct,
@@ -52,12 +59,26 @@ const order: InternalOrder = {
   history: [],
 };
 
+const shipment: Shipment = {
+  shipmentId: "shp_stub",
+  orderId: "ord_stub",
+  customerId: "alice",
+  state: ShipmentState.SHIPMENT_STATE_SHIPPED,
+  lines: [{ sku: "MESH-MUG", quantity: 1 }],
+  trackingNumber: "MC0000000001",
+  cancelledTooLate: false,
+  createdAt: new Date(),
+  updatedAt: new Date(),
+  history: [],
+};
+
 /** How the stub inventory answers GetProduct. */
 let getProductMode: "answer" | "hang" = "answer";
 
 let inventory: Stub;
 let orders: Stub;
 let payment: Stub;
+let fulfillment: Stub;
 let stack: Stack;
 let alice: Metadata;
 
@@ -89,9 +110,22 @@ beforeAll(async () => {
       return hangUntilCancelled(context.signal, "ListPayments", hooks);
     },
   }));
+  // A shipment that has left already: TrackOrder's shipment part is one message.
+  fulfillment = await Stub.start(FulfillmentServiceDefinition, (): Partial<FulfillmentServiceImplementation> => ({
+    async getShipment() {
+      return { shipment };
+    },
+    async *watchShipment() {
+      yield {
+        event: { sequence: 3, type: ShipmentEventType.SHIPMENT_EVENT_TYPE_SHIPPED, stateAfter: ShipmentState.SHIPMENT_STATE_SHIPPED, detail: "", occurredAt: new Date() },
+        shipment,
+      };
+    },
+  }));
   stack = Stack.empty();
   await stack.startStorefront({
     ORDER_ADDRESS: orders.address,
+    FULFILLMENT_ADDRESS: fulfillment.address,
     INVENTORY_ADDRESS: inventory.address,
     PAYMENT_ADDRESS: payment.address,
     STOREFRONT_DEFAULT_DEADLINE_MS: String(DEFAULT_MS),
@@ -105,7 +139,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stack?.close();
-  await Promise.all([inventory?.close(), orders?.close(), payment?.close()]);
+  await Promise.all([inventory?.close(), orders?.close(), payment?.close(), fulfillment?.close()]);
 });
 
 /** The wire deadline of the last call a stub received on a method. */
@@ -159,10 +193,13 @@ describe("deadlines", () => {
 
   it("gives TrackOrder the stream bound, not the unary default that would cut it", async () => {
     const updates = await collect(stack.storefront.trackOrder({ orderId: order.orderId }, { metadata: alice }));
-    expect(updates.map((u) => u.update!.event)).toEqual(["ORDER_CONFIRMED"]);
-    const remaining = lastRemaining(orders, "WatchOrder");
-    expect(remaining).toBeGreaterThan(DEFAULT_MS);
-    expect(remaining).toBeLessThanOrEqual(STREAM_MAX_MS);
+    expect(updates.map((u) => u.update?.event ?? `shipment ${u.shipmentUpdate?.event}`)).toEqual(["ORDER_CONFIRMED", "shipment SHIPPED"]);
+    // The order's stream and the shipment's that follows it, both with the stream's bound.
+    for (const [stub, method] of [[orders, "WatchOrder"], [fulfillment, "WatchShipment"]] as const) {
+      const remaining = lastRemaining(stub, method);
+      expect(remaining, method).toBeGreaterThan(DEFAULT_MS);
+      expect(remaining, method).toBeLessThanOrEqual(STREAM_MAX_MS);
+    }
     // The ownership check before it is an ordinary call.
     expect(lastRemaining(orders, "GetOrder")).toBeLessThanOrEqual(DEFAULT_MS);
   });
@@ -185,6 +222,9 @@ describe("composition with a slow backend", () => {
     expect(details.paymentStatus).toMatchObject({ code: Status.DEADLINE_EXCEEDED, message: expect.stringMatching(/payment/) });
     expect(details.productsStatus!.code).toBe(Status.OK);
     expect(details.lines[0]!.product!.name).toBe(product.name);
+    expect(details.shipmentStatus!.code).toBe(Status.OK);
+    expect(details.shipment).toMatchObject({ shipmentId: "shp_stub", status: "SHIPPED", trackingNumber: "MC0000000001" });
+    expect(lastRemaining(fulfillment, "GetShipment")).toBeLessThanOrEqual(PART_MS);
     // The part was given its own, shorter deadline, and payment was told to stop.
     expect(lastRemaining(payment, "ListPayments")).toBeLessThanOrEqual(PART_MS);
     expect(payment.cancelled).toContain("ListPayments");

@@ -115,8 +115,15 @@ describe("a shopper's own orders", () => {
     expect(read).toMatchObject({ orderId: order.orderId, status: OrderStatus.ORDER_STATUS_CONFIRMED });
     expect(read!.history).toHaveLength(5);
 
+    // The order's steps, then (it is confirmed) its shipment's, until the parcel has left.
     const updates = await collect(stack.storefront.trackOrder({ orderId: order.orderId }, { metadata: alice }));
-    expect(updates.map((u) => u.update!.event)).toEqual(order.history.map((u) => u.event));
+    expect(updates.filter((u) => u.update).map((u) => u.update!.event)).toEqual(order.history.map((u) => u.event));
+    expect(updates.filter((u) => u.shipmentUpdate).map((u) => `${u.shipmentUpdate!.event} ${u.shipmentUpdate!.shipment!.status}`)).toEqual([
+      "CREATED PENDING",
+      "PACKED PACKED",
+      "SHIPPED SHIPPED",
+    ]);
+    expect(updates.findIndex((u) => u.shipmentUpdate)).toBe(order.history.length);
     expect(updates.at(-1)!.order!.status).toBe(OrderStatus.ORDER_STATUS_CONFIRMED);
 
     const { orders } = await stack.storefront.listOrders({ pageSize: 100, pageToken: "" }, { metadata: alice });
