@@ -17,8 +17,10 @@ const targets = {
   order: {},
   payment: {},
   inventory: {},
+  fulfillment: {},
   loadgen: { when: "loadgen.enabled" },
   postgres: {},
+  nats: {},
   jaeger: { when: "jaeger.enabled" },
   grafana: { when: "grafana.enabled" },
 };

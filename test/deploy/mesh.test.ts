@@ -387,7 +387,7 @@ function serverTarget(server: K8sObject): string {
 describe("the mesh contract", () => {
   it("lists every RPC of the .proto files and validates", () => {
     expect(validate(contract)).toEqual([]);
-    expect(rpcs(contract).length).toBe(8 + 5 + 4 + 8);
+    expect(rpcs(contract).length).toBe(8 + 5 + 4 + 8 + 3);
   });
 
   it("refuses an RPC the .proto lacks, a retried write that is not idempotent, and a stream with a timeout", () => {

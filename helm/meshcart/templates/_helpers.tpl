@@ -38,6 +38,7 @@ payment-v1: {service: payment, version: v1, replicas: {{ $v.payment.v1.replicas 
 payment-v2: {service: payment, version: v2, replicas: {{ $v.payment.v2.replicas }}, database: true}
 {{- end }}
 inventory: {service: inventory, version: v1, replicas: {{ $v.inventory.replicas }}, database: true}
+fulfillment: {service: fulfillment, version: v1, replicas: {{ $v.fulfillment.replicas }}, database: true}
 {{- if $v.loadgen.enabled }}
 loadgen: {service: loadgen, version: v1, replicas: {{ $v.loadgen.replicas }}, database: false}
 {{- end }}
@@ -45,7 +46,12 @@ loadgen: {service: loadgen, version: v1, replicas: {{ $v.loadgen.replicas }}, da
 
 {{/* The services that own a database (Postgres creates one role and database each). */}}
 {{- define "meshcart.databaseServices" -}}
-[inventory, payment, order]
+[inventory, payment, order, fulfillment]
+{{- end }}
+
+{{/* The broker's client URL (NATS_URL of order and fulfillment). */}}
+{{- define "meshcart.natsUrl" -}}
+nats://nats.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}:4222
 {{- end }}
 
 {{/* A service's in-cluster gRPC address: (dict "root" $ "name" "order"). */}}
