@@ -166,15 +166,17 @@ panels rate-limiting
 walkthrough tracing
 request_id=$(grep -i '^x-request-id' "$E2E_OUT/trace-order.out" | head -n 1 | awk '{print $2}' | tr -d '\r')
 [[ -n $request_id ]] || die "PlaceOrder returned no x-request-id"
-# The trace is complete when the four services' own spans and their proxies'
-# spans are there, one proxy service per workload: each pod is annotated
+# The trace is complete when the five services' own spans and their proxies'
+# spans are there (fulfillment's: its handling of the order's confirmation,
+# a child of order's publication, across NATS; the broker's hop is opaque
+# TCP, so no proxy span stands for it), one proxy service per workload: each pod is annotated
 # resource.opentelemetry.io/service.name=<workload>-proxy
 # (helm/meshcart/templates/_helpers.tpl), never one shared name (the
 # release's, which the injector takes from app.kubernetes.io/instance for
 # every pod alike, or linkerd-proxy). Proxies export in batches: wait for them.
 trace_problem() {
   local workload strays
-  [[ " $services " == *" inventory "*" order "*" payment "*" storefront "* ]] ||
+  [[ " $services " == *" fulfillment "*" inventory "*" order "*" payment "*" storefront "* ]] ||
     { echo "the order's trace lacks services (has: $services)"; return; }
   for workload in storefront order inventory; do
     [[ " $services " == *" $workload-proxy "* ]] ||
@@ -182,7 +184,7 @@ trace_problem() {
   done
   [[ " $services " =~ \ payment-v[12]-proxy\  ]] ||
     { echo "the order's trace has no spans of payment's proxy (payment-v1-proxy or payment-v2-proxy; has: $services)"; return; }
-  strays=$(tr ' ' '\n' <<<"$services" | grep -vxE 'inventory|order|payment|storefront|loadgen|[a-z0-9-]+-proxy' || true)
+  strays=$(tr ' ' '\n' <<<"$services" | grep -vxE 'inventory|order|payment|storefront|fulfillment|loadgen|[a-z0-9-]+-proxy' || true)
   strays+=$(tr ' ' '\n' <<<"$services" | grep -x 'linkerd-proxy' || true)
   [[ -z $strays ]] || echo "the order's trace has spans under a name that is no workload's: $strays (all: $services)"
 }
