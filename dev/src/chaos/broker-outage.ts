@@ -66,7 +66,7 @@ export async function runBrokerOutage(shop: ChaosShop, options: BrokerOutageOpti
   }
 
   // The orders placed while it was down, once their sagas are done.
-  let ordersDuringOutage: Record<string, number> = {};
+  let ordersDuringOutage: Record<string, number>;
   const settleBy = performance.now() + options.settleTimeoutMs;
   for (;;) {
     const rows = await rowsOf(orderDb, from, to);

@@ -24,11 +24,12 @@ runMain(async () => {
 
   // One registry for the process: the runtime's metrics and fulfillment's own.
   const registry = new Registry();
-  let consumer: EventConsumer | undefined;
-  const metrics = new FulfillmentMetrics(registry, { counts: () => store.counts(), lag: async () => consumer?.lag() }, logger);
+  // The consumer reports its lag to the metrics it is given: the metrics ask it through this.
+  const lagOf: { consumer?: EventConsumer } = {};
+  const metrics = new FulfillmentMetrics(registry, { counts: () => store.counts(), lag: async () => lagOf.consumer?.lag() }, logger);
   const timer = shipmentTimer(store, timings, config.FULFILLMENT_POLL_MS, changes, metrics, logger.child({ component: "shipment-timer" }));
   const consumerLogger = logger.child({ component: "order-events-consumer" });
-  consumer = new EventConsumer(
+  const consumer = new EventConsumer(
     {
       url: config.NATS_URL,
       timings,
@@ -38,6 +39,7 @@ runMain(async () => {
     },
     { store, changes, metrics, created: () => timer.wake(), logger: consumerLogger },
   );
+  lagOf.consumer = consumer;
 
   // Readiness follows the database only: with the broker away the API still
   // answers from it, and the events wait in the stream.

@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { Metadata } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { OtlpReceiver, type ReceivedSpan } from "../../../dev/src/testing/otlp-receiver.js";
 import { Shop } from "../../../dev/src/testing/shop.js";
