@@ -126,7 +126,7 @@ deploy: | $(NODE) ## cluster + mesh + images + the Helm chart, then the next ste
 	@$(DEPLOY)/deploy.sh
 
 .PHONY: smoke
-smoke: | $(DEPS) ## From the host through storefront's proxy: list, place an order, read it back
+smoke: | $(DEPS) ## From the host through storefront's proxy: list, place an order, read it back, then its shipment (made through NATS)
 	@test -f services/storefront/dist/mint-token.js || tsc -b services/storefront >&2
 	@scripts/tools.sh grpcurl >/dev/null
 	@$(DEPLOY)/smoke.sh

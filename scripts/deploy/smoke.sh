@@ -2,7 +2,10 @@
 # make smoke: from the host, through the NodePort kind maps to
 # localhost:30050, so every call enters through storefront's Linkerd proxy:
 # list the API, place an order (a demo mug, a test card), read it back
-# until it is CONFIRMED. The shopper token is signed with the release's own
+# until it is CONFIRMED, then read its details until they hold its shipment:
+# fulfillment made it from the order's confirmation, which crossed NATS (the
+# outbox relay's publication, the broker's opaque port, the durable
+# consumer), so the whole event path of docs/events.md has worked. The shopper token is signed with the release's own
 # key (Secret storefront-jwt) by the storefront's `make token` program.
 #
 #   SMOKE_REQUEST_ID=...  idempotency key of the order (default: smoke-<time>);
@@ -54,11 +57,22 @@ say "read it back until it is CONFIRMED"
 # run past it (DEADLINE_EXCEEDED is an answer, not a failure): poll.
 for ((attempt = 1; ; attempt++)); do
   capture grpcurl -plaintext -H "$auth" -d "{\"order_id\": \"$order_id\"}" "$address" "$api/GetOrder"
-  dry_run && exit 0
+  dry_run && break
   grep -q ORDER_STATUS_CONFIRMED <<<"$captured" && break
   final=$(grep -oE 'ORDER_STATUS_(REJECTED|FAILED|CANCELLED)' <<<"$captured" | head -n 1 || true)
   [[ -z $final ]] || die "order $order_id ended $final instead of CONFIRMED"
   ((attempt < 30)) || die "order $order_id is not CONFIRMED after 30 s"
   sleep 1
 done
-say "smoke test passed: order $order_id CONFIRMED through storefront's proxy"
+
+say "read its details until they hold its shipment (fulfillment heard of the confirmation through NATS)"
+for ((attempt = 1; ; attempt++)); do
+  capture grpcurl -plaintext -H "$auth" -d "{\"order_id\": \"$order_id\"}" "$address" "$api/GetOrderDetails"
+  dry_run && exit 0
+  # shellcheck disable=SC2016 # JavaScript, not shell
+  shipment=$(node -e 'const d = JSON.parse(require("fs").readFileSync(0, "utf8")); process.stdout.write(d.shipment?.status ?? "")' <<<"$captured")
+  [[ -z $shipment ]] || break
+  ((attempt < 30)) || die "order $order_id has no shipment after 30 s: is fulfillment consuming? (kubectl -n $NAMESPACE logs deploy/fulfillment; the outbox: meshcart_order_outbox_backlog_events on order's /metrics)"
+  sleep 1
+done
+say "smoke test passed: order $order_id CONFIRMED through storefront's proxy, its shipment $shipment"

@@ -320,7 +320,9 @@ describe("DRY_RUN=1", () => {
     const dry = await script("smoke.sh", { env: { DRY_RUN: "1" } });
     const real = await script("smoke.sh");
     expect(real.code, real.stderr).toBe(0);
-    expect(real.stderr).toContain("smoke test passed: order ord_0a1b2c3d CONFIRMED");
+    expect(real.stderr).toContain("smoke test passed: order ord_0a1b2c3d CONFIRMED through storefront's proxy, its shipment PENDING");
+    // After the order, its details: the shipment fulfillment made from the event.
+    expect(real.trace.at(-1)).toMatch(/\/GetOrderDetails$/);
     // Each run mints its own token (its iat is the current second), so the
     // two runs agree on everything but the token itself.
     const anyToken = (line: string) => line.replace(/Bearer(\\?) [\w-]+\.[\w-]+\.[\w-]+/, "Bearer$1 <token>");

@@ -488,6 +488,10 @@ const handlers = {
     if (method?.endsWith("/PlaceOrder") || method?.endsWith("/GetOrder")) {
       return out(JSON.stringify({ order: { orderId: "ord_0a1b2c3d", status: "ORDER_STATUS_CONFIRMED" } }, null, 2)), done();
     }
+    if (method?.endsWith("/GetOrderDetails")) {
+      const shipment = { shipmentId: "shp_0a1b2c3d", status: "PENDING", updatedAt: "2026-01-01T00:00:00Z" };
+      return out(JSON.stringify({ order: { orderId: "ord_0a1b2c3d", status: "ORDER_STATUS_CONFIRMED" }, paymentStatus: {}, productsStatus: {}, shipment, shipmentStatus: {} }, null, 2)), done();
+    }
     return fail(`stand-in grpcurl: unexpected call: ${args.join(" ")}`, 64);
   },
 };
