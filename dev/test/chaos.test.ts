@@ -11,7 +11,8 @@ import { tempDir } from "./helpers.js";
 /**
  * The chaos harness, short (make chaos is the long run): meshcart under
  * load with one kill -9 of each service, restarted, then Postgres stopped
- * for a few seconds, then NATS. Afterwards every order is final, every
+ * for a few seconds, then NATS, then kill -9 at the event path's crash
+ * points (the services' own hooks). Afterwards every order is final, every
  * order event published and applied once, and make verify's checker finds
  * nothing; during the Postgres outage the services said NOT_SERVING and
  * refused calls at once with UNAVAILABLE; during the broker's, checkouts
@@ -128,6 +129,23 @@ describe("chaos: NATS stopped for a few seconds", () => {
   });
 });
 
+describe("chaos: kill -9 at the event path's crash points", () => {
+  it("order died between an event's commit and its publication, and between the broker's acknowledgement and the mark; fulfillment between its commit and its acknowledgement", () => {
+    const points = report.crashPoints.points;
+    expect(points.map((p) => `${p.service} ${p.point}`)).toEqual(["order before:publish", "order after:publish", "fulfillment after:apply"]);
+    for (const p of points) expect(p.exit, context()).toBe("SIGKILL");
+    // The event order was publishing when it died was still unmarked: the restarted relay had it to publish.
+    for (const p of points.filter((p) => p.service === "order")) expect(p.eventsInOutbox, context()).toBeGreaterThan(0);
+  });
+
+  it("the restarted services published and applied every event; make verify finds none lost or applied twice", () => {
+    expect(report.crashPoints.caughtUpMs, context()).not.toBeNull();
+    const final = report.settled.at(-1)!;
+    expect(final.eventsOnTheirWay, context()).toBe(0);
+    expect(final.verify.violations, context()).toEqual([]);
+  });
+});
+
 describe("chaos: the record", () => {
   it("passes every check, and writes what it did and found as JSON and as a summary", async () => {
     expect(report.checks.filter((c) => !c.passed), context()).toEqual([]);
@@ -141,6 +159,7 @@ describe("chaos: the record", () => {
     expect(summary).toMatch(/kills \(kill -9\): 5: /);
     expect(summary).toMatch(/NOT_SERVING after: inventory \d+ ms, payment \d+ ms, order \d+ ms, fulfillment \d+ ms/);
     expect(summary).toMatch(/NATS stopped for [\d.]+ s/);
+    expect(summary).toMatch(/fulfillment +at after:apply +SIGKILL/);
     expect(summary).toMatch(/after the run: settled .*, 0 violations in \d+ orders/);
     expect(summary.trimEnd()).toMatch(/PASSED$/);
     // The services' own logs of the run, kept for whoever has to look into a failure.

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { repoRoot } from "../paths.js";
+import { EVENT_CRASH_BOUND_MS } from "./crash-points.js";
 import { CHAOS_OPTIONS, parseChaosOptions, type OptionName } from "./options.js";
 import { newSeed } from "./random.js";
 import { formatSummary, writeReport } from "./report.js";
@@ -53,7 +54,7 @@ const began = Date.now();
 const note = (message: string) => process.stdout.write(`chaos ${((Date.now() - began) / 1000).toFixed(1).padStart(6)}s  ${message}\n`);
 
 const abort = new AbortController();
-const bound = command.durationMs + command.outageMs + command.brokerOutageMs + WATCHDOG_SLACK_MS;
+const bound = command.durationMs + command.outageMs + command.brokerOutageMs + EVENT_CRASH_BOUND_MS + WATCHDOG_SLACK_MS;
 const watchdog = setTimeout(() => {
   note(`the run did not end within ${Math.round(bound / 1000)} s: stopping it`);
   abort.abort(new Error("watchdog"));

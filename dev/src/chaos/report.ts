@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { BrokerOutageRecord } from "./broker-outage.js";
+import type { CrashPointsRecord } from "./crash-points.js";
 import type { KillRecord } from "./kills.js";
 import type { LoadReport } from "./load.js";
 import { DATABASE_SERVICES, summariseCodes, type OutageRecord } from "./outage.js";
@@ -37,10 +38,12 @@ export interface ChaosReport {
   plan: PlannedKill[];
   kills: KillRecord[];
   killsByService: Record<Victim, number>;
-  /** loadgen's reports: the load the kills hit, the loads across the outages, the orders placed after recovery. */
-  load: { kills: LoadReport; outage: LoadReport | null; brokerOutage: LoadReport | null; after: LoadReport };
+  /** loadgen's reports: the load the kills hit, the loads across the outages and the crash points, the orders placed after recovery. */
+  load: { kills: LoadReport; outage: LoadReport | null; brokerOutage: LoadReport | null; crashPoints: LoadReport; after: LoadReport };
   outage: OutageRecord | null;
   brokerOutage: BrokerOutageRecord | null;
+  /** kill -9 at the event path's crash points (the services' own hooks). */
+  crashPoints: CrashPointsRecord;
   /** After the kills (before the outage), and at the end: settled sagas and make verify's report. */
   settled: Settled[];
   checks: Check[];
@@ -53,7 +56,7 @@ type Findings = Omit<ChaosReport, "checks" | "passed">;
 
 /** What must hold after the run; the run passes when every check does. */
 export function judge(findings: Findings): Check[] {
-  const { kills, plan, settled, outage, brokerOutage, load } = findings;
+  const { kills, plan, settled, outage, brokerOutage, crashPoints, load } = findings;
   const checks: Check[] = [
     {
       name: "every planned kill -9 was carried out and the service came back",
@@ -99,6 +102,18 @@ export function judge(findings: Findings): Check[] {
       },
     );
   }
+  checks.push(
+    ...crashPoints.points.map((p) => ({
+      name: `kill -9 of ${p.what}`,
+      passed: p.exit === "SIGKILL" && (p.service !== "order" || p.eventsInOutbox > 0),
+      detail: `${p.service} killed itself at ${p.point}: ${p.exit}${p.crashedAfterMs === null ? "" : ` after ${p.crashedAfterMs} ms`}, ${p.eventsInOutbox} events unpublished at its death; restarted in ${p.restartMs} ms`,
+    })),
+    {
+      name: "after the crash points: the restarted services published and applied every event (none twice: make verify)",
+      passed: crashPoints.caughtUpMs !== null,
+      detail: `caught up ${crashPoints.caughtUpMs === null ? "never" : `${crashPoints.caughtUpMs} ms`} after the last restart`,
+    },
+  );
   if (outage) {
     const seen = DATABASE_SERVICES.filter((s) => outage.notServingMs[s] !== null);
     const bad = outage.calls.filter((c) => c.code !== "UNAVAILABLE" || c.ms >= outage.callDeadlineMs);
@@ -142,7 +157,7 @@ function outcomes(load: LoadReport): string {
 
 /** The human summary: what was done, what was found, the verdict. */
 export function formatSummary(report: ChaosReport): string {
-  const { settings, kills, load, outage, brokerOutage } = report;
+  const { settings, kills, load, outage, brokerOutage, crashPoints } = report;
   const final = report.settled.at(-1)!.verify;
   const lines = [
     `meshcart chaos run, seed ${report.seed} (repeat it with CHAOS_SEED=${report.seed})`,
@@ -183,6 +198,13 @@ export function formatSummary(report: ChaosReport): string {
     );
   }
   lines.push(
+    `  kill -9 at the event path's crash points (the services' own hooks, under load):`,
+    ...crashPoints.points.map(
+      (p) =>
+        `    ${p.service.padEnd(11)} at ${p.point.padEnd(14)} ${p.exit}${p.crashedAfterMs === null ? "" : ` after ${p.crashedAfterMs} ms`}, ${p.eventsInOutbox} events unpublished, ready ${p.restartMs} ms after restart`,
+    ),
+    `    caught up (outbox empty, every event applied) ${crashPoints.caughtUpMs === null ? "never" : `${crashPoints.caughtUpMs} ms`} after the last restart`,
+    `    calls across the crash points (loadgen): ${load.crashPoints.due} requests, ${load.crashPoints.errors} errors; ${outcomes(load.crashPoints)}`,
     `  orders placed after recovery: ${load.after.due}; ${outcomes(load.after)}`,
     "",
     "what it found",

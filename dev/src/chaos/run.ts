@@ -3,6 +3,7 @@ import { databaseProbes } from "./calls.js";
 import { killsByService, runKills } from "./kills.js";
 import { startLoad, type LoadReport } from "./load.js";
 import { runBrokerOutage, type BrokerOutageRecord } from "./broker-outage.js";
+import { CRASH_TIMEOUT_MS, EVENT_CRASH_BOUND_MS, runCrashPoints, type CrashPointsRecord } from "./crash-points.js";
 import { runOutage, type OutageRecord } from "./outage.js";
 import { planKills } from "./plan.js";
 import { seededRandom } from "./random.js";
@@ -32,12 +33,20 @@ const OUTAGE_LOAD_LEAD_MS = 15_000;
 const OUTAGE_LOAD_TAIL_MS = 5_000;
 /** Longest wait for the services to serve again once Postgres is back. */
 const OUTAGE_SETTLE_BOUND_MS = 30_000;
+/**
+ * The broker's acknowledgement wait in the chaos shop: a fulfillment killed
+ * between its commit and its acknowledgement gets the event again this long
+ * after the delivery (30 s by default), so the run sees the redelivery.
+ */
+const CHAOS_ACK_WAIT_MS = "5000";
 
 /**
  * One chaos run, start to end: a fresh shop; the shop's usual load with
  * kill -9 of services at the seeded moments, each restarted after its
  * downtime; Postgres stopped for a while under load; NATS stopped for a
- * while under load; orders placed once everything is back; then, once the
+ * while under load; kill -9 at the event path's crash points (order's
+ * relay before and after its publication, fulfillment between its commit
+ * and its acknowledgement); orders placed once everything is back; then, once the
  * sagas and the order events have settled, the invariant check.
  * Everything the run did and found is in the report.
  */
@@ -73,7 +82,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const begun = performance.now();
   const logDir = path.join(options.outDir, "logs");
   note(`starting Postgres, NATS and the services (logs in ${logDir})`);
-  const shop = await ChaosShop.start({ repoRoot: options.repoRoot, logDir, logLevel: options.logLevel });
+  const shop = await ChaosShop.start({ repoRoot: options.repoRoot, logDir, logLevel: options.logLevel, env: { fulfillment: { FULFILLMENT_ACK_WAIT_MS: CHAOS_ACK_WAIT_MS } } });
   const stopOnAbort = () => void shop.close();
   options.signal?.addEventListener("abort", stopOnAbort, { once: true });
   const probes = databaseProbes((name) => shop.address(name), `s${options.seed}`);
@@ -144,6 +153,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       brokerOutageReport = await around.done;
     }
 
+    // The event path's crash points, under load: each armed process needs
+    // an event to reach its point. Stopped once they are done.
+    const aroundCrashes = load("crash-points", options.rps, { durationMs: OUTAGE_LOAD_LEAD_MS + EVENT_CRASH_BOUND_MS + options.settleTimeoutMs });
+    if (!(await firstOrderOf(shop, runId("crash-points"), OUTAGE_LOAD_LEAD_MS))) {
+      aroundCrashes.stop();
+      throw new Error(`the load around the crash points placed no order within ${OUTAGE_LOAD_LEAD_MS} ms`);
+    }
+    const crashPoints: CrashPointsRecord = await runCrashPoints(shop, { crashTimeoutMs: CRASH_TIMEOUT_MS, settleTimeoutMs: options.settleTimeoutMs }, note);
+    aroundCrashes.stop();
+    const crashPointsReport = await aroundCrashes.done;
+
     note(`placing ${options.afterOrders} orders now that everything is back`);
     const after = await load("after", 5, { requests: options.afterOrders }, ORDERS_ONLY).done;
 
@@ -157,9 +177,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       plan,
       kills,
       killsByService: killsByService(kills),
-      load: { kills: killsReport, outage: outageReport, brokerOutage: brokerOutageReport, after },
+      load: { kills: killsReport, outage: outageReport, brokerOutage: brokerOutageReport, crashPoints: crashPointsReport, after },
       outage,
       brokerOutage,
+      crashPoints,
       settled: [afterKills, final],
       logDir,
     };

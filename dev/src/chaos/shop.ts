@@ -131,16 +131,19 @@ export class ChaosShop {
     return this.member(name).process !== undefined;
   }
 
-  /** Starts a service that is down; resolves with the milliseconds until it was ready. */
-  async start(name: Victim): Promise<number> {
+  /**
+   * Starts a service that is down; resolves with the milliseconds until it
+   * was ready. `env` is added for this start only (a crash hook).
+   */
+  async start(name: Victim, env: Record<string, string> = {}): Promise<number> {
     const member = this.member(name);
     if (member.process) throw new Error(`${name} is running already`);
     const begun = performance.now();
-    member.log.write(`--- chaos: starting ${name} at ${new Date().toISOString()}\n`);
+    member.log.write(`--- chaos: starting ${name}${Object.keys(env).length ? ` with ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(" ")}` : ""} at ${new Date().toISOString()}\n`);
     member.process = await startService({
       name,
       entry: path.resolve(this.options.repoRoot, member.row.entry),
-      env: member.env,
+      env: { ...member.env, ...env },
       adminPort: member.row.adminPort,
       readyTimeoutMs: this.options.readyTimeoutMs ?? 60_000,
       keepLines: 500,
@@ -157,6 +160,23 @@ export class ChaosShop {
     await process.kill9();
     member.process = undefined;
     return process.exited;
+  }
+
+  /**
+   * Waits up to `timeoutMs` for a service to exit on its own (a crash hook
+   * killing it); resolves with its exit, or null when it still runs.
+   */
+  async exitOf(name: Victim, timeoutMs: number): Promise<ExitStatus | null> {
+    const member = this.member(name);
+    const process = this.process(name);
+    let timer: NodeJS.Timeout | undefined;
+    const exit = await Promise.race([process.exited, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)))]);
+    clearTimeout(timer);
+    if (exit) {
+      member.log.write(`--- chaos: ${name} (pid ${process.pid}) exited by itself at ${new Date().toISOString()}\n`);
+      member.process = undefined;
+    }
+    return exit;
   }
 
   private closing: Promise<void> | undefined;
