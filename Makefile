@@ -55,7 +55,7 @@ verify: build ## Reconcile the databases of make dev (VERIFY_DATABASE_URL for an
 	$(NODE) dev/dist/verify-main.js
 
 .PHONY: chaos
-chaos: build ## Bounded chaos run on a shop of its own: kill -9 under load, a Postgres and a NATS outage, then make verify's checks [CHAOS_SEED=] [CHAOS_DURATION=60s] [CHAOS_KILLS=8] [CHAOS_SERVICES=] [CHAOS_RPS=10] [CHAOS_OUTAGE=5s] [CHAOS_BROKER_OUTAGE=5s]
+chaos: build ## Bounded chaos run on a shop of its own: kill -9 under load (also at the event path's crash points), a Postgres and a NATS outage, then make verify's checks [CHAOS_SEED=] [CHAOS_DURATION=60s] [CHAOS_KILLS=8] [CHAOS_SERVICES=] [CHAOS_RPS=10] [CHAOS_OUTAGE=5s] [CHAOS_BROKER_OUTAGE=5s]
 	@scripts/tools.sh nats-server >/dev/null
 	$(NODE) dev/dist/chaos/main.js
 
