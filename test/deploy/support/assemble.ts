@@ -131,13 +131,24 @@ export async function assembleImage(options: { context: string; scratch: string;
   return { root, workdir: path.join(root, runtime.workdir), env: runtime.env, user: runtime.user, commands };
 }
 
+/**
+ * The host's way to the registry (a proxy, the CA that proxy signs with),
+ * which a build's RUN gets from the Docker daemon's network: without it an
+ * npm ci that misses its cache (a new dependency) fails on a machine whose
+ * registry is reached through a TLS-inspecting proxy.
+ */
+function hostNetwork(): Record<string, string> {
+  const names = ["NODE_EXTRA_CA_CERTS", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"];
+  return Object.fromEntries(names.flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : [])));
+}
+
 async function runStep(stage: string, cwd: string, command: string, env: Record<string, string>) {
   // Outside a container an absolute path would reach the host: refuse it.
   if (/(^|[\s=;&|(])\//.test(command)) throw new Error(`Dockerfile (${stage}): RUN uses an absolute path, which cannot run outside a container: ${command}`);
   await new Promise<void>((resolve, reject) => {
     const child = spawn("sh", ["-c", command], {
       cwd,
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...hostNetwork(), ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";
