@@ -6,8 +6,8 @@ import { errorDetailsClientMiddleware } from "nice-grpc-error-details";
 import { FulfillmentServiceDefinition, type FulfillmentServiceClient } from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
 import { StorefrontServiceDefinition, type StorefrontServiceClient } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
 import { OrderEvent } from "@meshcart/lib/gen/meshcart/events/v1/order_events.js";
+import { mintShopperToken } from "@meshcart/lib";
 import { SHOP_TOKENS, type Shop } from "../../../../dev/src/testing/shop.js";
-import { mintToken } from "../../../storefront/src/tokens.js";
 
 const clients = createClientFactory().use(errorDetailsClientMiddleware);
 
@@ -20,7 +20,7 @@ export function fulfillmentOf(shop: Shop): FulfillmentServiceClient {
 }
 
 export async function as(customerId: string): Promise<Metadata> {
-  const token = await mintToken({ ...SHOP_TOKENS, customerId, ttlSeconds: 600 });
+  const token = await mintShopperToken({ ...SHOP_TOKENS, customerId, ttlSeconds: 600 });
   return Metadata({ authorization: `Bearer ${token}` });
 }
 
