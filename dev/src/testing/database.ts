@@ -18,7 +18,9 @@ export interface TestDatabase {
 export async function createTestDatabase(prefix: string): Promise<TestDatabase> {
   const adminUrl = inject("pgUrl");
   if (!adminUrl) {
-    throw new Error("no test Postgres: add dev/src/testing/global-setup.ts to the vitest globalSetup");
+    throw new Error(
+      "no test Postgres: only the integration tier has one (vitest.config.ts); a test that needs Postgres is named *.test.ts, not *.unit.test.ts",
+    );
   }
   const name = uniqueName(prefix);
   await createDatabase(adminUrl, name);

@@ -18,7 +18,7 @@ import { eventually, unique } from "./support/wait.js";
  * after the lease, and payment or inventory going away mid-saga.
  */
 
-// Bounds (not targets) also when vitest runs without one of the vitest.config.ts files.
+// Bounds (not targets) also when vitest runs without the repository's vitest.config.ts.
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 120_000 });
 
 const databases = new TestDatabases();

@@ -29,7 +29,7 @@ import { eventually, sleep, unique } from "./support/wait.js";
 
 const MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
 const logger = createLogger({ service: "order-saga-test", version: "test", level: "silent" });
-// Bounds (not targets) also when vitest runs without one of the vitest.config.ts files.
+// Bounds (not targets) also when vitest runs without the repository's vitest.config.ts.
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 120_000 });
 
 const databases = new TestDatabases();

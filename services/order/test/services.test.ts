@@ -21,7 +21,7 @@ import { eventually, unique } from "./support/wait.js";
  * sees it. Row numbers refer to docs/order-saga.md.
  */
 
-// Bounds (not targets) also when vitest runs without one of the vitest.config.ts files.
+// Bounds (not targets) also when vitest runs without the repository's vitest.config.ts.
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 120_000 });
 
 const databases = new TestDatabases();

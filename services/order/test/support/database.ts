@@ -9,9 +9,9 @@ import { createTestDatabase, type TestDatabase } from "../../../../dev/src/testi
 import type {} from "../../../../dev/src/testing/context.js";
 
 /**
- * The test databases of one test file. Under the repository's or this
- * package's vitest.config.ts (both run dev's global setup) they live in the
- * run's shared embedded Postgres, like every other package's tests. When
+ * The test databases of one test file. Under the repository's
+ * vitest.config.ts (its integration tier runs dev's global setup) they live
+ * in the run's shared embedded Postgres, like every other package's tests. When
  * vitest runs without that setup (e.g. `--config` pointing elsewhere, or no
  * config at all), the file starts its own embedded Postgres instead, so the
  * tests run either way.
