@@ -75,10 +75,14 @@ faults: build ## Show or set make dev's injected faults: make faults [SERVICE=pa
 	@$(NODE) dev/dist/faults-main.js --service "$(SERVICE)" --spec "$${SPEC:-}"
 
 .PHONY: test
-test: $(DEPS) ## Run the whole test suite (installs grpcurl, helm, shellcheck, promtool and nats-server first)
+test: $(DEPS) ## Run the whole test suite, both tiers (installs grpcurl, helm, shellcheck, promtool and nats-server first)
 	scripts/tools.sh grpcurl helm shellcheck promtool nats-server
 	tsc -b
 	scripts/run-tests.sh
+
+.PHONY: test-unit
+test-unit: $(DEPS) ## Run the unit tier alone: from source, no build, no Postgres (docs/testing.md)
+	scripts/run-tests.sh --project unit
 
 .PHONY: lint
 lint: $(DEPS) ## ESLint, buf lint, buf breaking, generated-code check, shellcheck
