@@ -11,7 +11,7 @@ import { configDefaults, defineConfig } from "vitest/config";
  *   loopback are fine. `npm run test:unit`.
  * - integration: every other `*.test.ts`: one embedded Postgres for the run
  *   (each file makes its own databases in it), the services as compiled
- *   processes (`tsc -b` first), helm, grpcurl, promtool.
+ *   processes (`tsc -b` first), NATS, helm, grpcurl, promtool.
  *
  * `make test` runs both. Tests live in `test/` folders; run from a
  * workspace's folder (its `npm test`), the tiers hold that workspace's only.
