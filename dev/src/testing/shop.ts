@@ -111,6 +111,11 @@ export class Shop {
       const database = this.databases.get(name);
       if (!database) throw new Error(`${name} has no database in this shop`);
       pool = new pg.Pool({ connectionString: database.url, max: 2 });
+      // pg-pool's end() resolves once its idle clients are told to end, not
+      // once their sessions are closed; stop()'s DROP DATABASE ... WITH
+      // (FORCE) can then terminate one (57P01), and the pool re-emits the
+      // client's error: without a listener, an uncaught error in the test.
+      pool.on("error", () => undefined);
       this.pools.set(name, pool);
     }
     return pool;

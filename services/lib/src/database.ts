@@ -80,13 +80,34 @@ const TRANSIENT_CODES = new Set([
 ]);
 const TRANSIENT_MESSAGES = [
   "Connection terminated",
-  "timeout exceeded when trying to connect",
   "Client has encountered a connection error",
   "Connection closed",
 ];
 
+/**
+ * pg-pool's answer when every connection of the pool stayed in use for its
+ * connectionTimeoutMillis while the caller queued for one (pg-pool 3.x,
+ * `connect`): the database is fine, this process has too much work in
+ * flight. (A new connection that the database does not answer in time is
+ * "Connection terminated due to connection timeout": an outage.)
+ */
+const POOL_EXHAUSTED_MESSAGE = "timeout exceeded when trying to connect";
+
+/** Every connection of the pool was busy for longer than the pool waits: overload, not an outage. */
+export function isPoolExhausted(error: unknown): boolean {
+  return error instanceof Error && error.message === POOL_EXHAUSTED_MESSAGE;
+}
+
+/**
+ * Errors after which the same statement may succeed later: the database is
+ * away or restarting, a transaction collided, or the pool was exhausted
+ * (which callers that must finish their work, like a saga recording its
+ * progress, wait out; at the edge it is RESOURCE_EXHAUSTED, see
+ * isPoolExhausted).
+ */
 export function isTransientDatabaseError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
+  if (isPoolExhausted(error)) return true;
   const code = (error as { code?: unknown }).code;
   if (typeof code === "string" && (TRANSIENT_CODES.has(code) || RETRYABLE_TRANSACTION_CODES.has(code))) return true;
   return TRANSIENT_MESSAGES.some((m) => error.message.includes(m));
@@ -96,22 +117,37 @@ export function isUniqueViolation(error: unknown): boolean {
   return error instanceof Error && (error as { code?: unknown }).code === "23505";
 }
 
+/** How long the pool lets a caller queue for a connection; then isPoolExhausted. */
+export const POOL_WAIT_MS = 1_000;
+
+/** The health check's own session, apart from the pool. */
+interface HealthSession {
+  client: pg.Client;
+  connected: Promise<unknown>;
+}
+
 export class Database {
   readonly pool: pg.Pool;
   /** The pool's size limit. */
   readonly maxConnections: number;
   private readonly logger: Logger;
+  private readonly options: DatabaseOptions;
+  private health: HealthSession | undefined;
+  private closed = false;
 
   constructor(options: DatabaseOptions) {
+    this.options = options;
     this.logger = options.logger;
     this.maxConnections = options.poolMax;
     this.pool = new pg.Pool({
       connectionString: options.url,
       types: SAFE_INTEGER_TYPES,
       max: options.poolMax,
-      // Fail fast while the database is away: callers get UNAVAILABLE in
-      // about a second instead of queueing until their deadline.
-      connectionTimeoutMillis: 1_000,
+      // Fail fast while the database is away (UNAVAILABLE) or every
+      // connection is busy (RESOURCE_EXHAUSTED): in about a second instead
+      // of queueing until the caller's deadline. Admission control in front
+      // keeps the queue short, so this is the exception.
+      connectionTimeoutMillis: POOL_WAIT_MS,
       idleTimeoutMillis: 30_000,
       statement_timeout: options.statementTimeoutMs,
       application_name: options.applicationName,
@@ -175,23 +211,59 @@ export class Database {
     }
   }
 
-  /** True when a trivial query answers within `timeoutMs`. */
+  /**
+   * True when a trivial query answers within `timeoutMs`, on a connection
+   * of its own: a pool whose every connection is busy (overload) must not
+   * read as a database that is away, or readiness would take the service
+   * out of its load balancer exactly when it is busiest. The session is
+   * opened on first use and again after any failure.
+   */
   async ping(timeoutMs = 1_000): Promise<boolean> {
+    if (this.closed) return false;
+    const session = (this.health ??= this.openHealthSession());
     let timer: NodeJS.Timeout | undefined;
     try {
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error("database ping timed out")), timeoutMs);
       });
-      await Promise.race([this.pool.query("SELECT 1"), timeout]);
+      await Promise.race([session.connected.then(() => session.client.query("SELECT 1")), timeout]);
       return true;
     } catch {
+      this.discardHealthSession(session);
       return false;
     } finally {
       clearTimeout(timer);
     }
   }
 
+  private openHealthSession(): HealthSession {
+    const client = new pg.Client({
+      connectionString: this.options.url,
+      application_name: `${this.options.applicationName}-health`,
+      connectionTimeoutMillis: POOL_WAIT_MS,
+    });
+    const session: HealthSession = { client, connected: client.connect() };
+    // The session ends under the service (a database restart, or
+    // pg_terminate_backend and DROP DATABASE ... WITH (FORCE), error 57P01):
+    // an 'error' event without a listener would crash the process. The next
+    // ping opens a new one.
+    client.on("error", (error) => {
+      this.logger.debug({ err: error }, "database health session lost");
+      this.discardHealthSession(session);
+    });
+    session.connected.catch(() => undefined);
+    return session;
+  }
+
+  private discardHealthSession(session: HealthSession): void {
+    if (this.health === session) this.health = undefined;
+    // A hung session (the database stopped answering) is cut, not waited for.
+    session.client.end().catch(() => undefined);
+  }
+
   async close(): Promise<void> {
+    this.closed = true;
+    if (this.health) this.discardHealthSession(this.health);
     await this.pool.end();
   }
 }

@@ -44,3 +44,20 @@ export class UnavailableError extends DomainError {
 export class StillRunningError extends DomainError {
   override name = "StillRunningError";
 }
+
+/**
+ * Too much work in progress: refused before anything was done, so the
+ * caller may simply try again later. → RESOURCE_EXHAUSTED with a RetryInfo
+ * (never UNAVAILABLE: overload is not an outage, and the mesh retries
+ * UNAVAILABLE)
+ */
+export class OverloadedError extends DomainError {
+  override name = "OverloadedError";
+  constructor(
+    message: string,
+    /** When trying again makes sense, in ms. */
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+  }
+}

@@ -2,6 +2,7 @@ import { Status } from "nice-grpc";
 import {
   RichServerError,
   BadRequest,
+  RetryInfo,
   PreconditionFailure,
   type BadRequest_FieldViolation,
   type PreconditionFailure_Violation,
@@ -67,3 +68,19 @@ export function alreadyExists(message: string): RichServerError {
 export function unavailable(message: string): RichServerError {
   return new RichServerError(Status.UNAVAILABLE, message);
 }
+
+/**
+ * Shed load: the service refused the call before doing anything, because
+ * it is at capacity. RESOURCE_EXHAUSTED (the status the mesh never
+ * retries, proto/mesh.yaml) with a google.rpc.RetryInfo saying when to try
+ * again.
+ */
+export function resourceExhausted(message: string, retryAfterMs: number): RichServerError {
+  const ms = Math.max(0, Math.round(retryAfterMs));
+  return new RichServerError(Status.RESOURCE_EXHAUSTED, message, [
+    RetryInfo.fromPartial({ retryDelay: { seconds: Math.floor(ms / 1_000), nanos: (ms % 1_000) * 1_000_000 } }),
+  ]);
+}
+
+/** The status a service sheds load with: admission control and an exhausted database pool answer it. */
+export const SHED_STATUS = Status.RESOURCE_EXHAUSTED;

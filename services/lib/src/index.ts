@@ -22,3 +22,4 @@ export * from "./faults.js";
 export * from "./limits.js";
 export * from "./payment-methods.js";
 export * from "./shopper-tokens.js";
+export * from "./admission.js";

@@ -4,9 +4,10 @@ import { createFileRegistry, fromBinary, type DescMessage, type FileRegistry } f
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { ServerError, Status, type CallContext, type CompatServiceDefinition, type ServerMiddlewareCall } from "nice-grpc";
 import { isAbortError } from "abort-controller-x";
-import { isTransientDatabaseError } from "./database.js";
-import { ConflictError, NotFoundError, RefusedError, StillRunningError, UnavailableError } from "./domain-errors.js";
-import { alreadyExists, failedPrecondition, invalidArgument, notFound, unavailable, type FieldViolation } from "./errors.js";
+import type { Admission } from "./admission.js";
+import { POOL_WAIT_MS, isPoolExhausted, isTransientDatabaseError } from "./database.js";
+import { ConflictError, NotFoundError, OverloadedError, RefusedError, StillRunningError, UnavailableError } from "./domain-errors.js";
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, resourceExhausted, unavailable, type FieldViolation } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { CORRELATION_HEADER, enterRequest } from "./request-context.js";
 import { SpanAttributes, annotateSpan, enterIncomingTraceContext } from "./tracing.js";
@@ -53,11 +54,14 @@ export async function* traceContextMiddleware<Request, Response>(call: ServerMid
 
 /**
  * The last line of defence of the error contract: statuses thrown on purpose
- * pass through; domain errors become their statuses; a database that is away becomes UNAVAILABLE (transient, so a
- * caller may retry); anything else is a bug, logged with its stack and
- * answered as INTERNAL without leaking internals to the caller. A request
- * that could not be decoded (decodeRequestsSafely) is bad input:
- * INVALID_ARGUMENT, before any handler runs.
+ * pass through; domain errors become their statuses; shed load (admission
+ * control, or a database pool whose every connection stayed busy) becomes
+ * RESOURCE_EXHAUSTED, which nothing retries at once; a database that is away
+ * becomes UNAVAILABLE (transient, so a caller may retry); anything else is a
+ * bug, logged with its stack and answered as INTERNAL without leaking
+ * internals to the caller. A request that could not be decoded
+ * (decodeRequestsSafely) is bad input: INVALID_ARGUMENT, before any handler
+ * runs.
  */
 export function errorBoundaryMiddleware(logger: Logger) {
   return async function* errorBoundary<Request, Response>(
@@ -75,13 +79,19 @@ export function errorBoundaryMiddleware(logger: Logger) {
       const duration_ms = Math.round(performance.now() - started);
       const error = domainToStatus(thrown);
       if (error instanceof ServerError) {
-        const level = error.code === Status.INTERNAL || error.code === Status.UNKNOWN ? "error" : "info";
+        // Shed calls come by the hundred per second under overload: the
+        // admission metrics count them, and Admission logs a summary.
+        const level = error.code === Status.INTERNAL || error.code === Status.UNKNOWN ? "error" : error.code === Status.RESOURCE_EXHAUSTED ? "debug" : "info";
         logger[level]({ code: Status[error.code], details: error.details, duration_ms }, "call refused");
         throw error;
       }
       if (isAbortError(error)) {
         logger.info({ duration_ms }, "call cancelled by the client");
         throw error;
+      }
+      if (isPoolExhausted(error)) {
+        logger.warn({ duration_ms }, "database pool exhausted: call shed");
+        throw resourceExhausted("the shop is busy: every database connection of this service is in use; try again shortly", POOL_WAIT_MS);
       }
       if (isTransientDatabaseError(error)) {
         logger.warn({ err: error, duration_ms }, "database unavailable");
@@ -99,7 +109,26 @@ function domainToStatus(error: unknown): unknown {
   if (error instanceof ConflictError) return alreadyExists(error.message);
   if (error instanceof UnavailableError) return unavailable(error.message);
   if (error instanceof StillRunningError) return new ServerError(Status.DEADLINE_EXCEEDED, error.message);
+  if (error instanceof OverloadedError) return resourceExhausted(error.message, error.retryAfterMs);
   return error;
+}
+
+/**
+ * Admission control in front of a service's own unary calls (health and
+ * reflection pass, as do streams, which are long and mostly idle): a call
+ * beyond the limit and the queue is refused before its handler runs.
+ */
+export function admissionMiddleware(admission: Admission, servicePaths: readonly string[]) {
+  const admitted = (path: string) => servicePaths.some((service) => path.startsWith(`/${service}/`));
+  return async function* admit<Request, Response>(call: ServerMiddlewareCall<Request, Response>, context: CallContext) {
+    if (call.requestStream || call.responseStream || !admitted(call.method.path)) return yield* call.next(call.request, context);
+    const permit = await admission.admit(context.signal);
+    try {
+      return yield* call.next(call.request, context);
+    } finally {
+      permit.release();
+    }
+  };
 }
 
 /**

@@ -17,6 +17,7 @@ import {
   InventoryServiceDefinition,
   type InventoryServiceImplementation,
 } from "../src/gen/meshcart/inventory/v1/inventory.js";
+import { sleep } from "../src/sleep.js";
 import { TcpRelay, capturedLogger, deferred, eventually, freePort, state, type LogLine } from "./helpers.js";
 
 let testDb: TestDatabase;
@@ -505,6 +506,87 @@ describe("a service with a database", () => {
     }
     // Shutdown closed the pool.
     expect(db.pool.ended).toBe(true);
+  });
+
+  it("stays ready while every pool connection is busy, and sheds with RESOURCE_EXHAUSTED, not UNAVAILABLE", async () => {
+    const db = open(testDb.url, { poolMax: 1 });
+    const runtime = await startServiceRuntime({
+      name: "inventory-db-fake",
+      config: { ...loadConfig(serviceConfig, {}), GRPC_PORT: 0, ADMIN_PORT: 0 },
+      logger,
+      host: "127.0.0.1",
+      database: db,
+      databaseHealthIntervalMs: 100,
+      services: [{ definition: InventoryServiceDefinition, implementation: inventoryOver(db) }],
+    });
+    const channel = createChannel(`127.0.0.1:${runtime.grpcPort}`);
+    const health = createClient(HealthDefinition, channel);
+    const inventory = createClient(InventoryServiceDefinition, channel);
+    const release = deferred();
+    const holding = db.transaction(async (client) => {
+      await client.query("SELECT 1");
+      await release.promise;
+    });
+    try {
+      await eventually(() => (db.pool.idleCount === 0 && db.pool.totalCount === 1 ? true : undefined), 10_000, "the pool's only connection in use");
+      // Several health refreshes while the pool is exhausted.
+      await sleep(500);
+      expect((await fetch(`http://127.0.0.1:${runtime.adminPort}/readyz`)).status).toBe(200);
+      expect(runtime.isReady()).toBe(true);
+      expect(await health.check({ service: InventoryServiceDefinition.fullName })).toEqual({ status: HealthCheckResponse_ServingStatus.SERVING });
+      const metrics = await (await fetch(`http://127.0.0.1:${runtime.adminPort}/metrics`)).text();
+      expect(metrics).toMatch(/^meshcart_db_up(\{[^}]*\})? 1$/m);
+      expect(lines.some((l) => l.msg === "database unreachable: not serving")).toBe(false);
+
+      // A call that queues for the pool longer than it waits is overload: shed, not a database outage.
+      let error: unknown;
+      try {
+        await inventory.getProduct({ sku: "A" });
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ClientError);
+      expect((error as ClientError).code).toBe(Status.RESOURCE_EXHAUSTED);
+      expect((error as ClientError).details).toMatch(/^the shop is busy: every database connection of this service is in use/);
+      expect(lines.some((l) => l.msg === "database unavailable")).toBe(false);
+    } finally {
+      release.resolve();
+      await holding;
+      channel.close();
+      await runtime.shutdown("test over");
+    }
+  });
+
+  it("survives Postgres ending its sessions (pg_terminate_backend, as DROP DATABASE ... WITH (FORCE) does)", async () => {
+    const db = new Database({ url: testDb.url, poolMax: 2, statementTimeoutMs: 10_000, applicationName: "lib-terminated", logger });
+    opened.push(db);
+    const runtime = await startServiceRuntime({
+      name: "inventory-db-fake",
+      config: { ...loadConfig(serviceConfig, {}), GRPC_PORT: 0, ADMIN_PORT: 0 },
+      logger,
+      host: "127.0.0.1",
+      database: db,
+      databaseHealthIntervalMs: 100,
+      services: [{ definition: InventoryServiceDefinition, implementation: inventoryOver(db) }],
+    });
+    const channel = createChannel(`127.0.0.1:${runtime.grpcPort}`);
+    const inventory = createClient(InventoryServiceDefinition, channel);
+    const admin = open();
+    const sessions = async () =>
+      (await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'lib-terminated%'")).rows[0]!.n;
+    try {
+      // The pool's connections idle and the health session open: every kind of session this service has.
+      await Promise.all([inventory.getProduct({ sku: "A" }), inventory.getProduct({ sku: "B" })]);
+      await eventually(async () => ((await sessions()) === 3 ? true : undefined), 10_000, "two pool sessions and the health session");
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'lib-terminated%'");
+      // An 'error' event without a listener would have ended this process (and the test) by now.
+      await eventually(async () => ((await sessions()) >= 1 ? true : undefined), 10_000, "a new health session");
+      await eventually(() => (runtime.isReady() ? true : undefined), 10_000, "ready");
+      expect(await inventory.getProduct({ sku: "C" })).toMatchObject({ product: { sku: "C" } });
+    } finally {
+      channel.close();
+      await runtime.shutdown("test over");
+    }
   });
 
   it("starts not ready when the database is away at start", async () => {

@@ -3,6 +3,7 @@ import "./telemetry.js";
 import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import {
+  Admission,
   CHARGE_AMOUNT,
   Registry,
   createLogger,
@@ -52,6 +53,13 @@ runMain(async () => {
     createServiceClient(PaymentServiceDefinition, openChannel(config.PAYMENT_ADDRESS), { address: config.PAYMENT_ADDRESS, ...clientSettings }, logger),
   );
 
+  // Checkouts in progress, each from its call until its saga ends: the
+  // limit is in front of the work, so the pool never becomes the queue.
+  const admission = new Admission(
+    "checkouts",
+    { limit: config.ORDER_MAX_CHECKOUTS, queue: config.ORDER_CHECKOUT_QUEUE, queueTimeoutMs: config.ORDER_CHECKOUT_QUEUE_MS },
+    { registry, logger },
+  );
   const store = new EventStore(db);
   const notifier = new OrderNotifier(config.DATABASE_URL, logger, owner);
   notifier.start();
@@ -74,6 +82,7 @@ runMain(async () => {
       undoAttempts: config.ORDER_UNDO_ATTEMPTS,
       chargeBounds: { minMinor: CHARGE_AMOUNT.minMinorUnits, maxMinor: CHARGE_AMOUNT.maxMinorUnits },
       crash: crashHook(config.ORDER_CRASH_POINT, logger),
+      admission,
     },
     logger,
     stopping: stopSagas.signal,
@@ -88,7 +97,7 @@ runMain(async () => {
     leaseMs: config.ORDER_SAGA_LEASE_MS,
     maxWaitMs: config.ORDER_MAX_WAIT_MS,
     pollMs: 1_000,
-  });
+  }, admission);
 
   // Sagas this replica drove before a restart are resumed at once.
   const resumed = await store.claimOwn(owner, config.ORDER_SAGA_LEASE_MS);

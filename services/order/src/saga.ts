@@ -2,7 +2,10 @@ import {
   SpanAttributes,
   contextFromTraceparent,
   inSpan,
+  isPoolExhausted,
   isTransientDatabaseError,
+  type Admission,
+  type Permit,
   linkTo,
   recordError,
   runInRequest,
@@ -48,6 +51,12 @@ export interface SagaSettings {
   chargeBounds: TotalBounds;
   /** Chaos hook for crash tests (chaos.ts, ORDER_CRASH_POINT); off when absent. */
   crash?: CrashHook;
+  /**
+   * The checkouts' admission control: a resumed run takes a place in it
+   * whatever the load (it is work in progress, never refused), so that new
+   * checkouts wait for it.
+   */
+  admission?: Admission;
 }
 
 /** What the saga needs of the event store. */
@@ -120,18 +129,21 @@ export class Saga {
    * `known`: the order and context as the starter holds them (nothing is
    * read back); without it the driver reads them from the log.
    */
-  start(orderId: string, how: "started" | "recovered" = "started", known?: KnownRun): void {
-    if (this.stopping.aborted) return;
+  start(orderId: string, how: "started" | "recovered" = "started", known?: KnownRun, permit?: Permit): void {
+    if (this.stopping.aborted) return permit?.release();
     if (this.running.has(orderId)) {
       // The run in hand may be past its last step (a caller that got the
       // outcome can ask for a cancellation before the run has returned).
       this.again.add(orderId);
-      return;
+      return permit?.release();
     }
     if (how === "recovered") this.metrics.recoveries.inc();
+    // The run holds its place in admission control until it ends.
+    const place = permit ?? (how === "recovered" ? this.settings.admission?.force() : undefined);
     const run = this.traced(orderId, how === "recovered", known)
       .catch((error: unknown) => this.logger.error({ err: error, order_id: orderId }, "saga driver crashed"))
       .finally(() => {
+        place?.release();
         this.running.delete(orderId);
         if (this.again.delete(orderId)) this.start(orderId);
       });
@@ -156,7 +168,10 @@ export class Saga {
    */
   private async traced(orderId: string, recovered: boolean, known: KnownRun | undefined): Promise<void> {
     const run = known ?? (await this.load(orderId, recovered));
-    if (!run) throw new Error(`order ${orderId} has no events`);
+    if (!run) {
+      if (this.stopping.aborted) return;
+      throw new Error(`order ${orderId} has no events`);
+    }
     const trigger = run.context;
     const parent = contextFromTraceparent(trigger.traceparent);
     // A later run (a cancellation) has a trace of its own; it links to the
@@ -186,8 +201,40 @@ export class Saga {
    */
   private async load(orderId: string, recovered: boolean): Promise<KnownRun | undefined> {
     const leaseFrom = Date.now();
-    const loaded = await this.store.loadRun(orderId);
+    const loaded = await this.withDatabase("read", this.logger.child({ order_id: orderId }), () => this.store.loadRun(orderId));
+    // Stopping while the database was away: the lease runs out and the run is resumed elsewhere.
+    if (loaded === STOPPED) return undefined;
     return loaded && { ...loaded, leaseEndsAt: recovered ? leaseFrom + this.settings.leaseMs : 0 };
+  }
+
+  /**
+   * A statement of the driver's own (a read, a lease renewal or hand-over)
+   * retried while the database is away or the pool is exhausted, as the
+   * appends are: the saga waits, it does not crash and wait for its lease
+   * to run out. STOPPED when the service stops meanwhile.
+   */
+  private async withDatabase<T>(what: string, log: Logger, run: () => Promise<T>): Promise<T | typeof STOPPED> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await run();
+      } catch (error) {
+        if (!isTransientDatabaseError(error)) throw error;
+        if (this.stopping.aborted) return STOPPED;
+        const delay = this.databaseRetryDelay(error, attempt);
+        log.warn({ err: error, attempt, retry_in_ms: delay }, `saga ${what} not done yet: ${isPoolExhausted(error) ? "database pool busy" : "database unavailable"}, will retry`);
+        await sleep(delay, this.stopping);
+      }
+    }
+  }
+
+  /**
+   * After an exhausted pool (which waited a second already) the driver
+   * queues again at once, with a little jitter; after an outage it backs
+   * off exponentially.
+   */
+  private databaseRetryDelay(error: unknown, attempt: number): number {
+    if (isPoolExhausted(error)) return Math.round(Math.random() * this.settings.retryBaseMs);
+    return Math.min(this.settings.retryMaxMs, this.settings.retryBaseMs * 2 ** Math.min(attempt, 10));
   }
 
   private async drive(run: KnownRun, recovered: boolean, sagaSpan: Span): Promise<void> {
@@ -235,14 +282,20 @@ export class Saga {
       if (this.stopping.aborted) {
         // Hand the saga over now rather than after the lease runs out, with what it learnt so far.
         if (order.version > persisted) await persist({ run: "hand-over", leaseMs });
-        else await this.store.releaseLease(orderId, owner);
+        else await this.withDatabase("hand-over", log, () => this.store.releaseLease(orderId, owner));
         log.info({ state: order.state }, "saga handed over at shutdown");
         ended(order.state, "handed over");
         return;
       }
       if (Date.now() >= leaseEndsAt - leaseMs / 2) {
         const renewedFrom = Date.now();
-        if (!(await this.store.renewLease(orderId, owner, leaseMs))) {
+        const renewed = await this.withDatabase("lease renewal", log, () => this.store.renewLease(orderId, owner, leaseMs));
+        if (renewed === STOPPED) {
+          log.info({ state: order.state }, "service stopping while the database is away: the saga resumes when its lease runs out");
+          ended(order.state, "handed over");
+          return;
+        }
+        if (!renewed) {
           log.info({ state: order.state }, "saga taken over by another replica");
           ended(order.state, "taken over");
           return;
@@ -269,7 +322,9 @@ export class Saga {
             const outcome = await persist({ run: "renew", leaseMs });
             if (outcome === "lost") return this.lost(log, order, ended);
             if (outcome === "superseded") {
-              order = await this.reload(orderId, log);
+              const reloaded = await this.reload(orderId, log);
+              if (!reloaded) return this.lost(log, order, ended);
+              order = reloaded;
               persisted = order.version;
               continue;
             }
@@ -309,7 +364,9 @@ export class Saga {
       if (outcome === "lost") return this.lost(log, order, ended);
       if (outcome === "superseded") {
         log.info("order changed under the saga; re-reading");
-        order = await this.reload(orderId, log);
+        const reloaded = await this.reload(orderId, log);
+        if (!reloaded) return this.lost(log, order, ended);
+        order = reloaded;
         persisted = order.version;
       }
     }
@@ -320,8 +377,9 @@ export class Saga {
     ended(order.state, "taken over");
   }
 
-  private async reload(orderId: string, log: Logger): Promise<Order> {
-    const loaded = await this.store.loadRun(orderId);
+  private async reload(orderId: string, log: Logger): Promise<Order | undefined> {
+    const loaded = await this.withDatabase("read", log, () => this.store.loadRun(orderId));
+    if (loaded === STOPPED) return undefined;
     if (!loaded) throw new Error(`order ${orderId} has no events`);
     log.debug({ state: loaded.order.state, version: loaded.order.version }, "order re-read");
     // What another writer (or an append whose answer was lost) put there, for the waiters here.
@@ -346,8 +404,11 @@ export class Saga {
           log.warn({ err: error }, "saga progress not recorded at shutdown; the next driver repeats the steps (they are keyed)");
           return "lost";
         }
-        const delay = Math.min(this.settings.retryMaxMs, this.settings.retryBaseMs * 2 ** Math.min(attempt, 10));
-        log.warn({ err: error, attempt, retry_in_ms: delay }, "saga progress not recorded yet: database unavailable, will retry");
+        const delay = this.databaseRetryDelay(error, attempt);
+        log.warn(
+          { err: error, attempt, retry_in_ms: delay },
+          `saga progress not recorded yet: ${isPoolExhausted(error) ? "database pool busy" : "database unavailable"}, will retry`,
+        );
         await sleep(delay, this.stopping);
       }
     }
@@ -593,3 +654,6 @@ export function sagaRecovery(
     },
   };
 }
+
+/** The service stopped while a driver's statement waited for the database. */
+const STOPPED = Symbol("stopped");

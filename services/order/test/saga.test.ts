@@ -1,14 +1,18 @@
+import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
+  Admission,
   CHARGE_AMOUNT,
   ConflictError,
   Database,
   NotFoundError,
   RefusedError,
+  OverloadedError,
   StillRunningError,
   createLogger,
   migrate,
+  type Logger,
 } from "@meshcart/lib";
 import { ConcurrentAppendError, EventStore, type NewOrder, type RunChange } from "../src/event-store.js";
 import { OrderNotifier } from "../src/order-notifier.js";
@@ -86,6 +90,12 @@ function replica(
     pollMs?: number;
     /** Attempts of an undo step failing in a way retrying does not fix. */
     undoAttempts?: number;
+    /** The checkouts' admission control; a limit no test reaches by default. */
+    admission?: Admission;
+    /** The store the saga driver and the use cases see (the shared one by default). */
+    sagaStore?: EventStore;
+    ordersStore?: EventStore;
+    logger?: Logger;
   } = {},
 ): Harness {
   const owner = options.owner ?? unique("replica");
@@ -94,7 +104,7 @@ function replica(
   const leaseMs = options.leaseMs ?? 30_000;
   const stop = new AbortController();
   const saga = new Saga({
-    store,
+    store: options.sagaStore ?? store,
     inventory: options.ports?.inventory ?? inventory,
     payment: options.ports?.payment ?? payment,
     settings: {
@@ -104,17 +114,18 @@ function replica(
       retryMaxMs: 40,
       undoAttempts: options.undoAttempts ?? 10,
       chargeBounds: { minMinor: CHARGE_AMOUNT.minMinorUnits, maxMinor: CHARGE_AMOUNT.maxMinorUnits },
+      ...(options.admission ? { admission: options.admission } : {}),
     },
-    logger,
+    logger: options.logger ?? logger,
     stopping: stop.signal,
     onAppend: (order) => notifier.notify(order),
   });
-  const orders = new Orders(store, saga, notifier, {
+  const orders = new Orders(options.ordersStore ?? store, saga, notifier, {
     owner,
     leaseMs,
     maxWaitMs: options.maxWaitMs ?? 20_000,
     pollMs: options.pollMs ?? 50,
-  });
+  }, options.admission ?? new Admission("checkouts", { limit: 1_000, queue: 0, queueTimeoutMs: 1 }));
   const harness = { owner, inventory, payment, saga, orders, stop };
   harnesses.push(harness);
   return harness;
@@ -1323,5 +1334,104 @@ describe("ListOrders", () => {
     expect(seen).toEqual([...ids].sort().reverse());
     // Finish them so no recovery picks them up later.
     for (const id of ids) await appendEvents(id, [{ type: "STOCK_UNAVAILABLE", reason: "test" }, { type: "ORDER_REJECTED", reason: "test" }], { run: "end" });
+  });
+});
+
+// ---------------------------------------------------------------- overload
+
+/** The error pg-pool gives a caller that queued for a connection longer than the pool waits. */
+const poolExhausted = () => new Error("timeout exceeded when trying to connect");
+
+/** The shared store, with some of its methods failing as an exhausted pool does (`times` each; forever when omitted). */
+function busyStore(methods: (keyof EventStore)[], times = Number.POSITIVE_INFINITY): EventStore & { failed: Map<string, number> } {
+  const failed = new Map<string, number>();
+  return new Proxy(store, {
+    get(target, property, receiver) {
+      if (property === "failed") return failed;
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        if (methods.includes(property as keyof EventStore) && (failed.get(String(property)) ?? 0) < times) {
+          failed.set(String(property), (failed.get(String(property)) ?? 0) + 1);
+          return Promise.reject(poolExhausted());
+        }
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  }) as EventStore & { failed: Map<string, number> };
+}
+
+function capturingLogger(): { logger: Logger; lines: { level: number; msg: string }[] } {
+  const lines: { level: number; msg: string }[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split("\n").filter(Boolean)) lines.push(JSON.parse(line) as { level: number; msg: string });
+      done();
+    },
+  });
+  return { logger: createLogger({ service: "order-saga-test", version: "test", level: "debug", destination }), lines };
+}
+
+describe("under overload", () => {
+  it("refuses a checkout beyond its limit before anything is written or called, and keeps the place until the saga ends", async () => {
+    const admission = new Admission("checkouts", { limit: 1, queue: 0, queueTimeoutMs: 1 });
+    const h = replica({ admission, maxWaitMs: 200 });
+    const hold = h.inventory.script.hold("reserve");
+    const first = request();
+    const placing = h.orders.create(first, never());
+    await hold.reached;
+
+    const second = request();
+    await expect(h.orders.create(second, never())).rejects.toBeInstanceOf(OverloadedError);
+    expect(await store.findByRequestId(second.requestId)).toBeUndefined();
+    expect(h.inventory.script.count("reserve")).toBe(1);
+    expect(h.payment.calls).toEqual([]);
+
+    // The first caller stops waiting; its saga still holds the place.
+    await expect(placing).rejects.toBeInstanceOf(StillRunningError);
+    await expect(h.orders.create(request(), never())).rejects.toBeInstanceOf(OverloadedError);
+    expect(admission.active).toBe(1);
+
+    hold.release();
+    await eventually("the place freed when the saga ended", async () => (admission.active === 0 ? true : undefined));
+    const placed = await h.orders.get((await store.findByRequestId(first.requestId))!.orderId);
+    expect(placed.state).toBe("CONFIRMED");
+    expect((await h.orders.create(second, never())).state).toBe("CONFIRMED");
+  });
+
+  it("answers a placed order with its outcome while the database cannot be read, never with a database error", async () => {
+    const reads = busyStore(["load", "eventsAfter", "loadRun"]);
+    const h = replica({ ordersStore: reads, pollMs: 20 });
+    const hold = h.payment.script.hold("charge");
+    const placing = h.orders.create(request(), never());
+    await hold.reached;
+    // The waiter's fallback reads fail meanwhile, as a call's would with every connection busy.
+    await eventually("failed reads", async () => ((reads.failed.get("load") ?? 0) + (reads.failed.get("eventsAfter") ?? 0) >= 3 ? true : undefined));
+    hold.release();
+    expect((await placing).state).toBe("CONFIRMED");
+  });
+
+  it("tells a caller whose placed order it cannot read in time that the order goes on (DEADLINE_EXCEEDED), not that it failed", async () => {
+    const reads = busyStore(["load", "eventsAfter", "loadRun"]);
+    const h = replica({ ordersStore: reads, pollMs: 20, maxWaitMs: 300 });
+    const hold = h.payment.script.hold("charge");
+    const placing = h.orders.create(request(), never());
+    await hold.reached;
+    const error = await placing.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StillRunningError);
+    expect((error as Error).message).toMatch(/is still pending; follow it with GetOrder or WatchOrder$/);
+    hold.release();
+  });
+
+  it("waits out an exhausted pool while recording the saga's progress, without calling it a crash", async () => {
+    const { logger: captured, lines } = capturingLogger();
+    const writes = busyStore(["append"], 3);
+    const h = replica({ sagaStore: writes, logger: captured });
+    const order = await h.orders.create(request(), never());
+    expect(order.state).toBe("CONFIRMED");
+    expect(writes.failed.get("append")).toBe(3);
+    expect((await h.orders.get(order.orderId)).state).toBe("CONFIRMED");
+    expect(lines.filter((l) => l.msg === "saga progress not recorded yet: database pool busy, will retry")).toHaveLength(3);
+    expect(lines.some((l) => l.msg === "saga driver crashed" || l.level >= 50)).toBe(false);
   });
 });

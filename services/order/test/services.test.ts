@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Status } from "nice-grpc";
-import { CHARGE_AMOUNT, Database, createLogger, createServiceClient, migrate, openChannel } from "@meshcart/lib";
+import { Admission, CHARGE_AMOUNT, Database, createLogger, createServiceClient, migrate, openChannel } from "@meshcart/lib";
 import { InventoryServiceDefinition, ReservationState } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
 import { OrderState, type CreateOrderRequest, type Order } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
 import { PaymentServiceDefinition, PaymentStatus } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
@@ -406,7 +406,13 @@ describe("lost answers against the real services", () => {
       stopping: stopping.signal,
       onAppend: (order) => notifier.notify(order),
     });
-    orders = new Orders(store, saga, notifier, { owner: "lost-answers", leaseMs: 30_000, maxWaitMs: 20_000, pollMs: 50 });
+    orders = new Orders(
+      store,
+      saga,
+      notifier,
+      { owner: "lost-answers", leaseMs: 30_000, maxWaitMs: 20_000, pollMs: 50 },
+      new Admission("checkouts", { limit: 1_000, queue: 0, queueTimeoutMs: 1 }),
+    );
   }, 60_000);
 
   afterAll(async () => {

@@ -73,6 +73,8 @@ async function metrics() {
 beforeAll(async () => {
   testDb = await createTestDatabase("payment_faults");
   sql = new pg.Pool({ connectionString: testDb.url, max: 2 });
+  // The database is dropped WITH (FORCE) at the end: a session it terminates must not be an uncaught error.
+  sql.on("error", () => undefined);
   receiver = await OtlpReceiver.start();
   const grpcPort = await freePort();
   adminPort = await freePort();

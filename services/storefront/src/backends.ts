@@ -79,9 +79,12 @@ export type Hints = Partial<Record<Status, string>>;
  * What a failed internal call becomes at the edge. Refusals the shopper can
  * act on pass through with their message and details (NOT_FOUND,
  * ALREADY_EXISTS, FAILED_PRECONDITION; INVALID_ARGUMENT too, though the edge
- * validates first so it should not happen); transient faults become
- * UNAVAILABLE; a timeout stays DEADLINE_EXCEEDED; anything else is our
- * fault: INTERNAL, logged, without internals. Errors that are not gRPC
+ * validates first so it should not happen); shed load stays
+ * RESOURCE_EXHAUSTED, with its message and RetryInfo ("the shop is busy":
+ * nothing was done, and nothing retries it at once, whereas UNAVAILABLE
+ * would read as an outage and be retried by the mesh); transient faults
+ * become UNAVAILABLE; a timeout stays DEADLINE_EXCEEDED; anything else is
+ * our fault: INTERNAL, logged, without internals. Errors that are not gRPC
  * statuses (a cancelled call) are left to the kit's error boundary.
  */
 export function edgeError(error: unknown, backend: Backend, logger: Logger, hints: Hints = {}): unknown {
@@ -100,8 +103,9 @@ export function edgeError(error: unknown, backend: Backend, logger: Logger, hint
       return new ServerError(Status.DEADLINE_EXCEEDED, hint ?? `${backend} did not answer within the call's deadline`);
     case Status.CANCELLED:
       return new ServerError(Status.CANCELLED, hint ?? "the call was cancelled");
-    case Status.UNAVAILABLE:
     case Status.RESOURCE_EXHAUSTED:
+      return new RichServerError(error.code, error.details, extra);
+    case Status.UNAVAILABLE:
     case Status.ABORTED:
       logger.warn({ backend, code: Status[error.code], details: error.details }, `${backend} unavailable`);
       return new ServerError(Status.UNAVAILABLE, hint ?? `${backend} is unavailable, try again`);

@@ -1,6 +1,6 @@
 // First: starts tracing before anything loads @grpc/grpc-js.
 import "./telemetry.js";
-import { Registry, createLogger, exitOnSignals, loadConfig, runMain, startServiceRuntime } from "@meshcart/lib";
+import { Admission, Registry, createLogger, exitOnSignals, loadConfig, runMain, startServiceRuntime } from "@meshcart/lib";
 import { StorefrontServiceDefinition } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
 import { Backends } from "./backends.js";
 import { checkStorefrontConfig, storefrontConfig } from "./config.js";
@@ -23,6 +23,12 @@ runMain(async () => {
     audience: config.STOREFRONT_JWT_AUDIENCE,
   });
 
+  const admission = new Admission(
+    "calls",
+    { limit: config.STOREFRONT_MAX_CALLS, queue: config.STOREFRONT_CALL_QUEUE, queueTimeoutMs: config.STOREFRONT_CALL_QUEUE_MS },
+    { registry, logger },
+  );
+
   // No database: readiness is the storefront's own. It does not follow the
   // services behind it, so that one of them being away does not take the
   // whole public API out of the load balancer (calls that need it answer
@@ -32,6 +38,7 @@ runMain(async () => {
     config,
     logger,
     registry,
+    admission,
     services: [
       {
         definition: StorefrontServiceDefinition,

@@ -1,7 +1,7 @@
 import { Writable } from "node:stream";
 import { SignJWT } from "jose";
 import { ClientError, Status, type ServerError } from "nice-grpc";
-import { PreconditionFailure, RichClientError, RichServerError } from "nice-grpc-error-details";
+import { PreconditionFailure, RetryInfo, RichClientError, RichServerError } from "nice-grpc-error-details";
 import { describe, expect, it } from "vitest";
 import { DEMO_TOKENS, createLogger, loadConfig, mintShopperToken, type ConfigError } from "@meshcart/lib";
 import { localServices } from "../../../dev/src/services.js";
@@ -175,8 +175,18 @@ describe("internal errors at the edge", () => {
     }
   });
 
+  it("passes shed load through as RESOURCE_EXHAUSTED, with its message and RetryInfo", () => {
+    const retry = RetryInfo.fromPartial({ retryDelay: { seconds: 0, nanos: 250_000_000 } });
+    const busy = "the shop is busy: checkouts are at capacity; try again in about 250 ms";
+    const mapped = edgeError(new RichClientError(path, Status.RESOURCE_EXHAUSTED, busy, [retry]), "order", logger) as RichServerError;
+    expect(mapped).toBeInstanceOf(RichServerError);
+    expect(mapped.code).toBe(Status.RESOURCE_EXHAUSTED);
+    expect(mapped.details).toBe(busy);
+    expect(mapped.extra).toEqual([retry]);
+  });
+
   it("makes transient faults UNAVAILABLE, keeps timeouts, hides the rest as INTERNAL", () => {
-    for (const code of [Status.UNAVAILABLE, Status.RESOURCE_EXHAUSTED, Status.ABORTED]) {
+    for (const code of [Status.UNAVAILABLE, Status.ABORTED]) {
       const mapped = edgeError(new ClientError(path, code, "connection refused"), "payment", logger) as ServerError;
       expect(mapped.code).toBe(Status.UNAVAILABLE);
       expect(mapped.details).toBe("payment is unavailable, try again");

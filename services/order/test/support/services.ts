@@ -57,6 +57,8 @@ export class Mesh {
       mesh.slots.set(name, { grpcPort: await freePort(), databaseUrl: database.url, history: [] });
     }
     mesh.orderSql = new pg.Pool({ connectionString: mesh.slot("order").databaseUrl, max: 3 });
+    // The database is dropped WITH (FORCE) at the end: a session it terminates must not be an uncaught error.
+    mesh.orderSql.on("error", () => undefined);
     return mesh;
   }
 

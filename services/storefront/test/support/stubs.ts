@@ -1,6 +1,7 @@
 import { ServerInterceptingCall, type ServerInterceptor } from "@grpc/grpc-js";
 import { createServer, ServerError, Status, type Server } from "nice-grpc";
 import type { CompatServiceDefinition } from "nice-grpc";
+import { errorDetailsServerMiddleware } from "nice-grpc-error-details";
 
 /** What a stub learnt about one call it received, from grpc-js itself. */
 export interface Received {
@@ -42,7 +43,8 @@ export class Stub {
           });
         },
       });
-    const server = createServer({ interceptors: [record] });
+    // Rich error details (RetryInfo, BadRequest) travel as the services send them.
+    const server = createServer({ interceptors: [record] }).use(errorDetailsServerMiddleware);
     server.add(definition, complete(definition, implementation({ cancelled })) as never);
     const port = await server.listen("127.0.0.1:0");
     return new Stub(server, port, received, cancelled);

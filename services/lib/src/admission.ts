@@ -1,0 +1,216 @@
+import { Counter, Gauge, type Registry } from "prom-client";
+import { OverloadedError } from "./domain-errors.js";
+import type { Logger } from "./logger.js";
+
+/**
+ * Admission control: at most `limit` pieces of work in progress, a short
+ * first-come queue in front of them, and everything beyond refused at once
+ * (OverloadedError, which the error boundary answers RESOURCE_EXHAUSTED).
+ * Work is refused before it starts, so a refusal never has a side effect;
+ * and the queue is bounded in length and in time, so a refusal comes in
+ * milliseconds instead of after the caller's deadline, and the work that is
+ * admitted keeps the latency it has without overload. The database pool
+ * behind never becomes the queue: its waiters are bounded by the limit.
+ *
+ * The limit is fixed (configuration), not adaptive: a gradient or AIMD
+ * limiter steers by latency, and on the small shared machines this demo
+ * runs on latency moves with the neighbours more than with the service's
+ * own load; a fixed limit near the knee of the throughput curve (measured
+ * by make bench) is predictable, and shows in the metrics what it does.
+ */
+export interface AdmissionSettings {
+  /** Work in progress at most. */
+  limit: number;
+  /** Callers that may wait for a free place; beyond them, refused at once. */
+  queue: number;
+  /** Longest a caller waits in the queue before it is refused. */
+  queueTimeoutMs: number;
+}
+
+/** A place in the admitted work; release it exactly once, when the work has ended. */
+export interface Permit {
+  release(): void;
+}
+
+interface Waiter {
+  admit: (permit: Permit) => void;
+  refuse: (error: unknown) => void;
+}
+
+/** Weight of the newest hold time in the running average that the retry hint is based on. */
+const EWMA_WEIGHT = 0.1;
+/** Shedding is logged as one summary line per this period, not a line per refused call. */
+const SHED_LOG_PERIOD_MS = 10_000;
+
+export class Admission {
+  private inFlight = 0;
+  private readonly waiting: Waiter[] = [];
+  /** Running average of how long a permit is held, in ms. */
+  private holdMs = 0;
+  private readonly shed?: Counter<"scope" | "reason">;
+  private readonly logger?: Logger;
+  private shedSinceLog = 0;
+  private lastLog = 0;
+
+  constructor(
+    /** What is admitted, in metrics and messages: "checkouts", "calls". */
+    readonly scope: string,
+    readonly settings: AdmissionSettings,
+    { registry, logger }: { registry?: Registry; logger?: Logger } = {},
+  ) {
+    if (!Number.isInteger(settings.limit) || settings.limit < 1) throw new Error(`admission limit must be a positive integer, not ${settings.limit}`);
+    this.logger = logger;
+    if (registry) {
+      this.shed = admissionMetrics(registry).shed;
+      admissionMetrics(registry).track(this);
+    }
+  }
+
+  get active(): number {
+    return this.inFlight;
+  }
+
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /**
+   * A permit now, or after a short wait in the queue; OverloadedError when
+   * the queue is full, the wait runs out, or `signal` aborts while waiting
+   * (the caller gave up: nothing was started).
+   */
+  admit(signal?: AbortSignal): Promise<Permit> {
+    if (this.inFlight < this.settings.limit && this.waiting.length === 0) return Promise.resolve(this.grant());
+    if (this.waiting.length >= this.settings.queue) return Promise.reject(this.refusal("queue_full"));
+    return new Promise<Permit>((resolve, reject) => {
+      const leave = () => {
+        const at = this.waiting.indexOf(waiter);
+        if (at >= 0) this.waiting.splice(at, 1);
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      const waiter: Waiter = {
+        admit: (permit) => {
+          leave();
+          resolve(permit);
+        },
+        refuse: (error) => {
+          leave();
+          reject(error);
+        },
+      };
+      const onAbort = () => waiter.refuse(this.refusal("cancelled"));
+      const timer = setTimeout(() => waiter.refuse(this.refusal("queue_timeout")), this.settings.queueTimeoutMs);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.waiting.push(waiter);
+    });
+  }
+
+  /**
+   * A permit whatever the load, for work that must not be refused (a saga
+   * resumed after a crash): it counts against the limit, so new work waits
+   * for it.
+   */
+  force(): Permit {
+    return this.grant();
+  }
+
+  private grant(): Permit {
+    this.inFlight += 1;
+    const since = performance.now();
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.inFlight -= 1;
+        const held = performance.now() - since;
+        this.holdMs = this.holdMs === 0 ? held : this.holdMs + EWMA_WEIGHT * (held - this.holdMs);
+        // FIFO: the longest waiter gets the place.
+        if (this.inFlight < this.settings.limit) this.waiting[0]?.admit(this.grant());
+      },
+    };
+  }
+
+  /** How long a refused caller should wait before trying again: about the time in which the admitted work turns over once. */
+  retryAfterMs(): number {
+    return Math.round(Math.min(5_000, Math.max(100, this.holdMs * 2)));
+  }
+
+  private refusal(reason: "queue_full" | "queue_timeout" | "cancelled"): OverloadedError {
+    this.shed?.inc({ scope: this.scope, reason });
+    this.shedSinceLog += 1;
+    const now = Date.now();
+    if (this.logger && now - this.lastLog >= SHED_LOG_PERIOD_MS) {
+      this.logger.warn(
+        { scope: this.scope, shed: this.shedSinceLog, in_progress: this.inFlight, queued: this.waiting.length, limit: this.settings.limit },
+        "overloaded: shedding load (RESOURCE_EXHAUSTED)",
+      );
+      this.lastLog = now;
+      this.shedSinceLog = 0;
+    }
+    const retryAfterMs = this.retryAfterMs();
+    return new OverloadedError(
+      `the shop is busy: ${this.scope} are at capacity (${this.inFlight} in progress, ${this.waiting.length} waiting); ` +
+        `nothing was done, try again in about ${formatDelay(retryAfterMs)}`,
+      retryAfterMs,
+    );
+  }
+}
+
+function formatDelay(ms: number): string {
+  return ms < 1_000 ? `${ms} ms` : `${(ms / 1_000).toFixed(1)} s`;
+}
+
+interface AdmissionFamily {
+  shed: Counter<"scope" | "reason">;
+  track(admission: Admission): void;
+}
+
+const families = new WeakMap<Registry, AdmissionFamily>();
+
+/** The admission metrics of a registry, made once: several Admissions of a process share them by scope. */
+function admissionMetrics(registry: Registry): AdmissionFamily {
+  const known = families.get(registry);
+  if (known) return known;
+  const tracked = new Set<Admission>();
+  const registers = [registry];
+  const family: AdmissionFamily = {
+    shed: new Counter({
+      name: "meshcart_admission_shed_total",
+      help: "Work refused by admission control (RESOURCE_EXHAUSTED), by scope and reason: queue_full, queue_timeout, cancelled (the caller gave up while queued).",
+      labelNames: ["scope", "reason"],
+      registers,
+    }),
+    track: (admission) => tracked.add(admission),
+  };
+  new Gauge({
+    name: "meshcart_admission_in_progress",
+    help: "Admitted work in progress, by scope.",
+    labelNames: ["scope"],
+    registers,
+    collect() {
+      for (const a of tracked) this.set({ scope: a.scope }, a.active);
+    },
+  });
+  new Gauge({
+    name: "meshcart_admission_queued",
+    help: "Callers waiting for admission, by scope.",
+    labelNames: ["scope"],
+    registers,
+    collect() {
+      for (const a of tracked) this.set({ scope: a.scope }, a.queued);
+    },
+  });
+  new Gauge({
+    name: "meshcart_admission_limit",
+    help: "Work in progress admitted at most, by scope.",
+    labelNames: ["scope"],
+    registers,
+    collect() {
+      for (const a of tracked) this.set({ scope: a.scope }, a.settings.limit);
+    },
+  });
+  families.set(registry, family);
+  return family;
+}

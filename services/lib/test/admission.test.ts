@@ -1,0 +1,91 @@
+import { Registry } from "prom-client";
+import { describe, expect, it } from "vitest";
+import { Admission, type Permit } from "../src/admission.js";
+import { OverloadedError } from "../src/domain-errors.js";
+import { state } from "./helpers.js";
+
+async function refusalOf(promise: Promise<unknown>): Promise<OverloadedError> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(OverloadedError);
+    return error as OverloadedError;
+  }
+  throw new Error("expected a refusal");
+}
+
+describe("admission control", () => {
+  it("admits up to its limit, queues up to its queue, and refuses the rest at once", async () => {
+    const admission = new Admission("checkouts", { limit: 2, queue: 1, queueTimeoutMs: 60_000 });
+    const a = await admission.admit();
+    const b = await admission.admit();
+    const queued = admission.admit();
+    expect(await state(queued)).toBe("pending");
+    const refused = await refusalOf(admission.admit());
+    expect(refused.message).toMatch(/^the shop is busy: checkouts are at capacity \(2 in progress, 1 waiting\); nothing was done, try again in about \d+ ms$/);
+    expect(refused.retryAfterMs).toBeGreaterThanOrEqual(100);
+    expect([admission.active, admission.queued]).toEqual([2, 1]);
+
+    a.release();
+    const c = await queued;
+    expect([admission.active, admission.queued]).toEqual([2, 0]);
+    // A permit released twice frees one place only.
+    a.release();
+    expect(admission.active).toBe(2);
+    b.release();
+    c.release();
+    expect(admission.active).toBe(0);
+  });
+
+  it("admits waiters first come, first served", async () => {
+    const admission = new Admission("calls", { limit: 1, queue: 3, queueTimeoutMs: 60_000 });
+    const first = await admission.admit();
+    const order: string[] = [];
+    const waiters = ["w1", "w2", "w3"].map((name) => admission.admit().then((permit) => (order.push(name), permit)));
+    first.release();
+    let permit: Permit = await waiters[0]!;
+    permit.release();
+    permit = await waiters[1]!;
+    permit.release();
+    (await waiters[2]!).release();
+    expect(order).toEqual(["w1", "w2", "w3"]);
+  });
+
+  it("refuses a waiter whose wait runs out, and one whose caller gives up, leaving the queue", async () => {
+    const admission = new Admission("calls", { limit: 1, queue: 2, queueTimeoutMs: 20 });
+    const held = await admission.admit();
+    await refusalOf(admission.admit());
+    expect(admission.queued).toBe(0);
+
+    const gaveUp = new AbortController();
+    const waiting = admission.admit(gaveUp.signal);
+    gaveUp.abort();
+    await refusalOf(waiting);
+    expect(admission.queued).toBe(0);
+    held.release();
+    expect(admission.active).toBe(0);
+  });
+
+  it("lets work that must not be refused in over the limit, and counts it", async () => {
+    const admission = new Admission("checkouts", { limit: 1, queue: 0, queueTimeoutMs: 1 });
+    const resumed = admission.force();
+    await refusalOf(admission.admit());
+    const alsoResumed = admission.force();
+    expect(admission.active).toBe(2);
+    resumed.release();
+    alsoResumed.release();
+    (await admission.admit()).release();
+  });
+
+  it("exports what it admits and what it sheds", async () => {
+    const registry = new Registry();
+    const admission = new Admission("calls", { limit: 1, queue: 0, queueTimeoutMs: 1 }, { registry });
+    const held = await admission.admit();
+    await refusalOf(admission.admit());
+    const text = await registry.metrics();
+    expect(text).toContain('meshcart_admission_in_progress{scope="calls"} 1');
+    expect(text).toContain('meshcart_admission_limit{scope="calls"} 1');
+    expect(text).toContain('meshcart_admission_shed_total{scope="calls",reason="queue_full"} 1');
+    held.release();
+  });
+});
