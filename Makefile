@@ -61,7 +61,7 @@ chaos: build ## Bounded chaos run on a shop of its own: kill -9 under load (also
 
 .PHONY: bench
 bench: build ## Throughput, latency and footprint against a raw grpc-js baseline; writes docs/benchmarks.{md,json,svg} [BENCH_QUICK=1] [BENCH_DURATION=3s]
-	scripts/tools.sh ghz nats-server
+	scripts/tools.sh ghz nats-server helm
 	$(NODE) dev/dist/bench/main.js
 
 .PHONY: load

@@ -23,6 +23,12 @@ export interface ServiceSpec {
   keepLines?: number;
   /** Aborting while waiting for readiness kills the process and rejects. */
   signal?: AbortSignal;
+  /**
+   * A cgroup's cgroup.procs file the process joins before Node starts (a
+   * shell writes its pid there, then execs Node), so that all its memory is
+   * charged there from the first page (the bench's memory step).
+   */
+  cgroupProcs?: string;
 }
 
 export interface ExitStatus {
@@ -57,7 +63,10 @@ export async function startService(spec: ServiceSpec): Promise<ServiceProcess> {
     throw new Error(`${name}: admin port ${adminPort} is already in use; is an earlier run still going? (ss -ltnp shows who holds it)`);
   }
 
-  const child = spawn(process.execPath, ["--enable-source-maps", entry], {
+  const [command, args] = spec.cgroupProcs
+    ? ["/bin/sh", ["-c", 'echo $$ > "$0" && exec "$1" --enable-source-maps "$2"', spec.cgroupProcs, process.execPath, entry]]
+    : [process.execPath, ["--enable-source-maps", entry]];
+  const child = spawn(command, args, {
     env: childEnv(spec.env),
     stdio: ["ignore", "pipe", "pipe"],
     // Its own process group, so a Ctrl-C in the terminal reaches only the

@@ -9,6 +9,11 @@ import { buildReport, TARGETS, type Measurements } from "../src/bench/report.js"
 import { findSaturation, defaultSaturationPlan } from "../src/bench/saturation.js";
 import { tracingModes } from "../src/bench/tracing.js";
 import { CREATE_ORDER_RPCS, workload } from "../src/bench/workloads.js";
+import { keyValues } from "../src/bench/cgroup.js";
+import { quantityBytes } from "../src/bench/chart-resources.js";
+import { overloadMarkdown, overloadTargets } from "../src/bench/overload-report.js";
+import type { OverloadMeasurement } from "../src/bench/overload.js";
+import type { MemoryMeasurement } from "../src/bench/memory.js";
 
 /**
  * The benchmark's arithmetic, on figures made up here: make bench itself
@@ -17,7 +22,7 @@ import { CREATE_ORDER_RPCS, workload } from "../src/bench/workloads.js";
  */
 
 function result(okRps: number, overrides: Partial<LoadResult> = {}): LoadResult {
-  return { concurrency: 8, seconds: 3, calls: okRps * 3, ok: okRps * 3, errors: {}, okRps, p50Ms: 2, p95Ms: 4, p99Ms: 6, meanMs: 2.5, ...overrides };
+  return { concurrency: 8, seconds: 3, calls: okRps * 3, ok: okRps * 3, errors: {}, okRps, p50Ms: 2, p95Ms: 4, p99Ms: 6, meanMs: 2.5, errorTimes: {}, ...overrides };
 }
 
 function measurements(): Measurements {
@@ -130,6 +135,7 @@ describe("ghz's report", () => {
     ];
     const parsed = parseGhzReport(JSON.stringify({ count: 100, total: 2e9, statusCodeDistribution: { OK: 98, Unavailable: 2 }, details }), { concurrency: 4, seconds: 2 });
     expect(parsed).toMatchObject({ calls: 100, ok: 98, okRps: 49, errors: { Unavailable: 2 }, p50Ms: 49, p99Ms: 98 });
+    expect(parsed.errorTimes).toEqual({ Unavailable: { count: 2, p50Ms: 1000, p99Ms: 1000, maxMs: 1000, message: "" } });
     expect(percentile([], 50)).toBeNaN();
     expect(() => parseGhzReport("panic: no", { concurrency: 1, seconds: 1 })).toThrow(/did not print a JSON report/);
   });
@@ -236,5 +242,79 @@ describe("CPU accounting", () => {
     expect(summary.functions[0]).toMatchObject({ name: "query (pg/lib/client.js:10)", share: 0.5 });
     expect(packageOf("file:///a/node_modules/@grpc/grpc-js/build/src/x.js")).toBe("@grpc/grpc-js");
     expect(packageOf("node:internal/streams")).toBe("node:internal/streams");
+  });
+});
+
+describe("the overload and memory steps", () => {
+  const phase = (multiple: number, okRps: number, p99Ms: number, errorTimes: LoadResult["errorTimes"] = {}) => ({
+    multiple,
+    offeredRps: 100 * multiple,
+    result: result(okRps, { p99Ms, errorTimes }),
+    readiness: { probes: 40, notReady: 0, timedOut: 0, slowestMs: 12 },
+    placed: okRps * 3,
+    placedNotOk: 0,
+    nonFinalAtEnd: 0,
+  });
+  const shed = (p99Ms: number) => ({ ResourceExhausted: { count: 500, p50Ms: 2, p99Ms, maxMs: p99Ms, message: "the shop is busy" } });
+  const overload: OverloadMeasurement = {
+    workload: "storefront PlaceOrder (end to end)",
+    saturationRps: 100,
+    seconds: 15,
+    phases: [phase(0.5, 50, 40), phase(1, 95, 80, shed(5)), phase(2, 85, 110, shed(20)), phase(3, 65, 130, shed(300)), phase(0.5, 50, 45)],
+    readinessTimeoutMs: 1000,
+    recoveryIntervalMs: 2000,
+    peakFinalAfterMs: 120,
+    nonFinalAtEnd: 0,
+    nonFinalAfterWait: 0,
+  };
+  const memory: MemoryMeasurement = {
+    measured: true,
+    cgroup: "v1",
+    seconds: 15,
+    phases: [],
+    services: [
+      { service: "order", requestBytes: 92 * 2 ** 20, limitBytes: 256 * 2 ** 20, nodeOptions: "--max-old-space-size=128", idleBytes: 55 * 2 ** 20, steadyBytes: 80 * 2 ** 20, saturationPeakBytes: 90 * 2 ** 20, overloadPeakBytes: 100 * 2 ** 20, kernelPeakBytes: 100 * 2 ** 20, limitHits: 0, oomKills: 0 },
+      { service: "storefront", requestBytes: 92 * 2 ** 20, limitBytes: 128 * 2 ** 20, nodeOptions: "--max-old-space-size=64", idleBytes: 60 * 2 ** 20, steadyBytes: 95 * 2 ** 20, saturationPeakBytes: 100 * 2 ** 20, overloadPeakBytes: 126 * 2 ** 20, kernelPeakBytes: 128 * 2 ** 20, limitHits: 40, oomKills: 1, exited: "SIGKILL" },
+    ],
+  };
+
+  it("holds goodput to saturation, admitted latency to the p99 before the load, and shedding to milliseconds", () => {
+    const verdict = (id: string) => overloadTargets(overload, undefined).find((t) => t.id === id);
+    expect(verdict("goodput:2x")).toMatchObject({ measured: 0.85, pass: true });
+    expect(verdict("goodput:3x")).toMatchObject({ measured: 0.65, pass: false });
+    expect(verdict("admitted-p99:2x")).toMatchObject({ measured: 110 / 40, pass: true });
+    expect(verdict("admitted-p99:3x")?.pass).toBe(false);
+    expect(verdict("shed-fast")).toMatchObject({ measured: 300, pass: false });
+    expect(verdict("no-outage-answers")?.pass).toBe(true);
+    expect(verdict("ready-under-load")?.pass).toBe(true);
+    expect(verdict("recovered")?.pass).toBe(true);
+    expect(verdict("final-after-peak")?.pass).toBe(true);
+    const outage = { ...overload, phases: [...overload.phases.slice(0, 4), phase(0.5, 50, 45, { Unavailable: { count: 1, p50Ms: 3000, p99Ms: 3000, maxMs: 3000, message: "order is unavailable" } })] };
+    expect(overloadTargets(outage, undefined).find((t) => t.id === "no-outage-answers")).toMatchObject({ measured: 1, pass: false });
+  });
+
+  it("holds each service to no OOM kill, headroom under its limit and a request that covers its steady use", () => {
+    const verdict = (id: string) => overloadTargets(undefined, memory).find((t) => t.id === id)?.pass;
+    expect([verdict("oom:order"), verdict("memory-headroom:order"), verdict("memory-request:order")]).toEqual([true, true, true]);
+    expect([verdict("oom:storefront"), verdict("memory-headroom:storefront"), verdict("memory-request:storefront")]).toEqual([false, false, false]);
+    expect(overloadTargets(undefined, { measured: false, reason: "not root" })).toEqual([]);
+  });
+
+  it("renders both steps, or says why memory could not be measured", () => {
+    const text = overloadMarkdown(overload, memory).join("\n");
+    expect(text).toContain("#### Overload");
+    expect(text).toMatch(/\| 3× \| 300 \| 65 \| 65 % \|/);
+    expect(text).toContain("ResourceExhausted 500 (2.00 / 300)");
+    expect(text).toContain("| storefront | 92 | 128 | `--max-old-space-size=64` |");
+    expect(text).toContain("(ended: SIGKILL)");
+    expect(overloadMarkdown(undefined, { measured: false, reason: "making cgroups needs root" }).join("\n")).toContain("Not measurable on this machine: making cgroups needs root.");
+  });
+
+  it("reads the kernel's key-value files and the chart's quantities", () => {
+    expect(keyValues("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")).toEqual(new Map([["oom_kill_disable", 0], ["under_oom", 0], ["oom_kill", 2]]));
+    expect(quantityBytes("92Mi")).toBe(92 * 2 ** 20);
+    expect(quantityBytes("1Gi")).toBe(2 ** 30);
+    expect(quantityBytes(1000)).toBe(1000);
+    expect(() => quantityBytes("lots")).toThrow(/not a memory quantity/);
   });
 });

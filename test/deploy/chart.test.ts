@@ -158,12 +158,30 @@ describe.each(valueSets)("the chart with $name values", ({ file }) => {
             expect(otelVariables.has(variable.name), `${at}: services/lib/src/telemetry.ts does not read it`).toBe(true);
             continue;
           }
+          // Node's own: the heap size, checked against the limit below.
+          if (variable.name === "NODE_OPTIONS") continue;
           expect(Object.keys(shape), `${at}: not in services/${service}/src/config.ts`).toContain(variable.name);
           if (variable.value !== undefined) expect(shape[variable.name]!.safeParse(variable.value).success, `${at}=${variable.value}`).toBe(true);
         }
       }
     }
     for (const service of services) expect(meshcartServices, `${service} has no Dockerfile target`).toContain(service);
+  });
+
+  it("sizes Node's heap below each service container's memory limit, leaving room for what the heap size does not bound", () => {
+    for (const pod of allPods.filter((p) => !p.isTest)) {
+      for (const c of containers(pod).filter((x: Manifest) => serviceOf(x))) {
+        const at = `${pod.owner.metadata.name}/${c.name}`;
+        const options = (c.env ?? []).find((e: Manifest) => e.name === "NODE_OPTIONS")?.value ?? "";
+        const heapMiB = Number(/^--max-old-space-size=(\d+)$/.exec(options)?.[1]);
+        expect(heapMiB, `${at}: NODE_OPTIONS ${JSON.stringify(options)}`).toBeGreaterThan(0);
+        const limitMiB = quantity(c.resources.limits.memory) / 1024 ** 2;
+        const requestMiB = quantity(c.resources.requests.memory) / 1024 ** 2;
+        // The young generation, code and native memory live beside the old space, within the same limit.
+        expect(heapMiB, `${at}: old space ${heapMiB} MiB in a ${limitMiB} MiB limit`).toBeLessThanOrEqual(limitMiB * 0.6);
+        expect(requestMiB, `${at}: request within its limit`).toBeLessThanOrEqual(limitMiB);
+      }
+    }
   });
 
   it("shuts down within the grace period, with a drain delay, and order retries left to Linkerd", () => {
@@ -227,7 +245,7 @@ describe("the chart's defaults", () => {
     const replicas = Object.fromEntries(
       objects.filter((o) => o.kind === "Deployment" || o.kind === "StatefulSet").map((o) => [o.metadata.name, o.spec.replicas]),
     );
-    expect(replicas).toEqual({ storefront: 2, order: 2, "payment-v1": 2, inventory: 2, fulfillment: 1, loadgen: 1, presenter: 1, postgres: 1, nats: 1, jaeger: 1, grafana: 1 });
+    expect(replicas).toEqual({ storefront: 1, order: 2, "payment-v1": 2, inventory: 2, fulfillment: 1, loadgen: 1, presenter: 1, postgres: 1, nats: 1, jaeger: 1, grafana: 1 });
   });
 
   it("labels payment's versions and gives each its own Service, v2 off", async () => {

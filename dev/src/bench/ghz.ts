@@ -30,6 +30,12 @@ export interface GhzLoad {
    * next request when the last one answered.
    */
   rps?: number;
+  /**
+   * At the end of the duration, wait for the calls still in flight and
+   * count them (ghz's --duration-stop=wait) instead of leaving them out:
+   * for runs whose every call must be accounted for.
+   */
+  finishInFlight?: boolean;
 }
 
 /** What one ghz run measured, in the units the bench reports. */
@@ -50,6 +56,17 @@ export interface LoadResult {
   p95Ms: number;
   p99Ms: number;
   meanMs: number;
+  /** Time to each non-OK status ("ResourceExhausted"), from the calls' own latency, and one of its messages. */
+  errorTimes: Record<string, ErrorTimes>;
+}
+
+export interface ErrorTimes {
+  count: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** One message the status came with (the last seen). */
+  message: string;
 }
 
 /**
@@ -64,7 +81,7 @@ export function ghzArgs(call: GhzCall, load: GhzLoad): string[] {
   if (!Number.isInteger(load.concurrency) || load.concurrency < 1) throw new Error(`concurrency must be a positive integer, not ${load.concurrency}`);
   const schema = "proto" in call.schema ? `--proto=${call.schema.proto}` : `--protoset=${call.schema.protoset}`;
   const args = [
-    ...GHZ_COMMON_FLAGS,
+    ...GHZ_COMMON_FLAGS.map((flag) => (load.finishInFlight && flag.startsWith("--duration-stop=") ? "--duration-stop=wait" : flag)),
     schema,
     `--call=${call.method}`,
     `--data=${JSON.stringify(call.data)}`,
@@ -87,7 +104,7 @@ interface GhzReport {
   average: number;
   statusCodeDistribution?: Record<string, number>;
   latencyDistribution?: { percentage: number; latency: number }[] | null;
-  details?: { latency: number; status: string }[] | null;
+  details?: { latency: number; status: string; error?: string }[] | null;
 }
 
 /**
@@ -112,9 +129,24 @@ export function parseGhzReport(text: string, load: GhzLoad): LoadResult {
     .filter((d) => d.status === "OK")
     .map((d) => d.latency / 1e6)
     .sort((a, b) => a - b);
+  const failed = new Map<string, { latencies: number[]; message: string }>();
+  for (const d of report.details ?? []) {
+    if (d.status === "OK") continue;
+    const entry = failed.get(d.status) ?? { latencies: [], message: "" };
+    entry.latencies.push(d.latency / 1e6);
+    if (d.error) entry.message = d.error;
+    failed.set(d.status, entry);
+  }
+  const errorTimes = Object.fromEntries(
+    [...failed.entries()].map(([status, { latencies: times, message }]) => {
+      times.sort((a, b) => a - b);
+      return [status, { count: times.length, p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), maxMs: times.at(-1)!, message }];
+    }),
+  );
   return {
     concurrency: load.concurrency,
     ...(load.rps === undefined ? {} : { offeredRps: load.rps }),
+    errorTimes,
     seconds,
     calls: report.count,
     ok,

@@ -23,6 +23,10 @@ export interface BenchOptions {
   profile: boolean;
   /** NODE_OPTIONS for every service, to try runtime flags (e.g. V8 heap sizes) before adopting them. */
   nodeOptions: string | undefined;
+  /** Seconds of each phase of the overload step (0.5×, 1×, 2×, 3×, 0.5× of saturation); 0 skips the step. */
+  overloadSeconds: number;
+  /** Seconds of each phase of the memory step (saturation, then 3×); 0 skips the step. */
+  memorySeconds: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -34,7 +38,8 @@ const LEVELS = [1, 2, 4, 8, 16, 32, 64, 128];
 
 /**
  * BENCH_DURATION (seconds of one step: "3", "3s", "500ms"), BENCH_QUICK=1,
- * BENCH_ROUNDS, BENCH_ARTEFACTS=0, BENCH_PROFILE (on unless 0), BENCH_NODE_OPTIONS
+ * BENCH_ROUNDS, BENCH_ARTEFACTS=0, BENCH_PROFILE (on unless 0),
+ * BENCH_OVERLOAD=0 and BENCH_MEMORY=0 (skip those steps), BENCH_NODE_OPTIONS
  * and BENCH_OUT. Quick runs write to
  * .data/bench unless BENCH_OUT says otherwise, so that a trial never
  * replaces the committed results in docs/.
@@ -57,6 +62,9 @@ export function benchOptions(env: Env, repoRoot: string): BenchOptions {
     quick,
     nodeOptions: env.BENCH_NODE_OPTIONS?.trim() || undefined,
     profile: env.BENCH_PROFILE === undefined || env.BENCH_PROFILE === "" ? !quick : isOn(env.BENCH_PROFILE),
+    // Long enough for the queues and pools to reach their steady state under each load.
+    overloadSeconds: env.BENCH_OVERLOAD === "0" ? 0 : stepSeconds * 5,
+    memorySeconds: env.BENCH_MEMORY === "0" ? 0 : stepSeconds * 5,
   };
 }
 

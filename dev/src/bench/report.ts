@@ -1,3 +1,6 @@
+import type { MemoryMeasurement } from "./memory.js";
+import type { OverloadMeasurement } from "./overload.js";
+import { overloadTargets } from "./overload-report.js";
 import type { ArtefactSize } from "./artefacts.js";
 import type { DatabaseActivity } from "./db-counts.js";
 import { FLOOR_SHAPE, type DurableTransaction } from "./floor.js";
@@ -41,6 +44,10 @@ export interface Measurements {
   artefactsSkipped?: string;
   /** Where each service's CPU went under checkout load (BENCH_PROFILE). */
   profiles?: ProfiledService[];
+  /** The overload step (overload.ts). */
+  overload?: OverloadMeasurement;
+  /** The memory step (memory.ts). */
+  memory?: MemoryMeasurement;
 }
 
 export interface ProfiledService extends ProfileSummary {
@@ -122,6 +129,8 @@ export interface BenchReport {
   nodeBinaryMb: number;
   artefactsSkipped?: string;
   profiles?: ProfiledService[];
+  overload?: OverloadMeasurement;
+  memory?: MemoryMeasurement;
   targets: TargetResult[];
 }
 
@@ -346,9 +355,11 @@ export function buildReport(m: Measurements, ghzCommon: string): BenchReport {
     nodeBinaryMb: m.nodeBinaryBytes / MB,
     ...(m.artefactsSkipped ? { artefactsSkipped: m.artefactsSkipped } : {}),
     ...(m.profiles ? { profiles: m.profiles } : {}),
+    ...(m.overload ? { overload: m.overload } : {}),
+    ...(m.memory ? { memory: m.memory } : {}),
     targets: [],
   };
-  report.targets = checkTargets(report);
+  report.targets = [...checkTargets(report), ...overloadTargets(m.overload, m.memory)];
   return report;
 }
 

@@ -2,10 +2,14 @@ import { rmSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { freePort } from "../net.js";
 import { startPostgres, type LocalPostgres } from "../postgres.js";
 import { localServices } from "../services.js";
 import { artefactSizes, nodeBinaryBytes } from "./artefacts.js";
+import { chartResources } from "./chart-resources.js";
+import { measureMemory, type MemoryMeasurement } from "./memory.js";
+import { measureOverload, type OverloadMeasurement } from "./overload.js";
 import { cpuSeconds, exitedChildrenCpuSeconds, postgresCpuSeconds } from "./cpu.js";
 import { DatabaseCounters, POSTGRES_SETTINGS, type DatabaseActivity } from "./db-counts.js";
 import { findPgbench, measureDurableTransaction, type DurableTransaction } from "./floor.js";
@@ -79,6 +83,8 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
       settings: POSTGRES_SETTINGS,
     });
     counters = await DatabaseCounters.open(postgres.url("postgres"));
+    // The chart's limits, heap sizes and probe timeout: the memory and overload steps run the services under them.
+    const chart = await chartResources(repoRoot, path.join(settings.toolsBin, "helm"), localServices.map((s) => s.name));
     const pgbench = await findPgbench();
     echo = await startEchoServer(await freePort());
     log(`echo server ready in ${echo.startToReadyMs.toFixed(0)} ms`);
@@ -221,6 +227,29 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
     const baselineAgain = await load(echoMeasured.workload, "off", { concurrency: echoMeasured.saturation.best.concurrency, seconds: options.stepSeconds });
     log(`baseline again: ${baselineAgain.okRps.toFixed(0)} calls/s (at the start: ${echoMeasured.saturation.best.okRps.toFixed(0)})`);
 
+    // --- overload: open loop at multiples of PlaceOrder's saturation ----------
+    let overload: OverloadMeasurement | undefined;
+    const placeOrder = measured.find((m) => m.workload.id === "place-order");
+    if (options.overloadSeconds > 0 && placeOrder) {
+      const w = placeOrder.workload;
+      await sagasSettled(off.services.filter((x) => x.name === "order").map((x) => x.adminPort));
+      overload = await measureOverload(
+        {
+          ghz,
+          call: (phaseTag) => ({ ...callOf(w, "off"), data: w.data(phaseTag, skus.get("off")!) }),
+          requestIdPrefix: `${SHOPPER}:`,
+          orderDatabaseUrl: postgres.url(off.databases.get("order")!),
+          adminPorts: off.services.map((x) => x.adminPort),
+          saturationRps: placeOrder.saturation.best.okRps,
+          seconds: options.overloadSeconds,
+          readinessTimeoutMs: chart.get("storefront")!.readinessTimeoutMs,
+          recoveryIntervalMs: await orderRecoveryIntervalMs(repoRoot),
+          log,
+        },
+        `${tag}-overload`,
+      );
+    }
+
     const services: ServiceMeasurement[] = localServices.map((row) => {
       const mine = [...stacks.values()].map((stack) => stack.services.find((s) => s.name === row.name)!);
       const offService = off.services.find((s) => s.name === row.name)!;
@@ -242,6 +271,40 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
     await stopAll(stacks, echo, new Map(), undefined);
     stacks.clear();
     echo = undefined;
+
+    // --- memory: every service under its chart limit, at saturation and 3× ----
+    let memory: MemoryMeasurement | undefined;
+    if (options.memorySeconds > 0 && placeOrder) {
+      const w = placeOrder.workload;
+      // Tracing as the chart runs it: every span exported (the SDK and its buffers are part of the footprint).
+      const sink = await OtlpSink.start();
+      try {
+        memory = await measureMemory(
+          {
+            repoRoot,
+            ghz,
+            postgres,
+            logLevel: settings.logLevel,
+            chart,
+            env: tracingEnv(tracingModes.find((m) => m.id === "100%")!, sink.endpoint),
+            seconds: options.memorySeconds,
+            saturation: { concurrency: placeOrder.saturation.best.concurrency, okRps: placeOrder.saturation.best.okRps },
+            call: async (stack, runTag) => ({
+              target: stack.address("storefront"),
+              method: w.method,
+              schema: { protoset: path.join(repoRoot, "services/lib/descriptor/meshcart.binpb") },
+              data: w.data(runTag, await restockCatalogue(stack.address("inventory"), `${runTag}-restock`)),
+              metadata: { authorization: `Bearer ${token}` },
+            }),
+            log,
+          },
+          `${tag}-memory`,
+        );
+      } finally {
+        await sink.stop();
+      }
+      if (!memory.measured) log(`memory step not measured: ${memory.reason}`);
+    }
     // Profiled on their own, once every other stack is down: profiling slows
     // a process, so its figures stay out of everything measured above.
     const checkout = measured.find((m) => m.workload.id === "create-order");
@@ -296,6 +359,8 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
       services,
       nodeBinaryBytes: await nodeBinaryBytes(),
       ...(profiles ? { profiles } : {}),
+      ...(overload ? { overload } : {}),
+      ...(memory ? { memory } : {}),
       ...(artefactsSkipped ? { artefactsSkipped } : {}),
     };
   } finally {
@@ -481,4 +546,18 @@ async function stopAll(
   await echo?.stop();
   for (const sink of sinks.values()) await sink.stop();
   await postgres?.stop();
+}
+
+/**
+ * order's ORDER_RECOVERY_INTERVAL_MS as its configuration defines it (the
+ * bench's stacks do not set it), read from the compiled schema as
+ * scripts/config-table.mjs does.
+ */
+async function orderRecoveryIntervalMs(repoRoot: string): Promise<number> {
+  const module = (await import(pathToFileURL(path.join(repoRoot, "services/order/dist/config.js")).href)) as {
+    orderConfig: Record<string, { safeParse(value: unknown): { success: boolean; data?: unknown } }>;
+  };
+  const parsed = module.orderConfig.ORDER_RECOVERY_INTERVAL_MS?.safeParse(undefined);
+  if (!parsed?.success || typeof parsed.data !== "number") throw new Error("order's config has no default ORDER_RECOVERY_INTERVAL_MS");
+  return parsed.data;
 }

@@ -36,6 +36,10 @@ export interface StackOptions {
   /** On top of what make dev gives each service: the stack's tracing settings. */
   env: Record<string, string>;
   logLevel: string;
+  /** On top of `env`, per service (e.g. the chart's NODE_OPTIONS). */
+  serviceEnv?: Record<string, Record<string, string>>;
+  /** The cgroup.procs file each service starts in, if any (the memory step). */
+  cgroupProcs?: Record<string, string>;
 }
 
 /**
@@ -80,9 +84,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       const process = await startService({
         name: `${service.name} (${options.label})`,
         entry: path.resolve(options.repoRoot, service.entry),
-        env: { ...env, ...options.env },
+        env: { ...env, ...options.env, ...options.serviceEnv?.[service.name] },
         adminPort: own.admin,
         keepLines: 200,
+        ...(options.cgroupProcs?.[service.name] ? { cgroupProcs: options.cgroupProcs[service.name] } : {}),
       });
       started.push({ name: service.name, process, grpcPort: own.grpc, adminPort: own.admin, startToReadyMs: performance.now() - began });
     }

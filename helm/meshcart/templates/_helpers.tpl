@@ -161,3 +161,27 @@ backendRefs:
     weight: {{ $weight }}
 {{- end }}
 {{- end }}
+
+{{/*
+NODE_OPTIONS of a service container, from its resources: V8's old space
+sized from the memory limit, so that V8 collects garbage before the
+kernel's OOM killer ends the pod. Left to itself, Node 24 sized its heap
+to 259 MiB inside a 256Mi cgroup, above the limit. Half the limit is the
+old space; the other half is for what --max-old-space-size does not bound:
+the young generation, code, and Node's native memory (gRPC and pg
+buffers, the span export queue). make bench's memory step runs each
+service under exactly this (it renders the chart) and reports the
+headroom. Limits in Mi or Gi.
+*/}}
+{{- define "meshcart.nodeOptions" -}}
+{{- $limit := toString (required "a meshcart service needs resources.limits.memory: Node's heap is sized from it" .limits.memory) -}}
+{{- $mib := 0 -}}
+{{- if hasSuffix "Gi" $limit -}}
+{{- $mib = mul (trimSuffix "Gi" $limit | atoi) 1024 -}}
+{{- else if hasSuffix "Mi" $limit -}}
+{{- $mib = trimSuffix "Mi" $limit | atoi -}}
+{{- else -}}
+{{- fail (printf "memory limit %s: write it in Mi or Gi, so that the chart can size Node's heap from it" $limit) -}}
+{{- end -}}
+--max-old-space-size={{ div $mib 2 }}
+{{- end }}

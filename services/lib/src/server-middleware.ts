@@ -116,13 +116,20 @@ function domainToStatus(error: unknown): unknown {
 /**
  * Admission control in front of a service's own unary calls (health and
  * reflection pass, as do streams, which are long and mostly idle): a call
- * beyond the limit and the queue is refused before its handler runs.
+ * beyond the limit and the queue is refused with RESOURCE_EXHAUSTED before
+ * anything else of it runs. It sits outside the error boundary, so it
+ * answers the status itself; Admission logs a summary of what it sheds.
  */
 export function admissionMiddleware(admission: Admission, servicePaths: readonly string[]) {
   const admitted = (path: string) => servicePaths.some((service) => path.startsWith(`/${service}/`));
   return async function* admit<Request, Response>(call: ServerMiddlewareCall<Request, Response>, context: CallContext) {
     if (call.requestStream || call.responseStream || !admitted(call.method.path)) return yield* call.next(call.request, context);
-    const permit = await admission.admit(context.signal);
+    let permit;
+    try {
+      permit = await admission.admit(context.signal);
+    } catch (error) {
+      throw domainToStatus(error);
+    }
     try {
       return yield* call.next(call.request, context);
     } finally {

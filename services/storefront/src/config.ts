@@ -25,11 +25,11 @@ export const storefrontConfig = {
   ),
   // Admission control (services/lib/src/admission.ts) of the unary calls:
   // shed here, at the edge, a call costs the least.
-  STOREFRONT_MAX_CALLS: integer(1, 10_000, 48).describe(
+  STOREFRONT_MAX_CALLS: integer(1, 10_000, 24).describe(
     "Unary calls in progress at most (TrackOrder streams and health apart); more wait in the queue, or are refused with RESOURCE_EXHAUSTED.",
   ),
-  STOREFRONT_CALL_QUEUE: integer(0, 10_000, 16).describe("Calls that may wait for a place when STOREFRONT_MAX_CALLS are in progress; beyond them, refused at once."),
-  STOREFRONT_CALL_QUEUE_MS: integer(1, 60_000, 100).describe("Longest a call waits in the queue before it is refused (RESOURCE_EXHAUSTED)."),
+  STOREFRONT_CALL_QUEUE: integer(0, 10_000, 8).describe("Calls that may wait for a place when STOREFRONT_MAX_CALLS are in progress; beyond them, refused at once."),
+  STOREFRONT_CALL_QUEUE_MS: integer(1, 60_000, 50).describe("Longest a call waits in the queue before it is refused (RESOURCE_EXHAUSTED)."),
   STOREFRONT_PART_TIMEOUT_MS: integer(50, 60_000, 2_000).describe(
     "Longest GetOrderDetails waits for its payment, product or shipment part before answering without it.",
   ),
