@@ -5,7 +5,8 @@ import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { Client, credentials, type ServiceError } from "@grpc/grpc-js";
 import { beforeAll, describe, expect, it } from "vitest";
-import { createLogger, loadConfig, serviceConfig, startServiceRuntime } from "@meshcart/lib";
+import { Status } from "nice-grpc";
+import { createLogger, loadConfig, SHED_STATUS, serviceConfig, startServiceRuntime } from "@meshcart/lib";
 import { freePort } from "../../dev/src/net.js";
 import { authorizedEdges, durationMs, isNetwork, loadContract, outboundRoutes, parseReference, routeName, rpcs, validate } from "../../scripts/mesh/contract.mjs";
 import { clientCalls, deployables } from "../../scripts/mesh/client-calls.mjs";
@@ -192,7 +193,17 @@ describe.each(valueSets)("the mesh objects with $name values", ({ file }) => {
       expect(a["retry.linkerd.io/timeout"], where).toBe(rpc.attempt);
       expect(a["timeout.linkerd.io/request"], where).toBe(rpc.request);
       if (rpc.streaming) expect(Object.keys(a).filter((k) => k.includes("linkerd.io/")), where).toEqual([]);
-      if (rpc.service === contract.rateLimit.server) expect(a["retry.linkerd.io/grpc"] ?? "", where).not.toContain("resource-exhausted");
+    }
+  });
+
+  it("retries shed load on no route: RESOURCE_EXHAUSTED, the status the services shed with (admission control, an exhausted pool, the rate limit)", () => {
+    // retry.linkerd.io/grpc names codes in kebab case: RESOURCE_EXHAUSTED → resource-exhausted.
+    const shed = Status[SHED_STATUS]!.toLowerCase().replaceAll("_", "-");
+    const routes = [...byKind(objects, "GRPCRoute"), ...byKind(objects, "HTTPRoute")];
+    expect(routes.some((r) => r.metadata.annotations?.["retry.linkerd.io/grpc"]), "some routes retry (transient faults)").toBe(true);
+    for (const route of routes) {
+      const codes = (route.metadata.annotations?.["retry.linkerd.io/grpc"] ?? "").split(",").map((c: string) => c.trim());
+      expect(codes, `${route.kind}/${route.metadata.name}`).not.toContain(shed);
     }
   });
 
