@@ -24,8 +24,10 @@ export const storefrontConfig = {
     "Deadline of a TrackOrder stream that brings none, and cap on the one it brings.",
   ),
   // Admission control (services/lib/src/admission.ts) of the unary calls:
-  // shed here, at the edge, a call costs the least.
-  STOREFRONT_MAX_CALLS: integer(1, 10_000, 24).describe(
+  // shed here, at the edge, a call costs the least. Eight: PlaceOrder's
+  // closed-loop throughput peaks at about 8 calls in flight (make bench),
+  // and every call admitted beyond the knee adds only latency.
+  STOREFRONT_MAX_CALLS: integer(1, 10_000, 8).describe(
     "Unary calls in progress at most (TrackOrder streams and health apart); more wait in the queue, or are refused with RESOURCE_EXHAUSTED.",
   ),
   STOREFRONT_CALL_QUEUE: integer(0, 10_000, 8).describe("Calls that may wait for a place when STOREFRONT_MAX_CALLS are in progress; beyond them, refused at once."),
