@@ -72,6 +72,8 @@ export interface OverloadContext {
   seconds: number;
   readinessTimeoutMs: number;
   recoveryIntervalMs: number;
+  /** Each service's recent log lines: why a call failed otherwise than shed, in its own words. */
+  serviceLogs: () => Map<string, string[]>;
   log: (line: string) => void;
 }
 
@@ -117,6 +119,12 @@ export async function measureOverload(context: OverloadContext, tag: string): Pr
       const errors = Object.entries(result.errorTimes)
         .map(([status, t]) => `${status} ${t.count} (p50 ${t.p50Ms.toFixed(0)} ms, p99 ${t.p99Ms.toFixed(0)} ms)`)
         .join(", ");
+      // Anything but shed load deserves its reason: the services' own warnings and errors of the phase.
+      if (Object.keys(result.errorTimes).some((status) => status !== "ResourceExhausted")) {
+        for (const [service, lines] of context.serviceLogs()) {
+          for (const line of lines.filter((l) => /"level":"(warn|error|fatal)"/.test(l)).slice(-5)) context.log(`overload ${multiple}×, ${service} said: ${line}`);
+        }
+      }
       context.log(
         `overload ${multiple}× (${offeredRps.toFixed(0)}/s offered): ${result.okRps.toFixed(0)} ok/s, p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms` +
           `${errors ? `; errors: ${errors}` : ""}; ${placed} placed, ${Math.max(0, placed - result.ok)} of them not answered OK, ${nonFinalAtEnd} not final; ` +

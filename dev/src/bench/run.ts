@@ -244,6 +244,7 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
           seconds: options.overloadSeconds,
           readinessTimeoutMs: chart.get("storefront")!.readinessTimeoutMs,
           recoveryIntervalMs: await orderRecoveryIntervalMs(repoRoot),
+          serviceLogs: () => new Map(off.services.map((x) => [x.name, x.process.logs()])),
           log,
         },
         `${tag}-overload`,
