@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { sleep } from "@meshcart/lib";
 
 /**
  * Memory cgroups for the bench's memory step: each service runs in a
@@ -191,7 +192,7 @@ async function removeGroup(dir: string): Promise<void> {
       await fs.rmdir(dir);
       return;
     } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
   }
 }

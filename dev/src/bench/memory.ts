@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from "node:timers/promises";
+import { sleep } from "@meshcart/lib";
 import type { LocalPostgres } from "../postgres.js";
 import { localServices } from "../services.js";
 import { memoryCgroups, type CgroupVersion, type MemoryCgroup, type MemoryReading } from "./cgroup.js";

@@ -1,5 +1,6 @@
 import { performance } from "node:perf_hooks";
 import pg from "pg";
+import { sleep } from "@meshcart/lib";
 import { runGhz, type GhzCall, type LoadResult } from "./ghz.js";
 
 /**
@@ -161,7 +162,7 @@ function watchFinal(counts: (like: string) => Promise<{ non_final: number }>, li
     while (!stopped && done === undefined) {
       const { non_final } = await counts(like).catch(() => ({ non_final: Number.NaN }));
       if (non_final === 0) done = performance.now() - since;
-      else await new Promise((resolve) => setTimeout(resolve, 100));
+      else await sleep(100);
     }
   })();
   return {
@@ -201,7 +202,7 @@ function probeReadiness(ports: number[], timeoutMs: number) {
   };
   const loop = (async () => {
     while (!stopped) {
-      const next = new Promise((resolve) => setTimeout(resolve, PROBE_INTERVAL_MS));
+      const next = sleep(PROBE_INTERVAL_MS);
       await Promise.all(ports.map(probeOne));
       await next;
     }
