@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
 
@@ -19,8 +20,6 @@ export interface ChartResources {
   readinessTimeoutMs: number;
 }
 
-/** Tags the chart requires; the bench renders, it deploys nothing. */
-const TAGGED = ["storefront", "order", "payment", "inventory", "loadgen"];
 
 /**
  * The chart's resources and NODE_OPTIONS of each service, as Helm renders
@@ -29,9 +28,12 @@ const TAGGED = ["storefront", "order", "payment", "inventory", "loadgen"];
  */
 export async function chartResources(repoRoot: string, helm: string, services: readonly string[]): Promise<Map<string, ChartResources>> {
   if (!existsSync(helm)) throw new Error(`${helm} is missing: run scripts/tools.sh helm (make bench does)`);
+  // The chart requires an image tag for every Dockerfile target; the bench renders, it deploys nothing.
+  const images = (await import(pathToFileURL(path.join(repoRoot, "scripts", "deploy", "image-tag.mjs")).href)) as { services(root?: string): string[] };
+  const tagged = images.services(repoRoot);
   const { stdout } = await run(
     helm,
-    ["template", "meshcart", path.join(repoRoot, "helm", "meshcart"), "--show-only", "templates/deployment.yaml", "--set", TAGGED.map((s) => `${s}.image.tag=bench`).join(",")],
+    ["template", "meshcart", path.join(repoRoot, "helm", "meshcart"), "--show-only", "templates/deployment.yaml", "--set", tagged.map((s) => `${s}.image.tag=bench`).join(",")],
     { maxBuffer: 16 * 1024 * 1024 },
   );
   const found = new Map<string, ChartResources>();
