@@ -245,7 +245,7 @@ describe("the chart's defaults", () => {
     const replicas = Object.fromEntries(
       objects.filter((o) => o.kind === "Deployment" || o.kind === "StatefulSet").map((o) => [o.metadata.name, o.spec.replicas]),
     );
-    expect(replicas).toEqual({ storefront: 1, order: 2, "payment-v1": 2, inventory: 2, fulfillment: 1, loadgen: 1, presenter: 1, postgres: 1, nats: 1, jaeger: 1, grafana: 1 });
+    expect(replicas).toEqual({ storefront: 1, order: 1, "payment-v1": 2, inventory: 2, fulfillment: 1, loadgen: 1, presenter: 1, postgres: 1, nats: 1, jaeger: 1, grafana: 1 });
   });
 
   it("labels payment's versions and gives each its own Service, v2 off", async () => {
