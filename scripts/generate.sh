@@ -16,3 +16,6 @@ node scripts/mesh/render.mjs
 # The mesh dashboards (Linkerd proxy metrics), whose routes, canary Service,
 # rate-limited Server and circuit-broken Services come from proto/mesh.yaml.
 node scripts/dashboards/render.mjs
+# The chart's values documentation, from the comments of values.yaml: the
+# schema's descriptions and the chart README's values table.
+node scripts/deploy/values-docs.mjs
