@@ -27,20 +27,24 @@ version: {{ . }}
 {{/*
 The meshcart workloads: one entry per Deployment, in the order they are
 rendered. `service` is the gRPC service (and ServiceAccount: the mesh
-identity, which payment's versions share), `values` its values block.
+identity, which payment's versions share) and names its values block;
+`database`: it owns one (DATABASE_URL); `faults`: it serves the
+fault-control endpoint (FAULT_CONTROL_PORT, container port faults);
+`api`: others call its gRPC API, through a Service of its name (and of the
+workload's, where the two differ: payment-v1, payment-v2).
 */}}
 {{- define "meshcart.workloads" -}}
 {{- $v := .Values -}}
-storefront: {service: storefront, version: v1, replicas: {{ $v.storefront.replicas }}, database: false}
-order: {service: order, version: v1, replicas: {{ $v.order.replicas }}, database: true}
-payment-v1: {service: payment, version: v1, replicas: {{ $v.payment.v1.replicas }}, database: true}
+storefront: {service: storefront, version: v1, replicas: {{ $v.storefront.replicas }}, database: false, faults: false, api: true}
+order: {service: order, version: v1, replicas: {{ $v.order.replicas }}, database: true, faults: false, api: true}
+payment-v1: {service: payment, version: v1, replicas: {{ $v.payment.v1.replicas }}, database: true, faults: true, api: true}
 {{- if $v.payment.v2.enabled }}
-payment-v2: {service: payment, version: v2, replicas: {{ $v.payment.v2.replicas }}, database: true}
+payment-v2: {service: payment, version: v2, replicas: {{ $v.payment.v2.replicas }}, database: true, faults: true, api: true}
 {{- end }}
-inventory: {service: inventory, version: v1, replicas: {{ $v.inventory.replicas }}, database: true}
-fulfillment: {service: fulfillment, version: v1, replicas: {{ $v.fulfillment.replicas }}, database: true}
+inventory: {service: inventory, version: v1, replicas: {{ $v.inventory.replicas }}, database: true, faults: true, api: true}
+fulfillment: {service: fulfillment, version: v1, replicas: {{ $v.fulfillment.replicas }}, database: true, faults: false, api: true}
 {{- if $v.loadgen.enabled }}
-loadgen: {service: loadgen, version: v1, replicas: {{ $v.loadgen.replicas }}, database: false}
+loadgen: {service: loadgen, version: v1, replicas: {{ $v.loadgen.replicas }}, database: false, faults: false, api: false}
 {{- end }}
 {{- end }}
 

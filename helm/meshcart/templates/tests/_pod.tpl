@@ -15,15 +15,17 @@ metadata:
     {{- include "meshcart.labels" $root | nindent 4 }}
     app.kubernetes.io/name: meshcart-test
   annotations:
-    helm.sh/hook: test
-    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
-    {{- include "meshcart.meshAnnotations" (dict "root" $root "workload" .name "job" true) | nindent 4 }}
+    {{- $own := dict "helm.sh/hook" "test" "helm.sh/hook-delete-policy" "before-hook-creation,hook-succeeded" }}
+    {{- include "meshcart.podAnnotations" (dict "root" $root "values" $root.Values.tests "workload" .name "job" true "own" $own) | nindent 4 }}
 spec:
   restartPolicy: Never
   serviceAccountName: meshcart-test
   automountServiceAccountToken: false
   securityContext:
     {{- include "meshcart.podSecurityContext" (dict "uid" 10001) | nindent 4 }}
+  {{- with include "meshcart.podScheduling" (dict "root" $root "values" $root.Values.tests) }}
+  {{- . | nindent 2 }}
+  {{- end }}
   containers:
     - name: test
       image: {{ include "meshcart.image" (dict "root" $root "service" "storefront") }}
