@@ -7,7 +7,8 @@
 # them), then:
 #   - applies the Linkerd and Gateway API CRDs server-side (crds.sh);
 #   - `kubectl apply --dry-run=server` of every object the chart renders,
-#     for the defaults and every values-*.yaml: the API server's own
+#     for the defaults, every values-*.yaml and the tests' value sets
+#     (test/deploy/values/*.yaml): the API server's own
 #     validation, the CRDs' CEL rules, defaulting and admission;
 #   - checks that it catches what the schemas cannot: a GRPCRoute method
 #     name that kubeconform accepts and the CEL rule refuses;
@@ -18,6 +19,9 @@
 #     rollback, against this server, and what each leaves in the routes;
 #   - each values file and back again: upgrades that change what the API
 #     server refuses to change (selectors, claim templates) fail here;
+#   - the pod settings (test/deploy/values/pod-settings.yaml) on a tainted
+#     node: every pod must tolerate the taint and match the selectors to be
+#     scheduled, so the upgrade's wait proves they reach every pod;
 #   - uninstall, then install again: the kept Secrets stay and are reused,
 #     their passwords unchanged.
 # Any refusal stops the run with the API server's (or Helm's) own message.
@@ -292,6 +296,9 @@ must "namespace linkerd-viz" k create namespace linkerd-viz
 node scripts/deploy/image-tag.mjs --values >"$work/tags.yaml"
 values_files=()
 for file in "$chart"/values-*.yaml; do values_files+=("$file"); done
+# The tests' own value sets: dry runs here, the pod settings' upgrade below.
+test_values_files=()
+for file in test/deploy/values/*.yaml; do test_values_files+=("$file"); done
 
 # render OUT [VALUES [HELM_TEMPLATE_FLAG...]]: the chart as this server's
 # Kubernetes version sees it.
@@ -305,7 +312,7 @@ render() {
 }
 
 step "Server-side dry run of every rendered object (kubectl apply --dry-run=server)"
-for values in "" "${values_files[@]}"; do
+for values in "" "${values_files[@]}" "${test_values_files[@]}"; do
   # The helm test pods run under the release's ServiceAccounts, which a dry
   # run does not create: they are checked once the release is installed.
   render "$work/rendered.yaml" "$values" --skip-tests
@@ -409,7 +416,7 @@ fi
 ok "make deploy's check: with values-minimal.yaml it would upgrade"
 
 step "The helm test pods (server-side dry run, now that their ServiceAccounts exist)"
-for values in "" "${values_files[@]}"; do
+for values in "" "${values_files[@]}" "${test_values_files[@]}"; do
   render "$work/rendered.yaml" "$values"
   node scripts/deploy/apiserver-test.mjs tests "$work/rendered.yaml" >"$work/tests.yaml"
   must "the server refused a helm test pod (${values:-default values})" \
@@ -458,6 +465,28 @@ for values in "${values_files[@]}"; do
   upgrade "upgrade to $values" -f "$values"
   upgrade "back to the defaults"
 done
+
+step "Pod settings from values on a tainted node (test/deploy/values/pod-settings.yaml)"
+# The taint the value set's tolerations name: from now on only a pod that
+# tolerates it is scheduled (NoSchedule leaves the running ones alone). The
+# upgrade rolls every Deployment and StatefulSet (their pod annotations
+# change), and its wait passes only once each new pod is scheduled and ready.
+taint=meshcart.test/dedicated=shop:NoSchedule
+must "tainting $fake_node" k taint node "$fake_node" "$taint"
+upgrade "upgrade to the pod settings" -f test/deploy/values/pod-settings.yaml
+k get pods --namespace "$namespace" -o json >"$work/pods.json"
+# shellcheck disable=SC2016 # JavaScript, not shell
+node -e '
+  const pods = JSON.parse(require("fs").readFileSync(process.argv[1])).items.filter((p) => !p.metadata.deletionTimestamp);
+  const wrong = pods.filter((p) => p.spec.nodeName !== process.argv[2] || !(p.spec.tolerations ?? []).some((t) => t.key === "meshcart.test/dedicated")
+    || p.spec.nodeSelector?.["kubernetes.io/os"] !== "linux" || !(p.spec.imagePullSecrets ?? []).some((s) => s.name === "registry-shop")
+    || p.metadata.annotations?.["linkerd.io/inject"] !== "enabled");
+  console.log(`${pods.length} pods scheduled on ${process.argv[2]} despite its taint, each with the tolerations, selector, pull secret and mesh annotations of the values`);
+  if (wrong.length > 0 || pods.length === 0) { console.error(`without them: ${wrong.map((p) => p.metadata.name).join(" ") || "(no pods)"}`); process.exitCode = 1; }
+' "$work/pods.json" "$fake_node" >"$work/out" 2>&1 || fail "the pod settings did not reach every pod" "$work/out"
+ok "$(cat "$work/out")"
+must "removing the taint" k taint node "$fake_node" "$taint-"
+upgrade "back to the defaults"
 
 step "Uninstall, then install again: the kept Secrets stay and are reused"
 secrets() { k get secret postgres storefront-jwt --namespace "$namespace" -o jsonpath='{range .items[*]}{.metadata.name} {.data}{"\n"}{end}'; }

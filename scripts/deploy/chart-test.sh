@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Static checks of the Helm chart, for the default values and every value
-# set the chart documents (helm/meshcart/values-*.yaml):
+# Static checks of the Helm chart, for the default values, every value set
+# the chart documents (helm/meshcart/values-*.yaml) and the tests' own
+# (test/deploy/values/*.yaml: the pod settings and extraEnv):
 #   - helm lint --strict
 #   - helm template, then kubeconform -strict: every object against the
 #     Kubernetes schemas (unknown fields are errors, as for kubectl apply)
@@ -55,7 +56,7 @@ validate() {
 }
 
 sets=("")
-for file in "$chart"/values-*.yaml; do sets+=("$file"); done
+for file in "$chart"/values-*.yaml test/deploy/values/*.yaml; do sets+=("$file"); done
 for values in "${sets[@]}"; do
   label=${values:-default values}
   check "helm lint --strict ($label)" helm lint --strict "$chart" --kube-version "$kube_version" -f "$work/tags.yaml" ${values:+-f "$values"}

@@ -9,7 +9,7 @@ import { parse as parseYaml } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readVersions, services, tags } from "../../scripts/deploy/image-tag.mjs";
 import { documentedValues, schemaText } from "../../scripts/deploy/values-docs.mjs";
-import { chartDir, helmBinary, imageTagsFile, pods, quantity, render, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
+import { chartDir, helmBinary, imageTagsFile, pods, quantity, render, testValueSets, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
 import { repoRoot } from "./support/paths.js";
 
 /** The laptop budget: memory requests of everything the chart installs, proxies included. */
@@ -47,7 +47,7 @@ function serviceOf(container: { image: string }): string | undefined {
   return imageOf(container.image).repository.startsWith("meshcart/") ? name : undefined;
 }
 
-describe.each(valueSets)("the chart with $name values", ({ file }) => {
+describe.each([...valueSets, ...testValueSets])("the chart with $name values", ({ file }) => {
   let objects: K8sObject[];
   let allPods: PodOf[];
 
@@ -449,6 +449,108 @@ describe("the chart's defaults", () => {
     for (const svc of objects.filter((o) => o.kind === "Service")) {
       for (const port of svc.spec.ports) expect(port.targetPort, `Service ${svc.metadata.name}`).not.toBe("faults");
     }
+  });
+});
+
+describe("pod settings and extra environment from values (test/deploy/values/pod-settings.yaml)", () => {
+  const settings = testValueSets.find((s) => s.name === "test pod-settings")!;
+  let defaults: PodOf[];
+  let set: PodOf[];
+  const podOf = (podList: PodOf[], name: string) => podList.find((p) => p.owner.metadata.name === name)!;
+  const envOf = (pod: PodOf) => (pod.spec.containers[0].env ?? []) as Manifest[];
+
+  beforeAll(async () => {
+    defaults = pods(await render());
+    set = pods(await render(["-f", settings.file]));
+  });
+
+  it("renders no pod setting the values leave empty", () => {
+    for (const pod of defaults) {
+      for (const field of ["imagePullSecrets", "nodeSelector", "tolerations", "affinity"]) expect(pod.spec[field], `${pod.owner.metadata.name} ${field}`).toBeUndefined();
+    }
+  });
+
+  it("puts the chart-wide settings on every pod the chart makes: services, Postgres, NATS, Jaeger, Grafana, presenter, helm test pods", () => {
+    expect(set.map((p) => p.owner.metadata.name).sort()).toEqual(defaults.map((p) => p.owner.metadata.name).sort());
+    expect(set.map((p) => p.owner.kind)).toEqual(expect.arrayContaining(["Deployment", "StatefulSet", "Pod"]));
+    for (const pod of set) {
+      const at = `${pod.owner.kind}/${pod.owner.metadata.name}`;
+      expect(pod.spec.imagePullSecrets, at).toContainEqual({ name: "registry-shop" });
+      expect(pod.spec.nodeSelector, at).toMatchObject({ "kubernetes.io/os": "linux" });
+      expect(pod.spec.tolerations, at).toContainEqual({ key: "meshcart.test/dedicated", operator: "Equal", value: "shop", effect: "NoSchedule" });
+      expect(pod.spec.affinity, at).toBeDefined();
+      expect(pod.annotations["meshcart.test/team"], at).toBeDefined();
+      expect(pod.annotations["config.linkerd.io/proxy-log-level"], at).toBe("warn,linkerd=info");
+    }
+  });
+
+  it("combines a workload's own settings with the chart-wide ones as values.yaml says", () => {
+    const storefront = podOf(set, "storefront");
+    expect(storefront.spec.imagePullSecrets).toEqual([{ name: "registry-shop" }, { name: "registry-storefront" }]);
+    expect(storefront.annotations["meshcart.test/team"]).toBe("edge");
+    expect(podOf(set, "order").annotations["meshcart.test/team"]).toBe("shop");
+    const postgres = podOf(set, "postgres");
+    expect(postgres.spec.nodeSelector).toEqual({ "kubernetes.io/os": "linux", type: "kwok" });
+    expect(postgres.spec.tolerations.map((t: Manifest) => t.key)).toEqual(["meshcart.test/dedicated", "meshcart.test/storage"]);
+    expect(podOf(set, "order").spec.affinity).toEqual({
+      podAntiAffinity: expect.objectContaining({ preferredDuringSchedulingIgnoredDuringExecution: expect.any(Array) }),
+    });
+    expect(Object.keys(podOf(set, "inventory").spec.affinity)).toEqual(["nodeAffinity"]);
+    expect(podOf(set, "nats").annotations["meshcart.test/backup"]).toBe("false");
+    for (const test of set.filter((p) => p.isTest)) expect(test.spec.tolerations).toHaveLength(2);
+  });
+
+  it("keeps every annotation the chart sets: podAnnotations only add", () => {
+    for (const pod of set) {
+      const chart = podOf(defaults, pod.owner.metadata.name).annotations;
+      const { "meshcart.test/team": _team, "meshcart.test/backup": _backup, "config.linkerd.io/proxy-log-level": _log, ...rest } = pod.annotations;
+      expect(rest, pod.owner.metadata.name).toEqual(chart);
+      expect(pod.annotations["linkerd.io/inject"], pod.owner.metadata.name).toBe("enabled");
+    }
+  });
+
+  it.each([
+    ["podAnnotations.linkerd\\.io/inject=disabled", "podAnnotations: linkerd.io/inject is set by the chart"],
+    ["storefront.podAnnotations.config\\.linkerd\\.io/default-inbound-policy=all-unauthenticated", "podAnnotations: config.linkerd.io/default-inbound-policy is set by the chart on storefront's pods"],
+    ["nats.podAnnotations.config\\.linkerd\\.io/opaque-ports=", "podAnnotations: config.linkerd.io/opaque-ports is set by the chart on nats's pods"],
+    ["tests.podAnnotations.helm\\.sh/hook=pre-install", "podAnnotations: helm.sh/hook is set by the chart on meshcart-test-"],
+  ])("refuses --set-string %s: a pod never leaves the mesh or its policy through podAnnotations", async (value, message) => {
+    await expect(render(["--set-string", value])).rejects.toThrow(message);
+  });
+
+  it("adds extraEnv after the variables the chart sets, services.extraEnv first and the workload's winning", () => {
+    for (const pod of set.filter((p) => !p.isTest && serviceOf(p.spec.containers[0]))) {
+      const env = envOf(pod);
+      const names = env.map((e) => e.name);
+      expect(new Set(names).size, `${pod.owner.metadata.name}: a variable set twice`).toBe(names.length);
+      // The chart's own, unchanged and in front (so an extra may refer to them as $(NAME)).
+      const chart = envOf(podOf(defaults, pod.owner.metadata.name));
+      expect(env.slice(0, chart.length), pod.owner.metadata.name).toEqual(chart);
+      const extra = Object.fromEntries(env.slice(chart.length).map((e) => [e.name, e.value]));
+      const expected: Record<string, Record<string, string>> = {
+        storefront: { GRPC_MAX_MESSAGE_BYTES: "8388608", STOREFRONT_PART_TIMEOUT_MS: "1500" },
+        order: { GRPC_MAX_MESSAGE_BYTES: "2097152", ORDER_STEP_TIMEOUT_MS: "3000" },
+      };
+      expect(extra, pod.owner.metadata.name).toEqual(expected[pod.owner.metadata.name] ?? { GRPC_MAX_MESSAGE_BYTES: "2097152" });
+    }
+  });
+
+  it.each([
+    ["services.extraEnv[0].name=LOG_LEVEL,services.extraEnv[0].value=debug", "extraEnv: LOG_LEVEL of fulfillment is set by the chart"],
+    ["order.extraEnv[0].name=NATS_URL,order.extraEnv[0].value=nats://elsewhere:4222", "extraEnv: NATS_URL of order is set by the chart"],
+    ["loadgen.extraEnv[0].name=STOREFRONT_JWT_SECRET,loadgen.extraEnv[0].value=guess", "extraEnv: STOREFRONT_JWT_SECRET of loadgen is set by the chart"],
+    ["payment.extraEnv[0].name=DATABASE_URL,payment.extraEnv[0].value=postgres://elsewhere/x", "extraEnv: DATABASE_URL of payment is set by the chart"],
+  ])("refuses --set %s: extraEnv cannot override what the chart derives from its values", async (value, message) => {
+    await expect(render(["--set", value])).rejects.toThrow(message);
+  });
+
+  it.each([
+    ["storefront.extraEnv[0].name=PORT,storefront.extraEnv[0].value=5", "at '/storefront/extraEnv/0/value': got number, want string"],
+    ["tolerations[0].operator=Maybe", "at '/tolerations/0/operator'"],
+    ["imagePullSecrets[0]=regcred", "at '/imagePullSecrets/0': got string, want object"],
+    ["nats.affinity.nodeAfinity.x=y", "additional properties 'nodeAfinity' not allowed"],
+  ])("refuses --set %s with a message that names the value", async (value, message) => {
+    await expect(render(["--set", value])).rejects.toThrow(message);
   });
 });
 

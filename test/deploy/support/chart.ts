@@ -22,6 +22,17 @@ export const valueSets: { name: string; file?: string }[] = [
     .map((f) => ({ name: f.replace(/^values-|\.yaml$/g, ""), file: path.join(chartDir, f) })),
 ];
 
+/**
+ * Value sets of the tests alone (test/deploy/values/*.yaml): they set what no
+ * documented profile does (pod settings, extraEnv), to check where it lands.
+ * chart-test.sh and apiserver-test.sh render them too.
+ */
+export const testValuesDir = path.join(repoRoot, "test", "deploy", "values");
+export const testValueSets: { name: string; file: string }[] = readdirSync(testValuesDir)
+  .filter((f) => f.endsWith(".yaml"))
+  .sort()
+  .map((f) => ({ name: `test ${f.replace(/\.yaml$/, "")}`, file: path.join(testValuesDir, f) }));
+
 /** Rendered Kubernetes JSON below the fields the checks name: untyped by nature. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Manifest = any;
