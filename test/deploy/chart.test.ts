@@ -8,7 +8,6 @@ import { promisify } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readVersions, services, tags } from "../../scripts/deploy/image-tag.mjs";
-import { documentedValues, schemaText } from "../../scripts/deploy/values-docs.mjs";
 import { chartDir, helmBinary, imageTagsFile, pods, quantity, render, testValueSets, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
 import { repoRoot } from "./support/paths.js";
 
@@ -399,18 +398,6 @@ describe("the chart's defaults", () => {
     expect(JSON.stringify(dashboards.data).length, "the dashboards must fit a kubectl apply's annotation (256 KiB)").toBeLessThan(240 * 1024);
   });
 
-  it("documents each value once, in values.yaml, and refuses a value without a comment or a type", () => {
-    // make lint (scripts/check-generated.sh) keeps the schema's descriptions
-    // and the README's table as scripts/deploy/values-docs.mjs writes them.
-    const values = documentedValues();
-    const schema = JSON.parse(readFileSync(path.join(chartDir, "values.schema.json"), "utf8"));
-    expect(schema.properties.clusterDomain.description).toBe(values.find((v) => v.key === "clusterDomain")!.description);
-    // A map whose keys are documented is a section: each of its keys must be.
-    expect(() => documentedValues("# -- Images.\nimage:\n  # -- Prefix.\n  repository: meshcart\n  pullPolicy: Always\n")).toThrow(
-      'image.pullPolicy has no "# --" comment',
-    );
-    expect(() => schemaText(documentedValues("# -- Not in the schema.\nreplica: 3\n"))).toThrow("does not declare replica");
-  });
 
   it("runs the load generator against the storefront, forever and gently, with the storefront's key and no Service", async () => {
     const loadgen = objects.find((o) => o.kind === "Deployment" && o.metadata.name === "loadgen")!;
