@@ -5,7 +5,7 @@ import { faultControlPort, localServices } from "./services.js";
  * `make faults`: shows, sets or clears the injected faults of make dev's
  * payment and inventory through their fault-control endpoints
  * (services/lib/src/faults.ts). Locally each runs one replica, so this sets
- * "all of them"; in a cluster, call every pod (README, "Load and faults").
+ * "all of them"; in a cluster, call every pod (docs/load-and-faults.md, "Faults").
  *
  *   make faults                                   show every service's rules
  *   make faults SERVICE=payment SPEC='{"Charge":{"rate":0.5}}'   replace payment's rules

@@ -110,7 +110,7 @@ export const localServices: readonly LocalService[] = [
 ];
 
 /**
- * Traces go to a local OTLP collector (the README's Jaeger one-liner) when
+ * Traces go to a local OTLP collector (the Jaeger one-liner of docs/observability.md) when
  * one runs; without one the services say so once and drop their spans. A
  * developer's own OTEL_EXPORTER_OTLP_* (inherited) wins over these.
  */

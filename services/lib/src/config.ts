@@ -78,8 +78,8 @@ export const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "s
 
 /**
  * Variables every meshcart service reads. Each carries its documentation
- * (`describe`): the README's configuration table is generated from these
- * shapes and a test keeps the two equal.
+ * (`describe`): the configuration table of docs/configuration.md is
+ * generated from these shapes and a test keeps the two equal.
  */
 export const serviceConfig = {
   GRPC_PORT: port(50051).describe("Port of the gRPC API."),

@@ -52,7 +52,7 @@ const USAGE = `usage: node services/loadgen/dist/cli.js [options]   (make load R
   --json                    print the report as JSON instead of the table
   -h, --help
 
-Every option also reads its LOADGEN_* variable (README, Configuration).`;
+Every option also reads its LOADGEN_* variable (docs/configuration.md).`;
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`loadgen: ${message}\n`);
