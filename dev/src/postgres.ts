@@ -3,8 +3,9 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { signalGroup, signalOnExit } from "./children.js";
 import { dropDatabase, ensureDatabase } from "./databases.js";
-import { forEachLine, tail } from "./lines.js";
+import { tail } from "./lines.js";
 import { isPortFree } from "./net.js";
+import { watchServer } from "./server-process.js";
 import { postgresBinaries, postgresOsUser, type OsUser } from "./postgres-binaries.js";
 import { assertSameMajorVersion, initialiseDataDir, prepareDataDir } from "./postgres-datadir.js";
 import { clearStalePidFile } from "./postgres-pidfile.js";
@@ -170,42 +171,18 @@ class ServerProcess {
     // An immediate shutdown: the only kind that needs no waiting.
     signalOnExit(child, "SIGQUIT");
 
-    const recent: string[] = [];
-    let isReady = false;
-    let becomeReady: () => void = () => undefined;
-    const ready = new Promise<void>((resolve) => (becomeReady = resolve));
-    const onLine = (line: string) => {
-      recent.push(line);
-      if (recent.length > 50) recent.shift();
-      log(line);
-      if (!isReady && line.includes("database system is ready to accept connections")) {
-        isReady = true;
-        becomeReady();
-      }
-    };
-    forEachLine(child.stdout, onLine);
-    forEachLine(child.stderr, onLine);
-
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      child.once("error", (error) => {
-        recent.push(String(error));
-        resolve({ code: null, signal: null });
-      });
-      // "close" rather than "exit": the server's own children hold the
-      // output pipes, so this waits until the whole cluster is gone.
-      child.once("close", (code, signal) => resolve({ code, signal }));
-    });
-    this.closed = exited.then((status) => {
-      if (this.child === child) {
+    const { outcome: started, recent, closed } = watchServer(child, {
+      readyLine: "database system is ready to accept connections",
+      readyTimeoutMs,
+      log,
+      onExit: (status, wasReady) => {
+        if (this.child !== child) return;
         this.child = undefined;
-        if (isReady) log(`postgres exited unexpectedly (code ${status.code}, signal ${status.signal})`);
-      }
+        if (wasReady) log(`postgres exited unexpectedly (code ${status.code}, signal ${status.signal})`);
+      },
     });
-
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), readyTimeoutMs)));
-    const outcome = await Promise.race([ready.then(() => "ready" as const), exited, timedOut]);
-    clearTimeout(timer);
+    this.closed = closed;
+    const outcome = await started;
     if (outcome === "ready") return;
 
     if (outcome === "timeout") {
