@@ -15,7 +15,10 @@ export const fulfillmentConfig = {
   ),
   FULFILLMENT_ACK_WAIT_MS: integer(1_000, 600_000, 30_000).describe("How long the broker waits for the consumer's acknowledgement before it redelivers an event."),
   FULFILLMENT_POLL_MS: integer(50, 60_000, 1_000).describe(
-    "Longest the shipment timer sleeps, and how often WatchShipment re-reads: changes made by this replica are seen at once, other replicas' after this.",
+    "Longest the shipment timer sleeps while shipments are on their way, and how often WatchShipment re-reads: changes made by this replica are seen at once, other replicas' after this.",
+  ),
+  FULFILLMENT_IDLE_LOOK_MS: integer(1_000, 3_600_000, 30_000).describe(
+    "How long the shipment timer sleeps while no shipment is on its way anywhere. A shipment created by this replica wakes it at once; this bounds how long another replica's shipments wait when that replica stopped.",
   ),
   FULFILLMENT_CRASH_POINT: z
     .enum(CONSUMER_CRASH_POINTS, { error: `must be one of ${CONSUMER_CRASH_POINTS.join(", ")}` })

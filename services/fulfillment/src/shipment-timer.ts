@@ -17,8 +17,10 @@ export interface ShipmentTimer extends BackgroundTask {
  * Moves shipments on, so the demo shows progress: PENDING to PACKED to
  * SHIPPED, each after its delay (FULFILLMENT_PACK_AFTER_MS,
  * FULFILLMENT_SHIP_AFTER_MS). It sleeps until the earliest shipment is due,
- * at most `maxSleepMs` (shipments created by other replicas are found
- * then), woken early by creations in this process. Each shipment is locked
+ * at most `sleeps.pendingMs` (shipments created by other replicas are
+ * found then), and `sleeps.idleMs` when none is on its way (an idle
+ * service asks nothing of its database), woken early by creations in this
+ * process. Each shipment is locked
  * while it moves (SKIP LOCKED: replicas share the work, never a shipment).
  *
  * Each step is a trace of its own with a link to the span that created the
@@ -29,7 +31,7 @@ export interface ShipmentTimer extends BackgroundTask {
 export function shipmentTimer(
   store: ShipmentStore,
   timings: Timings,
-  maxSleepMs: number,
+  sleeps: { pendingMs: number; idleMs: number },
   changes: ShipmentChanges,
   metrics: FulfillmentMetrics,
   logger: Logger,
@@ -47,7 +49,7 @@ export function shipmentTimer(
           for (;;) {
             const dueInMs = await store.nextDueInMs();
             if (dueInMs === undefined || dueInMs > 0) {
-              sleepMs = dueInMs === undefined ? maxSleepMs : Math.min(maxSleepMs, Math.max(10, dueInMs));
+              sleepMs = dueInMs === undefined ? sleeps.idleMs : Math.min(sleeps.pendingMs, Math.max(10, dueInMs));
               break;
             }
             const moved = await inSpan("fulfillment.advance", {}, async (span) => {
@@ -78,6 +80,8 @@ export function shipmentTimer(
           continue;
         }
         await pause(sleepMs, AbortSignal.any([signal, wakeUp.signal]));
+        // Woken while sleeping: this wake is spent by the look it causes.
+        if (wakeUp.signal.aborted) wakeUp = new AbortController();
       }
     },
   };

@@ -41,8 +41,8 @@ export const orderConfig = {
     .enum(CRASH_POINTS, { error: `must be one of ${CRASH_POINTS.join(", ")}` })
     .optional()
     .describe("Chaos hook for crash tests: the saga SIGKILLs its own process at this point. Never set in a deployment."),
-  ORDER_OUTBOX_POLL_MS: integer(20, 60_000, 500).describe(
-    "How often the outbox relay looks for order events another replica committed; this replica's own wake it at once.",
+  ORDER_OUTBOX_POLL_MS: integer(20, 600_000, 30_000).describe(
+    "How long an idle outbox relay waits before looking for unpublished events itself. Final events wake it at once (this replica's, and the other replicas' through their NOTIFY), so this only bounds the delay after a lost notification.",
   ),
   ORDER_OUTBOX_LEASE_MS: integer(1_000, 600_000, 10_000).describe(
     "Lease of the outbox relay: one replica publishes at a time, and another takes over this long after it stopped renewing.",

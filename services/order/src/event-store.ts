@@ -115,7 +115,7 @@ const FIND_BY_REQUEST = statement("order.find-by-request", "SELECT order_id, req
 /**
  * Appends events (a JSON array: sequence, type, state_after, data,
  * occurred_at), rewrites the projection, changes the saga run and tells
- * every replica (NOTIFY "<order id> <version> <writer>"), in one statement. Two writers at the same
+ * every replica (NOTIFY "<order id> <version> <writer> <state>"), in one statement. Two writers at the same
  * position collide on the log's primary key. With a driver ($2), nothing
  * is written unless it owns the run.
  * $1 order, $2 driver (NULL: anyone), $3 events, $4-$11 the projection,
@@ -149,7 +149,7 @@ const APPEND = statement(
      ON CONFLICT (order_id) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until,
        traceparent = EXCLUDED.traceparent, correlation_id = EXCLUDED.correlation_id
    )
-   SELECT n AS appended, CASE WHEN n > 0 THEN pg_notify('${NOTIFY_CHANNEL}', $1 || ' ' || $5::text || ' ' || coalesce($2, $14, '')) END AS notified
+   SELECT n AS appended, CASE WHEN n > 0 THEN pg_notify('${NOTIFY_CHANNEL}', $1 || ' ' || $5::text || ' ' || coalesce($2, $14, '') || ' ' || $4::text) END AS notified
    FROM (SELECT count(*)::int AS n FROM appended) a`,
 );
 

@@ -69,6 +69,7 @@ runMain(async () => {
   // The relay publishes the final events from the log (docs/events.md);
   // without a broker they wait there.
   const relay = config.NATS_URL ? startRelay(config.NATS_URL) : undefined;
+  if (relay) notifier.onNews(() => relay.outbox.wake());
   if (!relay) logger.warn("NATS_URL is not set: the outbox relay is off; order events wait in the log until it is");
   const saga = new Saga({
     store,

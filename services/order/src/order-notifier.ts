@@ -1,7 +1,7 @@
 import pg from "pg";
 import type { Logger } from "@meshcart/lib";
 import { NOTIFY_CHANNEL } from "./event-store.js";
-import type { Order } from "./order-state.js";
+import { isFinal, type Order, type OrderState } from "./order-state.js";
 import { sleep } from "@meshcart/lib";
 
 type Listener = (version: number, order: Order | undefined) => void;
@@ -21,18 +21,23 @@ export interface Subscription {
 /**
  * Tells waiters (CreateOrder, CancelOrder, WatchOrder) that an order's log
  * grew. An append in this process hands them the order itself; an append
- * anywhere sends a Postgres NOTIFY ("<order id> <version> <writer>"), which
+ * anywhere sends a Postgres NOTIFY ("<order id> <version> <writer> <state>"), which
  * each replica's one LISTEN connection turns into a change without the
  * order, except for its own appends (handed over already: a waiter woken
  * by their NOTIFY first would read what it is about to be given). A waiter
  * ignores changes to versions it has seen. Waiters also re-read on a
  * timer, so a notification lost while reconnecting only delays them.
+ *
+ * It also tells the outbox relay (`onNews`) when another replica's append
+ * ended an order (a final event to publish), and after each (re)connection,
+ * as what was announced while it was away is lost.
  */
 export class OrderNotifier {
   private readonly listeners = new Map<string, Set<Listener>>();
   private client: pg.Client | undefined;
   private stopped = false;
   private loop: Promise<void> = Promise.resolve();
+  private readonly newsHooks: (() => void)[] = [];
 
   constructor(
     private readonly databaseUrl: string,
@@ -86,6 +91,11 @@ export class OrderNotifier {
     };
   }
 
+  /** Calls `hook` when another replica ended an order, and whenever notifications may have been missed. */
+  onNews(hook: () => void): void {
+    this.newsHooks.push(hook);
+  }
+
   /** A local append: local waiters get the order without reading it. */
   notify(order: Order): void {
     this.emit(order.orderId, order.version, order);
@@ -95,6 +105,10 @@ export class OrderNotifier {
     this.stopped = true;
     await this.client?.end().catch(() => undefined);
     await this.loop;
+  }
+
+  private news(): void {
+    for (const hook of this.newsHooks) hook();
   }
 
   private emit(orderId: string, version: number, order: Order | undefined): void {
@@ -115,8 +129,10 @@ export class OrderNotifier {
       });
       client.on("notification", (message) => {
         if (!message.payload) return;
-        const [orderId, version, writer] = message.payload.split(" ");
+        const [orderId, version, writer, state] = message.payload.split(" ");
         if (!orderId || (this.self && writer === this.self)) return;
+        // No state: an older replica's payload, which may have ended the order.
+        if (!state || isFinal(state as OrderState)) this.news();
         // A payload without a version (an older replica's) is news whatever one has seen.
         this.emit(orderId, version ? Number(version) : Number.POSITIVE_INFINITY, undefined);
       });
@@ -124,6 +140,7 @@ export class OrderNotifier {
         await client.connect();
         await client.query(`LISTEN ${NOTIFY_CHANNEL}`);
         this.client = client;
+        this.news();
         await lost;
       } catch (error) {
         if (!this.stopped) this.logger.warn({ err: error }, "cannot listen for order notifications yet");

@@ -26,7 +26,12 @@ export interface RelaySettings {
   owner: string;
   /** How long the lease lasts without renewal; another replica's relay takes over after it. */
   leaseMs: number;
-  /** How often an idle relay looks for events another replica committed. */
+  /**
+   * How long an idle relay waits before one cheap look of its own for
+   * unpublished events. News wakes it at once (this replica's final
+   * appends, the other replicas' through the order notifier), so this only
+   * bounds the delay after news was lost.
+   */
   pollMs: number;
   /** Orders per batch (all of each order's unpublished events). */
   batchOrders: number;
@@ -56,12 +61,19 @@ const MESSAGE_TYPE = "meshcart.events.v1.OrderEvent";
  *   runs beside it, and a broker outage only lets the queue grow.
  *
  * One replica's relay publishes at a time (a lease in the database); the
- * others wait to take over. It wakes when this process appends a final
- * event, and polls for the other replicas' appends.
+ * others wait to take over. An idle relay asks nothing of the database:
+ * it sleeps until news (`wake`: a final event appended here, or by another
+ * replica as the order notifier hears), with one cheap look every
+ * `pollMs` in case news was lost, and holds the lease only while it has
+ * work (it renews it with every batch and lets it lapse when idle: the
+ * first relay woken by the next news takes it).
  */
 export class OutboxRelay {
   private wakeUp: (() => void) | undefined;
   private woken = false;
+  private leading = false;
+  /** When this relay last claimed or renewed the lease (its clock). */
+  private claimedAt = 0;
 
   constructor(
     private readonly store: OutboxStore,
@@ -80,23 +92,30 @@ export class OutboxRelay {
   /** Runs until `signal` aborts; then gives the lease back. */
   async run(signal: AbortSignal): Promise<void> {
     let failures = 0;
-    let leading = false;
+    // Events may wait from before this relay started: look at once.
+    let news = true;
     while (!signal.aborted) {
       try {
-        const leader = await this.store.claim(this.settings.owner, this.settings.leaseMs);
-        if (leader !== leading) {
-          leading = leader;
-          this.metrics.setLeader(leader);
-          this.logger.info({ owner: this.settings.owner }, leader ? "outbox relay: publishing (holds the lease)" : "outbox relay: another replica publishes");
+        if (!news) {
+          news = await this.store.anyUnpublished();
+          if (!news) {
+            news = await this.idle(signal);
+            continue;
+          }
         }
+        const leader = await this.store.claim(this.settings.owner, this.settings.leaseMs);
+        this.lead(leader);
         if (!leader) {
+          // A claim cannot succeed before the holder's lease runs out; then
+          // a look says whether there is anything left to take over.
           await this.pause(this.settings.leaseMs / 3, signal, false);
+          news = false;
           continue;
         }
         const batch = await this.store.next(this.settings.batchOrders);
         if (batch.length === 0) {
           failures = 0;
-          await this.pause(this.settings.pollMs, signal, true);
+          news = await this.idle(signal);
           continue;
         }
         const failed = await this.publishBatch(batch);
@@ -119,10 +138,34 @@ export class OutboxRelay {
         await this.pause(backoff(failures, this.settings.retryMaxMs), signal, false);
       }
     }
-    if (leading) {
-      this.metrics.setLeader(false);
+    if (this.leading) {
+      this.lead(false);
       await this.store.release(this.settings.owner).catch((error: unknown) => this.logger.warn({ err: error }, "outbox relay: could not hand the lease back"));
     }
+  }
+
+  /**
+   * Waits for news or the safety look (`pollMs`); true when woken by news.
+   * The lease held is not renewed meanwhile: once it has run out, this
+   * replica no longer counts as the publisher.
+   */
+  private async idle(signal: AbortSignal): Promise<boolean> {
+    const until = Date.now() + this.settings.pollMs;
+    const leaseEnds = this.claimedAt + this.settings.leaseMs;
+    if (this.leading && leaseEnds < until) {
+      if (await this.pause(leaseEnds - Date.now(), signal, true)) return true;
+      this.lead(false);
+    }
+    return this.pause(until - Date.now(), signal, true);
+  }
+
+  private lead(leader: boolean): void {
+    if (leader) this.claimedAt = Date.now();
+    if (leader === this.leading) return;
+    this.leading = leader;
+    this.metrics.setLeader(leader);
+    // Debug: the lease moves with every pause longer than it, which is no news to an operator (the gauge shows who holds it).
+    this.logger.debug({ owner: this.settings.owner }, leader ? "outbox relay: publishing (holds the lease)" : "outbox relay: not publishing (another replica may)");
   }
 
   /**
@@ -197,22 +240,29 @@ export class OutboxRelay {
     }
   }
 
-  /** Sleeps `ms`, or less when woken (if `wakeable`) or stopped. */
-  private pause(ms: number, signal: AbortSignal, wakeable: boolean): Promise<void> {
+  /**
+   * Sleeps `ms`, or less when stopped or (if `wakeable`) woken; answers
+   * whether it was woken. A wake while not wakeable is kept for the next
+   * wakeable pause.
+   */
+  private pause(ms: number, signal: AbortSignal, wakeable: boolean): Promise<boolean> {
     if (wakeable && this.woken) {
       this.woken = false;
-      return Promise.resolve();
+      return Promise.resolve(true);
     }
     return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
+      if (signal.aborted) return resolve(false);
       const done = () => {
         clearTimeout(timer);
         signal.removeEventListener("abort", done);
-        this.wakeUp = undefined;
-        this.woken = false;
-        resolve();
+        const woken = wakeable && this.woken;
+        if (wakeable) {
+          this.wakeUp = undefined;
+          this.woken = false;
+        }
+        resolve(woken);
       };
-      const timer = setTimeout(done, ms);
+      const timer = setTimeout(done, Math.max(0, ms));
       signal.addEventListener("abort", done, { once: true });
       if (wakeable) this.wakeUp = done;
     });

@@ -72,6 +72,9 @@ const MARK = statement(
    WHERE (order_id, sequence) IN (SELECT * FROM unnest($1::text[], $2::int[])) AND published_at IS NULL`,
 );
 
+/** Whether anything waits: an idle relay's look, one probe of the partial index. */
+const ANY = statement("order.outbox-any", `SELECT EXISTS (SELECT 1 FROM order_events WHERE ${unpublished()}) AS any`);
+
 /** The relay's queue: how many events wait, and since when the oldest. */
 const BACKLOG = statement(
   "order.outbox-backlog",
@@ -122,6 +125,11 @@ export class OutboxStore {
       paymentId: row.payment_id,
       traceparent: row.traceparent,
     }));
+  }
+
+  async anyUnpublished(): Promise<boolean> {
+    const { rows } = await this.db.query<{ any: boolean }>(ANY);
+    return rows[0]?.any ?? false;
   }
 
   /** Marks events the broker acknowledged; marking one twice changes nothing. */

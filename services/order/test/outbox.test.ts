@@ -7,6 +7,7 @@ import type { EventMessage } from "../src/event-messages.js";
 import type { EventPublisher } from "../src/event-publisher.js";
 import { OutboxMetrics } from "../src/outbox-metrics.js";
 import { OutboxRelay, type OutboxCrashPoint } from "../src/outbox-relay.js";
+import { OrderNotifier } from "../src/order-notifier.js";
 import { OutboxStore } from "../src/outbox-store.js";
 import { TestDatabases } from "./support/database.js";
 import { eventually, unique } from "./support/wait.js";
@@ -25,10 +26,12 @@ vi.setConfig({ testTimeout: 30_000, hookTimeout: 120_000 });
 
 const databases = new TestDatabases();
 let db: Database;
+let databaseUrl: string;
 let store: OutboxStore;
 
 beforeAll(async () => {
   const database = await databases.create("order_outbox");
+  databaseUrl = database.url;
   db = new Database({ url: database.url, poolMax: 10, statementTimeoutMs: 10_000, applicationName: "order-outbox-test", logger });
   await migrate(db, MIGRATIONS, logger);
   store = new OutboxStore(db);
@@ -83,13 +86,13 @@ async function leading(relay: Running): Promise<number> {
   return Number(/^meshcart_order_outbox_relay_leader (\d+)$/m.exec(text)?.[1]);
 }
 
-function startRelay(broker: EventPublisher, options: { owner?: string; crash?: (point: OutboxCrashPoint) => void; leaseMs?: number } = {}): Running {
+function startRelay(broker: EventPublisher, options: { owner?: string; crash?: (point: OutboxCrashPoint) => void; leaseMs?: number; pollMs?: number } = {}): Running {
   const registry = new Registry();
   const metrics = new OutboxMetrics(registry, store, logger);
   const relay = new OutboxRelay(
     store,
     broker,
-    { owner: options.owner ?? "replica-a", leaseMs: options.leaseMs ?? 5_000, pollMs: 20, batchOrders: 3, concurrency: 4, retryMaxMs: 50, crash: options.crash },
+    { owner: options.owner ?? "replica-a", leaseMs: options.leaseMs ?? 5_000, pollMs: options.pollMs ?? 20, batchOrders: 3, concurrency: 4, retryMaxMs: 50, crash: options.crash },
     metrics,
     logger,
   );
@@ -252,6 +255,63 @@ describe("the outbox relay", () => {
     const late = await order(CHECKOUT);
     await eventually("b takes over and publishes", async () => (broker.stored.has(`${late}.5`) ? true : undefined), 10_000);
     expect(await leading(b)).toBe(1);
+  });
+
+  it("idle, asks nothing of the database until news wakes it; then publishes at once", async () => {
+    const broker = new ScriptedBroker();
+    const calls: string[] = [];
+    const spies = (["claim", "next", "anyUnpublished", "markPublished"] as const).map((method) => {
+      const original = store[method].bind(store) as (...args: unknown[]) => Promise<unknown>;
+      return vi.spyOn(store, method).mockImplementation((...args: unknown[]) => {
+        calls.push(method);
+        return original(...args) as never;
+      });
+    });
+    try {
+      // The safety look is an hour away: only news can move it.
+      const relay = startRelay(broker, { pollMs: 3_600_000 });
+      await eventually("the first look (claim, then the queue)", async () => (calls.includes("next") ? true : undefined));
+      const orderId = await order(CHECKOUT);
+      const asked = calls.length;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(calls.length, `asked while idle: ${calls.slice(asked).join(", ")}`).toBe(asked);
+      expect(broker.stored.size).toBe(0);
+      relay.relay.wake();
+      await eventually("the woken relay published", async () => (broker.stored.has(`${orderId}.5`) && (await unpublished()) === 0 ? true : undefined));
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+  });
+
+  it("finds what news missed with one cheap look per poll, and lets its lease lapse while idle", async () => {
+    const broker = new ScriptedBroker();
+    const relay = startRelay(broker, { pollMs: 100, leaseMs: 1_000 });
+    await eventually("leading", async () => ((await leading(relay)) === 1 ? true : undefined));
+    const orderId = await order(CHECKOUT);
+    await eventually("published without news", async () => (broker.stored.has(`${orderId}.5`) ? true : undefined));
+    await eventually("the lease lapsed with nothing to do", async () => ((await leading(relay)) === 0 ? true : undefined), 5_000);
+    const { rows } = await db.query<{ running: boolean }>("SELECT lease_until > now() AS running FROM outbox_relay");
+    expect(rows[0]?.running).toBe(false);
+  });
+
+  it("hears from the order notifier when another replica ended an order, and after connecting", async () => {
+    const notifier = new OrderNotifier(databaseUrl, logger, "replica-a");
+    let news = 0;
+    notifier.onNews(() => (news += 1));
+    notifier.start();
+    try {
+      await eventually("news on connecting", async () => (news === 1 ? true : undefined));
+      // Delivered in the order sent: the last one shows the earlier ones were heard and ignored.
+      await db.query("SELECT pg_notify('order_events', 'ord_1 2 replica-b STOCK_RESERVED'), pg_notify('order_events', 'ord_2 5 replica-a CONFIRMED')");
+      await db.query("SELECT pg_notify('order_events', 'ord_3 5 replica-b CONFIRMED')");
+      await eventually("news of the other replica's confirmation", async () => (news >= 2 ? true : undefined));
+      expect(news).toBe(2);
+      // An older replica's payload has no state: it may have ended the order.
+      await db.query("SELECT pg_notify('order_events', 'ord_4 4 replica-b')");
+      await eventually("news of an older replica's append", async () => (news >= 3 ? true : undefined));
+    } finally {
+      await notifier.stop();
+    }
   });
 
   it("reads its queue through the partial index of unpublished events", async () => {
