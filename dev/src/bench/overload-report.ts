@@ -163,8 +163,10 @@ export function overloadMarkdown(o: OverloadMeasurement | undefined, memory: Mem
       "",
       "#### Overload",
       "",
-      `${o.workload}, open loop (calls start on schedule, answered or not), ${o.seconds} s per phase at multiples of this run's closed-loop saturation ` +
-        `(**${rate(o.saturationRps)} calls/s**), each phase right after the one before; every call is waited for and counted. ` +
+      `${o.workload}, open loop (calls start on schedule, answered or not), ${o.seconds} s per phase at multiples of this run's closed-loop saturation, ` +
+        `measured sustained right before them: **${rate(o.saturationRps)} calls/s** at concurrency ${o.saturationConcurrency} over ${o.seconds} s ` +
+        `(the saturation search's short steps gave ${rate(o.searchedRps)}: work a checkout causes seconds later, its shipment, falls outside them). ` +
+        `Each phase runs right after the one before; every call is waited for and counted. ` +
         `Latency is of successful calls; time to error is how long a failed call took, by status. "Placed, not told" counts orders the phase wrote ` +
         `whose caller got an error (DEADLINE_EXCEEDED says the order goes on). /readyz of every service probed every 250 ms with the chart's probe timeout (${o.readinessTimeoutMs} ms).`,
       "",

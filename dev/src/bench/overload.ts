@@ -7,7 +7,12 @@ import { runGhz, type GhzCall, type LoadResult } from "./ghz.js";
  * The overload step: PlaceOrder through the storefront, open loop (calls
  * start on schedule whether or not earlier ones answered, as shoppers do),
  * at multiples of the closed-loop saturation measured in the same run:
- * 0.5×, 1×, 2×, 3×, then 0.5× again to see the shop come back. Every call
+ * 0.5×, 1×, 2×, 3×, then 0.5× again to see the shop come back. The
+ * saturation is measured again first, sustained: closed loop at the
+ * saturation search's best concurrency for as long as a phase. The
+ * search's steps are short, and work a checkout causes later (the
+ * shipment it starts, packed and shipped seconds after) falls outside
+ * them; a phase of the overload step pays for it. Every call
  * is accounted for (in-flight calls are waited for at the end of a phase).
  * Meanwhile every service's /readyz is probed as the kubelet would, with
  * the chart's probe timeout; afterwards the order database says how many
@@ -47,7 +52,11 @@ export interface OverloadPhase {
 
 export interface OverloadMeasurement {
   workload: string;
+  /** Sustained closed-loop saturation, the phases' reference. */
   saturationRps: number;
+  /** The concurrency it was measured at, and what the saturation search's short steps gave there. */
+  saturationConcurrency: number;
+  searchedRps: number;
   seconds: number;
   phases: OverloadPhase[];
   /** The chart's readiness probe timeout, with which /readyz was probed. */
@@ -69,7 +78,8 @@ export interface OverloadContext {
   requestIdPrefix: string;
   orderDatabaseUrl: string;
   adminPorts: number[];
-  saturationRps: number;
+  /** The saturation search's result: its best step. */
+  searched: { rps: number; concurrency: number };
   seconds: number;
   readinessTimeoutMs: number;
   recoveryIntervalMs: number;
@@ -101,9 +111,15 @@ export async function measureOverload(context: OverloadContext, tag: string): Pr
     let peakFinalAfterMs: number | undefined;
     let peakEnded: number | undefined;
     let peakTag: string | undefined;
+    const sustained = await runGhz(context.ghz, context.call(`${tag}-sat`), { concurrency: context.searched.concurrency, seconds: context.seconds, finishInFlight: true });
+    const saturationRps = sustained.okRps;
+    context.log(
+      `overload: sustained saturation ${saturationRps.toFixed(0)} calls/s at concurrency ${context.searched.concurrency} over ${context.seconds} s ` +
+        `(the search's short steps: ${context.searched.rps.toFixed(0)})`,
+    );
     for (const [index, multiple] of OVERLOAD_MULTIPLES.entries()) {
       const phaseTag = `${tag}-p${index}`;
-      const offeredRps = context.saturationRps * multiple;
+      const offeredRps = saturationRps * multiple;
       const prober = probeReadiness(context.adminPorts, context.readinessTimeoutMs);
       // While the shop comes back from the peak, the peak's orders are watched until all are final.
       const watch = peakTag && peakEnded !== undefined ? watchFinal(counts, likeOf(peakTag), peakEnded) : undefined;
@@ -140,7 +156,9 @@ export async function measureOverload(context: OverloadContext, tag: string): Pr
     context.log(`overload: ${nonFinalAtEnd} order(s) not final at the end, ${nonFinalAfterWait} after ${settled === undefined ? `${FINAL_WAIT_MS / 1000} s` : `${settled.toFixed(0)} ms`}`);
     return {
       workload: "storefront PlaceOrder (end to end)",
-      saturationRps: context.saturationRps,
+      saturationRps,
+      saturationConcurrency: context.searched.concurrency,
+      searchedRps: context.searched.rps,
       seconds: context.seconds,
       phases,
       readinessTimeoutMs: context.readinessTimeoutMs,

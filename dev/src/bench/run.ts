@@ -240,7 +240,7 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
           requestIdPrefix: `${SHOPPER}:`,
           orderDatabaseUrl: postgres.url(off.databases.get("order")!),
           adminPorts: off.services.map((x) => x.adminPort),
-          saturationRps: placeOrder.saturation.best.okRps,
+          searched: { rps: placeOrder.saturation.best.okRps, concurrency: placeOrder.saturation.best.concurrency },
           seconds: options.overloadSeconds,
           readinessTimeoutMs: chart.get("storefront")!.readinessTimeoutMs,
           recoveryIntervalMs: await orderRecoveryIntervalMs(repoRoot),

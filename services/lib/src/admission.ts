@@ -12,6 +12,14 @@ import type { Logger } from "./logger.js";
  * admitted keeps the latency it has without overload. The database pool
  * behind never becomes the queue: its waiters are bounded by the limit.
  *
+ * The queue is adaptive LIFO (as in Facebook's "Fail at Scale"): first
+ * come, first served while it drains, newest first once it stands (its
+ * oldest waiter has waited half the queue timeout). Under sustained
+ * overload a FIFO queue makes every admitted call pay the whole queue wait
+ * on top of its work; newest first admits calls that just arrived and lets
+ * the oldest run out their short wait and be refused, so the admitted
+ * calls keep their latency and the refused ones still learn it quickly.
+ *
  * The limit is fixed (configuration), not adaptive: a gradient or AIMD
  * limiter steers by latency, and on the small shared machines this demo
  * runs on latency moves with the neighbours more than with the service's
@@ -33,6 +41,8 @@ export interface Permit {
 }
 
 interface Waiter {
+  /** When it started waiting (Date.now()). */
+  since: number;
   admit: (permit: Permit) => void;
   refuse: (error: unknown) => void;
 }
@@ -90,6 +100,7 @@ export class Admission {
         signal?.removeEventListener("abort", onAbort);
       };
       const waiter: Waiter = {
+        since: Date.now(),
         admit: (permit) => {
           leave();
           resolve(permit);
@@ -126,10 +137,17 @@ export class Admission {
         this.inFlight -= 1;
         const held = performance.now() - since;
         this.holdMs = this.holdMs === 0 ? held : this.holdMs + EWMA_WEIGHT * (held - this.holdMs);
-        // FIFO: the longest waiter gets the place.
-        if (this.inFlight < this.settings.limit) this.waiting[0]?.admit(this.grant());
+        if (this.inFlight < this.settings.limit) this.next()?.admit(this.grant());
       },
     };
+  }
+
+  /** The waiter to admit: the oldest while the queue drains, the newest once it stands. */
+  private next(): Waiter | undefined {
+    const oldest = this.waiting[0];
+    if (!oldest) return undefined;
+    const standing = Date.now() - oldest.since >= this.settings.queueTimeoutMs / 2;
+    return standing ? this.waiting.at(-1) : oldest;
   }
 
   /** How long a refused caller should wait before trying again: about the time in which the admitted work turns over once. */

@@ -1,5 +1,5 @@
 import { Registry } from "prom-client";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { Admission, type Permit } from "../src/admission.js";
 import { OverloadedError } from "../src/domain-errors.js";
 import { state } from "./helpers.js";
@@ -37,7 +37,7 @@ describe("admission control", () => {
     expect(admission.active).toBe(0);
   });
 
-  it("admits waiters first come, first served", async () => {
+  it("admits waiters first come, first served while the queue drains", async () => {
     const admission = new Admission("calls", { limit: 1, queue: 3, queueTimeoutMs: 60_000 });
     const first = await admission.admit();
     const order: string[] = [];
@@ -49,6 +49,31 @@ describe("admission control", () => {
     permit.release();
     (await waiters[2]!).release();
     expect(order).toEqual(["w1", "w2", "w3"]);
+  });
+
+  it("admits the newest waiter first once the queue stands (its oldest has waited half the queue timeout)", async () => {
+    vi.useFakeTimers();
+    try {
+      const admission = new Admission("calls", { limit: 1, queue: 3, queueTimeoutMs: 100 });
+      const first = await admission.admit();
+      const order: string[] = [];
+      const waiter = (name: string) => admission.admit().then((permit) => (order.push(name), permit));
+      const w1 = waiter("w1");
+      await vi.advanceTimersByTimeAsync(30);
+      const w2 = waiter("w2");
+      await vi.advanceTimersByTimeAsync(20);
+      const w3 = waiter("w3");
+      // w1 has waited 50 ms: the queue stands, so the newest goes first.
+      first.release();
+      (await w3).release();
+      // w1 (60 ms) still stands in front: newest first again.
+      await vi.advanceTimersByTimeAsync(10);
+      (await w2).release();
+      (await w1).release();
+      expect(order).toEqual(["w3", "w2", "w1"]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("refuses a waiter whose wait runs out, and one whose caller gives up, leaving the queue", async () => {
