@@ -12,51 +12,37 @@ export interface ArtefactSize {
 }
 
 interface Assembler {
-  assembleTarget(options: {
-    context: string;
-    scratch: string;
-    target: string;
-    buildArgs: Record<string, string>;
-    runEnv?: Record<string, string>;
-  }): Promise<{ root: string }>;
-}
-
-interface ImageTags {
-  buildArgs(service: string, root?: string): Record<string, string>;
+  assembleImage(options: { context: string; scratch: string; runEnv?: Record<string, string> }): Promise<{ root: string; commands: Record<string, string[]> }>;
 }
 
 /**
- * Each service's production artefact, as its Dockerfile target builds it,
+ * Each service's production artefact, as the Dockerfile builds it,
  * assembled without Docker by the artefact test's own code
- * (test/deploy/support/assemble.ts, on scripts/deploy/dockerfile.mjs) and
- * measured. Loaded at run time: that code lives outside this workspace
- * (Node runs the .ts directly, stripping its types).
+ * (test/deploy/support/assemble.ts) and measured. Every service's target is
+ * the one runtime stage with its own command, so the image is assembled
+ * and measured once, and each service with a target gets that size. Loaded
+ * at run time: that code lives outside this workspace (Node runs the .ts
+ * directly, stripping its types).
  */
 export async function artefactSizes(repoRoot: string, services: readonly string[], log: (line: string) => void): Promise<Map<string, ArtefactSize>> {
-  const { assembleTarget } = (await import(pathToFileURL(path.join(repoRoot, "test/deploy/support/assemble.ts")).href)) as Assembler;
-  const { buildArgs } = (await import(pathToFileURL(path.join(repoRoot, "scripts/deploy/image-tag.mjs")).href)) as ImageTags;
+  const { assembleImage } = (await import(pathToFileURL(path.join(repoRoot, "test/deploy/support/assemble.ts")).href)) as Assembler;
   const scratch = await fs.mkdtemp(path.join(os.tmpdir(), "meshcart-bench-artefact-"));
-  const sizes = new Map<string, ArtefactSize>();
   try {
-    for (const service of services) {
-      log(`assembling the ${service} artefact`);
-      const began = Date.now();
-      const artefact = await assembleTarget({
-        context: repoRoot,
-        scratch,
-        target: service,
-        buildArgs: buildArgs(service, repoRoot),
-        // As the artefact test: npm reads its cache first; what it installs is the same.
-        runEnv: { npm_config_prefer_offline: "true", npm_config_update_notifier: "false", npm_config_audit: "false", npm_config_fund: "false" },
-      });
-      const { bytes, files } = await treeSize(artefact.root);
-      sizes.set(service, { bytes, files, assembleSeconds: (Date.now() - began) / 1000 });
-      await fs.rm(artefact.root, { recursive: true, force: true });
-    }
+    log("assembling the services' image (one runtime stage; each service's target adds only its command)");
+    const began = Date.now();
+    const image = await assembleImage({
+      context: repoRoot,
+      scratch,
+      // As the artefact test: npm reads its cache first; what it installs is the same.
+      runEnv: { npm_config_prefer_offline: "true", npm_config_update_notifier: "false", npm_config_audit: "false", npm_config_fund: "false" },
+    });
+    const missing = services.filter((service) => !image.commands[service]);
+    if (missing.length > 0) throw new Error(`the Dockerfile has no target for ${missing.join(", ")}`);
+    const size: ArtefactSize = { ...(await treeSize(image.root)), assembleSeconds: (Date.now() - began) / 1000 };
+    return new Map(services.map((service) => [service, size]));
   } finally {
     await fs.rm(scratch, { recursive: true, force: true });
   }
-  return sizes;
 }
 
 /** Apparent size (what the files hold, not the disk blocks they take) and file count of a folder. */

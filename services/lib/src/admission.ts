@@ -20,15 +20,29 @@ import type { Logger } from "./logger.js";
  * the oldest run out their short wait and be refused, so the admitted
  * calls keep their latency and the refused ones still learn it quickly.
  *
- * The limit is fixed (configuration), not adaptive: a gradient or AIMD
- * limiter steers by latency, and on the small shared machines this demo
- * runs on latency moves with the neighbours more than with the service's
- * own load; a fixed limit near the knee of the throughput curve (measured
- * by make bench) is predictable, and shows in the metrics what it does.
+ * The limit is fixed unless `adaptive` is given; then it moves between
+ * `adaptive.minLimit` and `limit` by latency (a gradient limiter, as
+ * Netflix's concurrency-limits): each kind of call (its method) has an
+ * unloaded latency, learnt from the calls that ran alone, and every window
+ * of admitted calls compares their latency with it. Slower on average than
+ * `tolerance` times unloaded: the limit comes down in proportion, as the
+ * calls in progress only queue for the CPU, the database or the services
+ * behind; within it and the limit in full use: it goes up by one. A fixed
+ * limit holds one number for every machine and every neighbour; this one
+ * finds the knee where the admitted calls keep their latency, on a quick
+ * laptop and on a busy CI runner alike.
  */
+export interface AdaptiveSettings {
+  /** The limit never goes below this. */
+  minLimit: number;
+  /** How many times their unloaded latency the admitted calls may take on average before the limit comes down. */
+  tolerance: number;
+}
 export interface AdmissionSettings {
-  /** Work in progress at most. */
+  /** Work in progress at most (the adaptive limit's ceiling, where it starts). */
   limit: number;
+  /** Steer the limit by latency; a fixed limit when omitted. */
+  adaptive?: AdaptiveSettings;
   /** Callers that may wait for a free place; beyond them, refused at once. */
   queue: number;
   /** Longest a caller waits in the queue before it is refused. */
@@ -43,6 +57,7 @@ export interface Permit {
 interface Waiter {
   /** When it started waiting (Date.now()). */
   since: number;
+  kind: string | undefined;
   admit: (permit: Permit) => void;
   refuse: (error: unknown) => void;
 }
@@ -52,8 +67,18 @@ const EWMA_WEIGHT = 0.1;
 /** Shedding is logged as one summary line per this period, not a line per refused call. */
 const SHED_LOG_PERIOD_MS = 10_000;
 
+/** Weight of a lone call's latency in its kind's unloaded latency. */
+const UNLOADED_WEIGHT = 0.2;
+/** An adaptive limit is reconsidered after this many admitted calls, and no sooner than this. */
+const WINDOW_CALLS = 16;
+const WINDOW_MIN_MS = 100;
+
 export class Admission {
   private inFlight = 0;
+  private current: number;
+  /** Each kind's unloaded latency (ms), from the calls that ran alone. */
+  private readonly unloaded = new Map<string, number>();
+  private window = { calls: 0, ratioSum: 0, full: false, since: Date.now() };
   private readonly waiting: Waiter[] = [];
   /** Running average of how long a permit is held, in ms. */
   private holdMs = 0;
@@ -69,6 +94,11 @@ export class Admission {
     { registry, logger }: { registry?: Registry; logger?: Logger } = {},
   ) {
     if (!Number.isInteger(settings.limit) || settings.limit < 1) throw new Error(`admission limit must be a positive integer, not ${settings.limit}`);
+    const adaptive = settings.adaptive;
+    if (adaptive && (!Number.isInteger(adaptive.minLimit) || adaptive.minLimit < 1 || adaptive.minLimit > settings.limit || !(adaptive.tolerance > 1))) {
+      throw new Error(`adaptive admission needs 1 ≤ minLimit ≤ limit and a tolerance above 1, not ${JSON.stringify(adaptive)}`);
+    }
+    this.current = settings.limit;
     this.logger = logger;
     if (registry) {
       this.shed = admissionMetrics(registry).shed;
@@ -84,13 +114,18 @@ export class Admission {
     return this.waiting.length;
   }
 
+  /** Work in progress admitted at most, now. */
+  get limit(): number {
+    return this.current;
+  }
+
   /**
    * A permit now, or after a short wait in the queue; OverloadedError when
    * the queue is full, the wait runs out, or `signal` aborts while waiting
    * (the caller gave up: nothing was started).
    */
-  admit(signal?: AbortSignal): Promise<Permit> {
-    if (this.inFlight < this.settings.limit && this.waiting.length === 0) return Promise.resolve(this.grant());
+  admit(signal?: AbortSignal, kind?: string): Promise<Permit> {
+    if (this.inFlight < this.current && this.waiting.length === 0) return Promise.resolve(this.grant(kind));
     if (this.waiting.length >= this.settings.queue) return Promise.reject(this.refusal("queue_full"));
     return new Promise<Permit>((resolve, reject) => {
       const leave = () => {
@@ -101,6 +136,7 @@ export class Admission {
       };
       const waiter: Waiter = {
         since: Date.now(),
+        kind,
         admit: (permit) => {
           leave();
           resolve(permit);
@@ -126,8 +162,10 @@ export class Admission {
     return this.grant();
   }
 
-  private grant(): Permit {
+  private grant(kind?: string): Permit {
     this.inFlight += 1;
+    const alone = this.inFlight === 1;
+    if (this.inFlight >= this.current) this.window.full = true;
     const since = performance.now();
     let released = false;
     return {
@@ -137,9 +175,33 @@ export class Admission {
         this.inFlight -= 1;
         const held = performance.now() - since;
         this.holdMs = this.holdMs === 0 ? held : this.holdMs + EWMA_WEIGHT * (held - this.holdMs);
-        if (this.inFlight < this.settings.limit) this.next()?.admit(this.grant());
+        if (this.settings.adaptive && kind !== undefined) this.learn(kind, held, alone && this.inFlight === 0);
+        for (let waiter = this.next(); waiter && this.inFlight < this.current; waiter = this.next()) waiter.admit(this.grant(waiter.kind));
       },
     };
+  }
+
+  /**
+   * One admitted call's latency: a lone call's teaches its kind's unloaded
+   * latency; the others are compared with it, and each full window moves
+   * the limit.
+   */
+  private learn(kind: string, heldMs: number, alone: boolean): void {
+    const unloaded = this.unloaded.get(kind);
+    if (alone) {
+      this.unloaded.set(kind, unloaded === undefined ? heldMs : unloaded + UNLOADED_WEIGHT * (heldMs - unloaded));
+      return;
+    }
+    if (unloaded === undefined || unloaded <= 0) return;
+    const window = this.window;
+    window.calls += 1;
+    window.ratioSum += heldMs / unloaded;
+    if (window.calls < WINDOW_CALLS || Date.now() - window.since < WINDOW_MIN_MS) return;
+    const { minLimit, tolerance } = this.settings.adaptive!;
+    const slowdown = window.ratioSum / window.calls;
+    if (slowdown > tolerance) this.current = Math.max(minLimit, Math.floor(this.current * Math.max(0.5, tolerance / slowdown)));
+    else if (window.full) this.current = Math.min(this.settings.limit, this.current + 1);
+    this.window = { calls: 0, ratioSum: 0, full: this.inFlight >= this.current, since: Date.now() };
   }
 
   /** The waiter to admit: the oldest while the queue drains, the newest once it stands. */
@@ -161,7 +223,7 @@ export class Admission {
     const now = Date.now();
     if (this.logger && now - this.lastLog >= SHED_LOG_PERIOD_MS) {
       this.logger.warn(
-        { scope: this.scope, shed: this.shedSinceLog, in_progress: this.inFlight, queued: this.waiting.length, limit: this.settings.limit },
+        { scope: this.scope, shed: this.shedSinceLog, in_progress: this.inFlight, queued: this.waiting.length, limit: this.current },
         "overloaded: shedding load (RESOURCE_EXHAUSTED)",
       );
       this.lastLog = now;
@@ -222,11 +284,11 @@ function admissionMetrics(registry: Registry): AdmissionFamily {
   });
   new Gauge({
     name: "meshcart_admission_limit",
-    help: "Work in progress admitted at most, by scope.",
+    help: "Work in progress admitted at most, by scope (where adaptive, the limit now).",
     labelNames: ["scope"],
     registers,
     collect() {
-      for (const a of tracked) this.set({ scope: a.scope }, a.settings.limit);
+      for (const a of tracked) this.set({ scope: a.scope }, a.limit);
     },
   });
   families.set(registry, family);

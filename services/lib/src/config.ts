@@ -52,6 +52,15 @@ export function integer(min: number, max: number, fallback?: number) {
   return fallback === undefined ? base : base.default(fallback);
 }
 
+/** A number in [min, max], with a default when unset. */
+export function decimal(min: number, max: number, fallback: number) {
+  return z.coerce
+    .number({ error: `must be a number from ${min} to ${max}` })
+    .min(min, `must be a number from ${min} to ${max}`)
+    .max(max, `must be a number from ${min} to ${max}`)
+    .default(fallback);
+}
+
 export function port(fallback: number) {
   return integer(1, 65535, fallback);
 }

@@ -126,7 +126,8 @@ export function admissionMiddleware(admission: Admission, servicePaths: readonly
     if (call.requestStream || call.responseStream || !admitted(call.method.path)) return yield* call.next(call.request, context);
     let permit;
     try {
-      permit = await admission.admit(context.signal);
+      // The method is the kind of call whose unloaded latency an adaptive limit compares with.
+      permit = await admission.admit(context.signal, call.method.path);
     } catch (error) {
       throw domainToStatus(error);
     }

@@ -76,6 +76,61 @@ describe("admission control", () => {
     }
   });
 
+  it("adaptive: learns each kind's unloaded latency from lone calls, lowers the limit when admitted calls run slower than the tolerance, raises it when they keep up", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date", "performance"] });
+    try {
+      const admission = new Admission("calls", { limit: 8, adaptive: { minLimit: 2, tolerance: 2 }, queue: 100, queueTimeoutMs: 60_000 });
+      /** `n` calls of `kind` at once, each held `ms`. */
+      const round = async (kind: string, n: number, ms: number) => {
+        const permits = await Promise.all(Array.from({ length: n }, () => admission.admit(undefined, kind)));
+        vi.advanceTimersByTime(ms);
+        for (const permit of permits) permit.release();
+      };
+      // Alone, a checkout takes 10 ms and a lookup 1 ms.
+      for (let i = 0; i < 3; i++) await round("checkout", 1, 10);
+      for (let i = 0; i < 3; i++) await round("lookup", 1, 1);
+      expect(admission.limit).toBe(8);
+
+      // Eight at once take 50 ms each: five times unloaded, above the tolerance of 2.
+      for (let i = 0; i < 2; i++) await round("checkout", 8, 50);
+      expect(admission.limit).toBe(4);
+      for (let i = 0; i < 4; i++) await round("checkout", 4, 50);
+      expect(admission.limit).toBe(2);
+      for (let i = 0; i < 8; i++) await round("checkout", 2, 50);
+      expect(admission.limit, "never below minLimit").toBe(2);
+
+      // Lookups at 1.5 ms with the limit in full use: within the tolerance, so it climbs back by one per window.
+      for (let i = 0; i < 100; i++) await round("lookup", admission.limit, 1.5);
+      expect(admission.limit).toBeGreaterThan(2);
+      for (let i = 0; i < 400 && admission.limit < 8; i++) await round("lookup", admission.limit, 1.5);
+      expect(admission.limit, "never above the configured limit").toBe(8);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("adaptive: a limit not in full use does not grow, and a kind never seen alone is not judged", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date", "performance"] });
+    try {
+      const admission = new Admission("calls", { limit: 8, adaptive: { minLimit: 2, tolerance: 2 }, queue: 100, queueTimeoutMs: 60_000 });
+      const round = async (kind: string, n: number, ms: number) => {
+        const permits = await Promise.all(Array.from({ length: n }, () => admission.admit(undefined, kind)));
+        vi.advanceTimersByTime(ms);
+        for (const permit of permits) permit.release();
+      };
+      for (let i = 0; i < 20; i++) await round("unknown", 8, 500);
+      expect(admission.limit).toBe(8);
+      await round("checkout", 1, 10);
+      for (let i = 0; i < 2; i++) await round("checkout", 8, 50);
+      expect(admission.limit).toBe(4);
+      // Fast, but only two at once under a limit of four: no evidence that more would keep up.
+      for (let i = 0; i < 100; i++) await round("checkout", 2, 12);
+      expect(admission.limit).toBe(4);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("refuses a waiter whose wait runs out, and one whose caller gives up, leaving the queue", async () => {
     const admission = new Admission("calls", { limit: 1, queue: 2, queueTimeoutMs: 20 });
     const held = await admission.admit();

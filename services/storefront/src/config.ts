@@ -1,4 +1,4 @@
-import { ConfigError, DEMO_TOKENS, integer, serviceConfig, text, type Config } from "@meshcart/lib";
+import { ConfigError, DEMO_TOKENS, decimal, integer, serviceConfig, text, type Config } from "@meshcart/lib";
 
 /** Every environment variable the storefront reads. It owns no database. */
 export const storefrontConfig = {
@@ -24,12 +24,18 @@ export const storefrontConfig = {
     "Deadline of a TrackOrder stream that brings none, and cap on the one it brings.",
   ),
   // Admission control (services/lib/src/admission.ts) of the unary calls:
-  // shed here, at the edge, a call costs the least. Eight: PlaceOrder's
-  // closed-loop throughput peaks at about 8 calls in flight (make bench),
-  // and every call admitted beyond the knee adds only latency.
+  // shed here, at the edge, a call costs the least. Eight at most:
+  // PlaceOrder's closed-loop throughput peaks at about 8 calls in flight
+  // (make bench), and every call admitted beyond the knee adds only
+  // latency. Below that the limit follows latency: where the knee is
+  // depends on the machine and its neighbours.
   STOREFRONT_MAX_CALLS: integer(1, 10_000, 8).describe(
-    "Unary calls in progress at most (TrackOrder streams and health apart); more wait in the queue, or are refused with RESOURCE_EXHAUSTED.",
+    "Unary calls in progress at most (TrackOrder streams and health apart); more wait in the queue, or are refused with RESOURCE_EXHAUSTED. The ceiling of the adaptive limit.",
   ),
+  STOREFRONT_MIN_CALLS: integer(1, 10_000, 2).describe("The adaptive limit of calls in progress never goes below this (nor STOREFRONT_MAX_CALLS, when that is lower)."),
+  STOREFRONT_CALL_TOLERANCE: decimal(0, 100, 4).describe(
+      "How many times its unloaded latency (learnt from calls that ran alone) an admitted call may take on average before the limit of calls in progress comes down; 0 holds it fixed at STOREFRONT_MAX_CALLS.",
+    ),
   STOREFRONT_CALL_QUEUE: integer(0, 10_000, 8).describe("Calls that may wait for a place when STOREFRONT_MAX_CALLS are in progress; beyond them, refused at once."),
   STOREFRONT_CALL_QUEUE_MS: integer(1, 60_000, 50).describe("Longest a call waits in the queue before it is refused (RESOURCE_EXHAUSTED)."),
   STOREFRONT_PART_TIMEOUT_MS: integer(50, 60_000, 2_000).describe(
@@ -44,6 +50,9 @@ export function checkStorefrontConfig(config: StorefrontConfig): StorefrontConfi
   const problems: string[] = [];
   if (config.STOREFRONT_DEFAULT_DEADLINE_MS > config.STOREFRONT_MAX_DEADLINE_MS) {
     problems.push("STOREFRONT_DEFAULT_DEADLINE_MS: must not exceed STOREFRONT_MAX_DEADLINE_MS");
+  }
+  if (config.STOREFRONT_CALL_TOLERANCE > 0 && config.STOREFRONT_CALL_TOLERANCE <= 1) {
+    problems.push("STOREFRONT_CALL_TOLERANCE: must be above 1 (calls may take that many times their unloaded latency), or 0 for a fixed limit");
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

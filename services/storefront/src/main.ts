@@ -25,7 +25,12 @@ runMain(async () => {
 
   const admission = new Admission(
     "calls",
-    { limit: config.STOREFRONT_MAX_CALLS, queue: config.STOREFRONT_CALL_QUEUE, queueTimeoutMs: config.STOREFRONT_CALL_QUEUE_MS },
+    {
+      limit: config.STOREFRONT_MAX_CALLS,
+      ...(config.STOREFRONT_CALL_TOLERANCE > 0 ? { adaptive: { minLimit: Math.min(config.STOREFRONT_MIN_CALLS, config.STOREFRONT_MAX_CALLS), tolerance: config.STOREFRONT_CALL_TOLERANCE } } : {}),
+      queue: config.STOREFRONT_CALL_QUEUE,
+      queueTimeoutMs: config.STOREFRONT_CALL_QUEUE_MS,
+    },
     { registry, logger },
   );
 

@@ -160,22 +160,3 @@ async function runStep(stage: string, cwd: string, command: string, env: Record<
     );
   });
 }
-
-/**
- * For `make bench` (dev/src/bench/artefacts.ts), which measures each
- * service's image: every target is the same runtime, so each gets it whole.
- */
-export async function assembleTarget(options: {
-  context: string;
-  scratch: string;
-  target: string;
-  buildArgs?: Record<string, string>;
-  runEnv?: Record<string, string>;
-}): Promise<{ root: string }> {
-  const artefact = await assembleImage(options);
-  if (!artefact.commands[options.target]) throw new Error(`the Dockerfile has no target ${options.target}`);
-  const root = path.join(options.scratch, options.target);
-  await fs.rm(root, { recursive: true, force: true });
-  await fs.rename(artefact.root, root);
-  return { root };
-}
