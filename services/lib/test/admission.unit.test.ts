@@ -80,12 +80,7 @@ describe("admission control", () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date", "performance"] });
     try {
       const admission = new Admission("calls", { limit: 8, adaptive: { minLimit: 2, tolerance: 2 }, queue: 100, queueTimeoutMs: 60_000 });
-      /** `n` calls of `kind` at once, each held `ms`. */
-      const round = async (kind: string, n: number, ms: number) => {
-        const permits = await Promise.all(Array.from({ length: n }, () => admission.admit(undefined, kind)));
-        vi.advanceTimersByTime(ms);
-        for (const permit of permits) permit.release();
-      };
+      const round = rounds(admission);
       // Alone, a checkout takes 10 ms and a lookup 1 ms.
       for (let i = 0; i < 3; i++) await round("checkout", 1, 10);
       for (let i = 0; i < 3; i++) await round("lookup", 1, 1);
@@ -113,11 +108,7 @@ describe("admission control", () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date", "performance"] });
     try {
       const admission = new Admission("calls", { limit: 8, adaptive: { minLimit: 2, tolerance: 2 }, queue: 100, queueTimeoutMs: 60_000 });
-      const round = async (kind: string, n: number, ms: number) => {
-        const permits = await Promise.all(Array.from({ length: n }, () => admission.admit(undefined, kind)));
-        vi.advanceTimersByTime(ms);
-        for (const permit of permits) permit.release();
-      };
+      const round = rounds(admission);
       for (let i = 0; i < 20; i++) await round("unknown", 8, 500);
       expect(admission.limit).toBe(8);
       await round("checkout", 1, 10);
@@ -169,3 +160,12 @@ describe("admission control", () => {
     held.release();
   });
 });
+
+/** Under fake timers: `n` calls of `kind` admitted at once, each held `ms`, then released. */
+function rounds(admission: Admission) {
+  return async (kind: string, n: number, ms: number) => {
+    const permits = await Promise.all(Array.from({ length: n }, () => admission.admit(undefined, kind)));
+    vi.advanceTimersByTime(ms);
+    for (const permit of permits) permit.release();
+  };
+}
