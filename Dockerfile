@@ -33,6 +33,7 @@ ARG NODE_VERSION=24.21.0
 FROM --platform=$BUILDPLATFORM node:${NODE_VERSION}-trixie-slim AS manifests
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY services/contracts/package.json services/contracts/
 COPY services/lib/package.json services/lib/
 COPY services/inventory/package.json services/inventory/
 COPY services/payment/package.json services/payment/
@@ -55,7 +56,7 @@ RUN --mount=type=cache,id=meshcart-npm,target=/root/.npm \
 COPY tsconfig.base.json ./
 COPY services/ services/
 # The runtime takes services/ from here: each workspace's package.json,
-# dist/, lib's reflection descriptor and the migrations. Sources, build
+# dist/, the contracts' reflection descriptor and the migrations. Sources, build
 # info and the build's own dependencies stay behind.
 RUN ./node_modules/.bin/tsc -b services/* \
  && rm -rf services/*/src services/*/tsconfig.json services/*/*.tsbuildinfo services/*/node_modules

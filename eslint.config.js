@@ -3,7 +3,7 @@ import tseslint from "typescript-eslint";
 
 export default tseslint.config(
   {
-    ignores: ["**/dist/**", "**/node_modules/**", "services/lib/src/gen/**", ".tools/**", ".data/**", "coverage/**"],
+    ignores: ["**/dist/**", "**/node_modules/**", "services/contracts/src/**", ".tools/**", ".data/**", "coverage/**"],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,

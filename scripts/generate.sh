@@ -9,7 +9,7 @@ PATH="$PWD/node_modules/.bin:$PATH"
 
 buf generate
 # Source info is kept so that `grpcurl describe` shows the contracts' docs.
-buf build -o services/lib/descriptor/meshcart.binpb
+buf build -o services/contracts/descriptor/meshcart.binpb
 # The chart's Linkerd objects and docs/mesh-contract.md, from proto/mesh.yaml
 # (which is checked against the .proto files first).
 node scripts/mesh/render.mjs

@@ -8,7 +8,7 @@
 //   node scripts/mesh/client-calls.mjs [service...]   "<caller> -> <pkg.Service>/<Method>", one a line
 //
 // It reads the types through the workspaces' built declarations
-// (services/lib/dist/gen), so `tsc -b` must have run. A call is found where
+// (services/contracts/dist), so `tsc -b` must have run. A call is found where
 // the method is named on a client (`client.charge(...)`,
 // `clients.order.getOrder(...)`); the services call no other way.
 import fs from "node:fs";
@@ -17,11 +17,11 @@ import { fileURLToPath } from "node:url";
 import ts from "typescript";
 import { root } from "./contract.mjs";
 
-/** The deployables whose code may call other services (services/<name>, except the shared lib). */
+/** The deployables whose code may call other services (services/<name>, except the shared kit and the contracts). */
 export function deployables() {
   return fs
     .readdirSync(path.join(root, "services"), { withFileTypes: true })
-    .filter((d) => d.isDirectory() && d.name !== "lib" && fs.existsSync(path.join(root, "services", d.name, "tsconfig.json")))
+    .filter((d) => d.isDirectory() && !["lib", "contracts"].includes(d.name) && fs.existsSync(path.join(root, "services", d.name, "tsconfig.json")))
     .map((d) => d.name)
     .sort();
 }
@@ -44,7 +44,7 @@ export function clientCalls(service) {
   const configFile = path.join(root, "services", service, "tsconfig.json");
   const host = { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => { throw new Error(ts.flattenDiagnosticMessageText(d.messageText, "\n")); } };
   const config = ts.getParsedCommandLineOfConfigFile(configFile, {}, host);
-  const lib = path.join(root, "services", "lib", "dist", "gen");
+  const lib = path.join(root, "services", "contracts", "dist");
   if (!fs.existsSync(lib)) throw new Error(`${path.relative(root, lib)} is missing: build first (tsc -b)`);
   const program = ts.createProgram({ rootNames: config.fileNames, options: { ...config.options, noEmit: true }, projectReferences: config.projectReferences });
   const checker = program.getTypeChecker();

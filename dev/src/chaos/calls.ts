@@ -1,10 +1,10 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { createLogger, createServiceClient, openChannel } from "@meshcart/lib";
-import { FulfillmentServiceDefinition } from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
-import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import { OrderServiceDefinition } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
-import { StorefrontServiceDefinition } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import { FulfillmentServiceDefinition } from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
+import { InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { OrderServiceDefinition } from "@meshcart/contracts/meshcart/order/v1/order.js";
+import { PaymentServiceDefinition } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
+import { StorefrontServiceDefinition } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import type { Victim } from "./plan.js";
 
 /** One call of a probe: the status it ended with ("OK" or a gRPC code name) and how long it took. */

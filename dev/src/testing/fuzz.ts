@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import {
   ScalarType,
   create,
@@ -26,7 +27,8 @@ import { BadRequest, RichClientError, errorDetailsClientMiddleware } from "nice-
  * message, messages over the size limit.
  */
 
-const DESCRIPTOR = new URL("../../../services/lib/descriptor/meshcart.binpb", import.meta.url);
+/** Where @meshcart/contracts keeps the descriptor set (its package.json `exports`). */
+const DESCRIPTOR = createRequire(import.meta.url).resolve("@meshcart/contracts/meshcart.binpb");
 
 let registry: FileRegistry | undefined;
 

@@ -21,7 +21,7 @@ import {
   pause,
   type NatsConnection,
 } from "@meshcart/lib/events";
-import { OrderEvent } from "@meshcart/lib/gen/meshcart/events/v1/order_events.js";
+import { OrderEvent } from "@meshcart/contracts/meshcart/events/v1/order_events.js";
 import type { ConsumerLag, FulfillmentMetrics } from "./metrics.js";
 import type { ShipmentChanges } from "./shipment-changes.js";
 import type { OrderFact, Timings } from "./shipment-state.js";

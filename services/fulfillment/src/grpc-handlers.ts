@@ -5,7 +5,7 @@ import {
   type FulfillmentServiceImplementation,
   type Shipment as ShipmentMessage,
   type ShipmentEvent as ShipmentEventMessage,
-} from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
+} from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
 import type { Fulfillment } from "./fulfillment.js";
 import type { Shipment, ShipmentHistoryEntry, ShipmentState } from "./shipment-state.js";
 

@@ -2,7 +2,7 @@
 import "./telemetry.js";
 import { fileURLToPath } from "node:url";
 import { Registry, createLogger, exitOnSignals, loadConfig, openDatabase, runMain, startServiceRuntime } from "@meshcart/lib";
-import { FulfillmentServiceDefinition } from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
+import { FulfillmentServiceDefinition } from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
 import { checkFulfillmentConfig, fulfillmentConfig } from "./config.js";
 import { EventConsumer, consumerCrashHook } from "./event-consumer.js";
 import { Fulfillment } from "./fulfillment.js";

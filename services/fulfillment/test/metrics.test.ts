@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { ShipmentState } from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
+import { ShipmentState } from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
 import { dashboardQueries, unexported } from "../../../dev/src/testing/dashboard.js";
 import { parseExposition, type Exposition } from "../../../dev/src/testing/prometheus.js";
 import { Shop } from "../../../dev/src/testing/shop.js";

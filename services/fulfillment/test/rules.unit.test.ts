@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { OrderEvent } from "@meshcart/lib/gen/meshcart/events/v1/order_events.js";
+import { OrderEvent } from "@meshcart/contracts/meshcart/events/v1/order_events.js";
 import { InvalidEventError, readEvent } from "../src/event-consumer.js";
 import { asOf } from "../src/fulfillment.js";
 import {

@@ -4,8 +4,8 @@ import {
   type InventoryServiceImplementation,
   type Product as ProductMessage,
   type Reservation as ReservationMessage,
-} from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import type { Duration } from "@meshcart/lib/gen/google/protobuf/duration.js";
+} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import type { Duration } from "@meshcart/contracts/google/protobuf/duration.js";
 import type { Inventory, Product, Reservation } from "./inventory.js";
 import { available } from "./ledger.js";
 

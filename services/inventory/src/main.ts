@@ -2,7 +2,7 @@
 import "./telemetry.js";
 import { fileURLToPath } from "node:url";
 import { Registry, createLogger, exitOnSignals, loadConfig, openDatabase, faultMiddleware, runMain, startFaults, startServiceRuntime } from "@meshcart/lib";
-import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
+import { InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { demoCatalogue } from "./catalogue.js";
 import { inventoryConfig } from "./config.js";
 import { expirySweeper } from "./expiry-sweeper.js";

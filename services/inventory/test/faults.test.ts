@@ -6,7 +6,7 @@ import {
   InventoryServiceDefinition,
   ReservationState,
   type InventoryServiceClient,
-} from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
+} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { freePort } from "../../../dev/src/net.js";
 import { startService, type ServiceProcess } from "../../../dev/src/processes.js";
 import { parseExposition } from "../../../dev/src/testing/prometheus.js";

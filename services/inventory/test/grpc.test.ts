@@ -17,7 +17,7 @@ import {
   ReservationState,
   type InventoryServiceClient,
   type ReserveStockRequest,
-} from "../../lib/src/gen/meshcart/inventory/v1/inventory.js";
+} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { demoCatalogue } from "../src/catalogue.js";
 import { sleep } from "@meshcart/lib";
 

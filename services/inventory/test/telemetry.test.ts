@@ -6,7 +6,7 @@ import { createTestDatabase, type TestDatabase } from "../../../dev/src/testing/
 import { parseExposition } from "../../../dev/src/testing/prometheus.js";
 import { startService, type ServiceProcess } from "../../../dev/src/processes.js";
 import { freePort } from "../../../dev/src/net.js";
-import { InventoryServiceDefinition, type InventoryServiceClient } from "../../lib/src/gen/meshcart/inventory/v1/inventory.js";
+import { InventoryServiceDefinition, type InventoryServiceClient } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { sleep } from "@meshcart/lib";
 
 /**

@@ -5,6 +5,7 @@ import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { ServerError, Status, type CallContext, type CompatServiceDefinition, type ServerMiddlewareCall } from "nice-grpc";
 import { isAbortError } from "abort-controller-x";
 import type { Admission } from "./admission.js";
+import { descriptorSetPath } from "./descriptor-set.js";
 import { POOL_WAIT_MS, isPoolExhausted, isTransientDatabaseError } from "./database.js";
 import { ConflictError, NotFoundError, OverloadedError, RefusedError, StillRunningError, UnavailableError } from "./domain-errors.js";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, resourceExhausted, unavailable, type FieldViolation } from "./errors.js";
@@ -166,8 +167,6 @@ export function endStreamsOn(signal: AbortSignal) {
   };
 }
 
-/** The descriptor set that `npm run generate` builds from proto/ (reflection serves it too). */
-const DESCRIPTOR_PATH = new URL("../descriptor/meshcart.binpb", import.meta.url);
 const UNDECODABLE = Symbol("meshcart.undecodable-request");
 
 interface Undecodable {
@@ -230,7 +229,7 @@ let registry: FileRegistry | undefined;
 /** The request message of `<package.Service>/<Method>`, from the descriptor set; undefined when it is not there. */
 function requestSchema(method: string): DescMessage | undefined {
   try {
-    registry ??= createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(DESCRIPTOR_PATH)));
+    registry ??= createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(descriptorSetPath())));
   } catch {
     return undefined;
   }

@@ -8,6 +8,7 @@ import { HealthDefinition, HealthServiceImpl, HealthState } from "nice-grpc-serv
 import { ServerReflection, ServerReflectionService } from "nice-grpc-server-reflection";
 import { Registry } from "prom-client";
 import { createAdminServer } from "./admin-server.js";
+import { descriptorSetPath } from "./descriptor-set.js";
 import type { BackgroundTask } from "./background-task.js";
 import type { Config, serviceConfig } from "./config.js";
 import type { Database } from "./database.js";
@@ -26,8 +27,6 @@ import {
   traceContextMiddleware,
 } from "./server-middleware.js";
 
-/** The descriptor set that `npm run generate` builds from proto/. */
-const DESCRIPTOR_PATH = new URL("../descriptor/meshcart.binpb", import.meta.url);
 
 export interface ServiceRegistration {
   definition: CompatServiceDefinition & { fullName: string };
@@ -135,7 +134,7 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
   server.add(HealthDefinition, HealthServiceImpl(health));
   server.add(
     ServerReflectionService,
-    ServerReflection(readFileSync(DESCRIPTOR_PATH), [...serviceNames, HealthDefinition.fullName]),
+    ServerReflection(readFileSync(descriptorSetPath()), [...serviceNames, HealthDefinition.fullName]),
   );
 
   if (options.database) registerDatabaseMetrics(registry, options.database, () => databaseHealthy);

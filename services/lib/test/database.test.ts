@@ -16,7 +16,7 @@ import { startServiceRuntime } from "../src/service-runtime.js";
 import {
   InventoryServiceDefinition,
   type InventoryServiceImplementation,
-} from "../src/gen/meshcart/inventory/v1/inventory.js";
+} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { sleep } from "../src/sleep.js";
 import { TcpRelay, capturedLogger, deferred, eventually, freePort, state, type LogLine } from "./helpers.js";
 

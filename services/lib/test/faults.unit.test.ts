@@ -4,7 +4,7 @@ import { Status } from "nice-grpc";
 import { ConfigError, loadConfig } from "../src/config.js";
 import { FaultInjector, faultConfig, parseFaultRules, parseFaultsJson, startFaultControl, startFaults, type FaultControl } from "../src/faults.js";
 import { createLogger } from "../src/logger.js";
-import { PaymentServiceDefinition } from "../src/gen/meshcart/payment/v1/payment.js";
+import { PaymentServiceDefinition } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 
 const logger = createLogger({ service: "faults-test", version: "test", level: "silent" });
 

@@ -6,7 +6,7 @@ import { callRaw, concat, encode, fuzzParameters, meshcartRpcs, unknownFieldPadd
 import { loadConfig, serviceConfig } from "../src/config.js";
 import { startServiceRuntime, type ServiceRuntime } from "../src/service-runtime.js";
 import { validate } from "../src/validation.js";
-import { InventoryServiceDefinition, type InventoryServiceImplementation } from "../src/gen/meshcart/inventory/v1/inventory.js";
+import { InventoryServiceDefinition, type InventoryServiceImplementation } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { capturedLogger, type LogLine } from "./helpers.js";
 
 /**

@@ -22,7 +22,7 @@ import {
 import {
   InventoryServiceDefinition,
   type InventoryServiceImplementation,
-} from "../src/gen/meshcart/inventory/v1/inventory.js";
+} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { parseExposition } from "../../../dev/src/testing/prometheus.js";
 import { capturedLogger, freePort } from "./helpers.js";
 

@@ -6,7 +6,7 @@ import { createChannel, createClient } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
 import { HealthCheckResponse_ServingStatus } from "nice-grpc-server-health/lib/proto/grpc/health/v1/health.js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { InventoryServiceDefinition } from "../src/gen/meshcart/inventory/v1/inventory.js";
+import { InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { eventually, freePort, type LogLine } from "./helpers.js";
 
 const FIXTURE = fileURLToPath(new URL("./fixtures/service.mjs", import.meta.url));

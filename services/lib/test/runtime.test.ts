@@ -45,7 +45,7 @@ import { validate } from "../src/validation.js";
 import {
   InventoryServiceDefinition,
   type InventoryServiceImplementation,
-} from "../src/gen/meshcart/inventory/v1/inventory.js";
+} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { capturedLogger, deferred, eventually, state, type Deferred, type LogLine } from "./helpers.js";
 import { sleep } from "../src/sleep.js";
 

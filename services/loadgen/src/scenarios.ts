@@ -4,7 +4,7 @@ import {
   OrderStatus,
   type CartItem,
   type Order,
-} from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+} from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import type { Scenario } from "./options.js";
 import type { Catalogue, StorefrontClient } from "./shop.js";
 import type { ShopperTokens } from "./tokens.js";

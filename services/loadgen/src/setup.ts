@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createServiceClient, openChannel, type Logger, type Registry } from "@meshcart/lib";
-import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import { StorefrontServiceDefinition } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import { InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { StorefrontServiceDefinition } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import type { LoadgenConfig } from "./config.js";
 import { LoadGenerator, seededRandom, type GeneratorDeps } from "./generator.js";
 import { LoadgenMetrics } from "./metrics.js";

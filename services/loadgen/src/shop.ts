@@ -1,7 +1,7 @@
 import { Metadata } from "nice-grpc";
 import { SpanAttributes, inSpan, type Logger, type ServiceClient } from "@meshcart/lib";
-import type { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import type { StorefrontServiceDefinition } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import type { InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import type { StorefrontServiceDefinition } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import type { LoadgenMetrics } from "./metrics.js";
 
 export type StorefrontClient = ServiceClient<typeof StorefrontServiceDefinition>;

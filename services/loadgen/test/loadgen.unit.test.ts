@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ClientError, Status } from "nice-grpc";
-import { OrderStatus, type Order } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import { OrderStatus, type Order } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import { DEMO_TOKENS, loadConfig } from "@meshcart/lib";
 import { TokenVerifier } from "../../storefront/src/tokens.js";
 import { loadgenConfig } from "../src/config.js";

@@ -1,5 +1,5 @@
 import { orderEventSubject, type OrderEventKind } from "@meshcart/lib/events";
-import { OrderEvent } from "@meshcart/lib/gen/meshcart/events/v1/order_events.js";
+import { OrderEvent } from "@meshcart/contracts/meshcart/events/v1/order_events.js";
 import type { PublishedEventType, UnpublishedEvent } from "./outbox-store.js";
 
 /** What the relay publishes for one event of the log: subject, id and body. */

@@ -3,12 +3,12 @@ import type { ServiceClient } from "@meshcart/lib";
 import {
   ReservationState,
   type InventoryServiceDefinition,
-} from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
+} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import {
   DeclineReason,
   PaymentStatus,
   type PaymentServiceDefinition,
-} from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+} from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import {
   BrokenFailure,
   RefusedFailure,

@@ -14,7 +14,7 @@ import {
   type Order as OrderMessage,
   type OrderEvent as OrderEventMessage,
   type OrderServiceImplementation,
-} from "@meshcart/lib/gen/meshcart/order/v1/order.js";
+} from "@meshcart/contracts/meshcart/order/v1/order.js";
 import type { Orders } from "./orders.js";
 import type { Order, OrderEvent, OrderEventType as EventType, OrderState, OrderSummary } from "./order-state.js";
 

@@ -15,9 +15,9 @@ import {
   runMain,
   startServiceRuntime,
 } from "@meshcart/lib";
-import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import { OrderServiceDefinition } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import { InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { OrderServiceDefinition } from "@meshcart/contracts/meshcart/order/v1/order.js";
+import { PaymentServiceDefinition } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import { crashHook } from "./chaos.js";
 import { orderConfig } from "./config.js";
 import { JetStreamPublisher } from "./event-publisher.js";

@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Status } from "nice-grpc";
-import { ReservationState } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import { OrderState, type CreateOrderRequest } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import { PaymentStatus } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import { ReservationState } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { OrderState, type CreateOrderRequest } from "@meshcart/contracts/meshcart/order/v1/order.js";
+import { PaymentStatus } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import { ConfigError, createLogger, loadConfig } from "@meshcart/lib";
 import { CRASH_POINTS, crashHook, type CrashPoint } from "../src/chaos.js";
 import { orderConfig } from "../src/config.js";

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { OrderState, type CreateOrderRequest } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
+import { OrderState, type CreateOrderRequest } from "@meshcart/contracts/meshcart/order/v1/order.js";
 import { allPanels, selectors, unexported, type Panel } from "../../../dev/src/testing/dashboard.js";
 import { parseExposition, type Exposition } from "../../../dev/src/testing/prometheus.js";
 import { TestDatabases } from "./support/database.js";

@@ -2,7 +2,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { Database, Registry, createLogger, migrate } from "@meshcart/lib";
 import type { MsgHdrs } from "@meshcart/lib/events";
-import { OrderEvent } from "@meshcart/lib/gen/meshcart/events/v1/order_events.js";
+import { OrderEvent } from "@meshcart/contracts/meshcart/events/v1/order_events.js";
 import type { EventMessage } from "../src/event-messages.js";
 import type { EventPublisher } from "../src/event-publisher.js";
 import { OutboxMetrics } from "../src/outbox-metrics.js";

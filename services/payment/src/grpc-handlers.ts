@@ -10,7 +10,7 @@ import {
   validate,
   type Violations,
 } from "@meshcart/lib";
-import type { Money } from "@meshcart/lib/gen/meshcart/common/v1/money.js";
+import type { Money } from "@meshcart/contracts/meshcart/common/v1/money.js";
 import {
   DeclineReason,
   PaymentStatus,
@@ -18,7 +18,7 @@ import {
   type PaymentServiceImplementation,
   type RefundRecord,
   type ServedBy,
-} from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+} from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import { PaymentMetrics } from "./metrics.js";
 import type { Payment, PaymentFilter, Payments, Refund } from "./payments.js";
 import { type DeclineReason as Decline, type PaymentStatus as Status } from "./rules.js";

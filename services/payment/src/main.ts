@@ -2,7 +2,7 @@
 import "./telemetry.js";
 import { fileURLToPath } from "node:url";
 import { Registry, createLogger, exitOnSignals, loadConfig, openDatabase, faultMiddleware, runMain, startFaults, startServiceRuntime } from "@meshcart/lib";
-import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import { PaymentServiceDefinition } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import { paymentConfig } from "./config.js";
 import { paymentHandlers } from "./grpc-handlers.js";
 import { PaymentMetrics } from "./metrics.js";

@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import type { ServedBy } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import type { ServedBy } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import type { PaymentConfig } from "./config.js";
 
 /**

@@ -2,7 +2,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClientError, Status, createChannel, createClient, type Channel } from "nice-grpc";
-import { PaymentServiceDefinition, type ChargeRequest, type PaymentServiceClient } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import { PaymentServiceDefinition, type ChargeRequest, type PaymentServiceClient } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import { freePort } from "../../../dev/src/net.js";
 import { startService, type ServiceProcess } from "../../../dev/src/processes.js";
 import { OtlpReceiver } from "../../../dev/src/testing/otlp-receiver.js";

@@ -10,7 +10,7 @@ import {
   PaymentStatus,
   type ChargeRequest,
   type PaymentServiceClient,
-} from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+} from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import { createTestDatabase } from "../../../dev/src/testing/database.js";
 import { freePort } from "../../../dev/src/net.js";
 import { startService, type ServiceProcess } from "../../../dev/src/processes.js";

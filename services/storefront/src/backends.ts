@@ -1,10 +1,10 @@
 import { ClientError, Status, type Channel } from "nice-grpc";
 import { RichClientError, RichServerError } from "nice-grpc-error-details";
 import { createServiceClient, openChannel, ServerError, type ClientSettings, type Logger, type ServiceClient } from "@meshcart/lib";
-import { FulfillmentServiceDefinition } from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
-import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import { OrderServiceDefinition } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import { FulfillmentServiceDefinition } from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
+import { InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { OrderServiceDefinition } from "@meshcart/contracts/meshcart/order/v1/order.js";
+import { PaymentServiceDefinition } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import { withDeadline } from "./deadlines.js";
 
 export interface BackendAddresses {

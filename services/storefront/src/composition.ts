@@ -1,11 +1,11 @@
 import { ClientError, ServerError, Status } from "nice-grpc";
 import type { Logger } from "@meshcart/lib";
-import type { Status as RpcStatus } from "@meshcart/lib/gen/google/rpc/status.js";
-import type { Shipment } from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
-import type { Product as InventoryProduct } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import type { Order as InternalOrder } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import type { Payment } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
-import type { GetOrderDetailsResponse } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import type { Status as RpcStatus } from "@meshcart/contracts/google/rpc/status.js";
+import type { Shipment } from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
+import type { Product as InventoryProduct } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import type { Order as InternalOrder } from "@meshcart/contracts/meshcart/order/v1/order.js";
+import type { Payment } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
+import type { GetOrderDetailsResponse } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import { edgeError, type Backend } from "./backends.js";
 import { paymentSummary, publicOrder, publicProduct, shipmentSummary } from "./messages.js";
 

@@ -10,8 +10,8 @@ import {
   validate,
   type Logger,
 } from "@meshcart/lib";
-import { OrderState, type Order as InternalOrder } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import type { StorefrontServiceImplementation } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import { OrderState, type Order as InternalOrder } from "@meshcart/contracts/meshcart/order/v1/order.js";
+import type { StorefrontServiceImplementation } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import { edgeError, type Backends, type Clients } from "./backends.js";
 import { fetchPart, orderDetails } from "./composition.js";
 import { effectiveDeadline, partDeadline, type CallKind, type DeadlinePolicy } from "./deadlines.js";

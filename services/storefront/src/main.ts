@@ -1,7 +1,7 @@
 // First: starts tracing before anything loads @grpc/grpc-js.
 import "./telemetry.js";
 import { Admission, Registry, createLogger, exitOnSignals, loadConfig, runMain, startServiceRuntime } from "@meshcart/lib";
-import { StorefrontServiceDefinition } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import { StorefrontServiceDefinition } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import { Backends } from "./backends.js";
 import { checkStorefrontConfig, storefrontConfig } from "./config.js";
 import { storefrontHandlers } from "./grpc-handlers.js";

@@ -1,21 +1,21 @@
-import type { Product as InventoryProduct } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
+import type { Product as InventoryProduct } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import {
   OrderEventType,
   OrderState,
   type Order as InternalOrder,
   type OrderEvent,
-} from "@meshcart/lib/gen/meshcart/order/v1/order.js";
+} from "@meshcart/contracts/meshcart/order/v1/order.js";
 import {
   ShipmentEventType,
   ShipmentState,
   type Shipment,
   type ShipmentEvent,
-} from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
+} from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
 import {
   DeclineReason as PaymentDeclineReason,
   PaymentStatus,
   type Payment,
-} from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+} from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import {
   DeclineReason,
   OrderStatus,
@@ -25,7 +25,7 @@ import {
   type Product,
   type ShipmentSummary,
   type ShipmentUpdate,
-} from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+} from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 
 /**
  * The storefront's own messages, made from the internal ones. The public

@@ -7,20 +7,20 @@ import {
   ShipmentState,
   type FulfillmentServiceImplementation,
   type Shipment,
-} from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
+} from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
 import {
   InventoryServiceDefinition,
   type InventoryServiceImplementation,
   type Product as InventoryProduct,
-} from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
+} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import {
   OrderEventType,
   OrderServiceDefinition,
   OrderState,
   type Order as InternalOrder,
   type OrderServiceImplementation,
-} from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import { PaymentServiceDefinition, type PaymentServiceImplementation } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+} from "@meshcart/contracts/meshcart/order/v1/order.js";
+import { PaymentServiceDefinition, type PaymentServiceImplementation } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import { bearer, collect, refusal, Stack, token } from "./support/stack.js";
 import { hangUntilCancelled, Stub } from "./support/stubs.js";
 

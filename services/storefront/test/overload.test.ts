@@ -2,9 +2,9 @@ import { Status, type CallContext } from "nice-grpc";
 import { RetryInfo, RichClientError } from "nice-grpc-error-details";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resourceExhausted } from "@meshcart/lib";
-import { InventoryServiceDefinition } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import { OrderServiceDefinition, type OrderServiceImplementation } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import { PaymentServiceDefinition } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import { InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { OrderServiceDefinition, type OrderServiceImplementation } from "@meshcart/contracts/meshcart/order/v1/order.js";
+import { PaymentServiceDefinition } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import { bearer, refusal, Stack, token, type Refusal } from "./support/stack.js";
 import { hangUntilCancelled, Stub } from "./support/stubs.js";
 

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { createChannel, createClient, Status, type Channel, type Metadata } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InventoryServiceDefinition, ReservationState } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
-import { OrderEventType } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import { DeclineReason as PaymentDeclineReason, PaymentStatus, type Payment } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
-import { DeclineReason, OrderStatus, type PlaceOrderRequest } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import { InventoryServiceDefinition, ReservationState } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { OrderEventType } from "@meshcart/contracts/meshcart/order/v1/order.js";
+import { DeclineReason as PaymentDeclineReason, PaymentStatus, type Payment } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
+import { DeclineReason, OrderStatus, type PlaceOrderRequest } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import { paymentSummary } from "../src/messages.js";
 import { bearer, Stack, token } from "./support/stack.js";
 

@@ -10,7 +10,7 @@
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createChannel, createClient, Metadata } from "nice-grpc";
-import { OrderStatus, StorefrontServiceDefinition } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+import { OrderStatus, StorefrontServiceDefinition } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 
 const [address, timeoutArg = "60"] = process.argv.slice(2);
 if (!address) {

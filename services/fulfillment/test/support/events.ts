@@ -3,9 +3,9 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { createClientFactory, Metadata } from "nice-grpc";
 import { errorDetailsClientMiddleware } from "nice-grpc-error-details";
-import { FulfillmentServiceDefinition, type FulfillmentServiceClient } from "@meshcart/lib/gen/meshcart/fulfillment/v1/fulfillment.js";
-import { StorefrontServiceDefinition, type StorefrontServiceClient } from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
-import { OrderEvent } from "@meshcart/lib/gen/meshcart/events/v1/order_events.js";
+import { FulfillmentServiceDefinition, type FulfillmentServiceClient } from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
+import { StorefrontServiceDefinition, type StorefrontServiceClient } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
+import { OrderEvent } from "@meshcart/contracts/meshcart/events/v1/order_events.js";
 import { mintShopperToken } from "@meshcart/lib";
 import { SHOP_TOKENS, type Shop } from "../../../../dev/src/testing/shop.js";
 

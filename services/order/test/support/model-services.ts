@@ -5,7 +5,7 @@ import {
   type InventoryServiceDefinition,
   type Reservation as ReservationMessage,
   type ReserveStockRequest,
-} from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
+} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import {
   DeclineReason,
   PaymentStatus,
@@ -13,7 +13,7 @@ import {
   type Payment as PaymentMessage,
   type PaymentServiceDefinition,
   type RefundRequest,
-} from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+} from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import { ConcurrentAppendError, type AppendOptions, type NewOrder } from "../../src/event-store.js";
 import { fold, type Order, type OrderEvent } from "../../src/order-state.js";
 import type { SagaStore } from "../../src/saga.js";

@@ -2,15 +2,15 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { createChannel, createClientFactory, type Channel } from "nice-grpc";
 import { BadRequest, PreconditionFailure, RichClientError, errorDetailsClientMiddleware } from "nice-grpc-error-details";
-import { InventoryServiceDefinition, type InventoryServiceClient } from "@meshcart/lib/gen/meshcart/inventory/v1/inventory.js";
+import { InventoryServiceDefinition, type InventoryServiceClient } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import {
   OrderEventType,
   OrderServiceDefinition,
   OrderState,
   type Order,
   type OrderServiceClient,
-} from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import { PaymentServiceDefinition, PaymentStatus, type Payment, type PaymentServiceClient } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+} from "@meshcart/contracts/meshcart/order/v1/order.js";
+import { PaymentServiceDefinition, PaymentStatus, type Payment, type PaymentServiceClient } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import { freePort } from "../../../../dev/src/net.js";
 import { startService, type ServiceProcess } from "../../../../dev/src/processes.js";
 import type { TestDatabases } from "./database.js";

@@ -4,12 +4,12 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createChannel, createClientFactory, Metadata, type CallOptions, type Channel } from "nice-grpc";
 import { BadRequest, RichClientError, errorDetailsClientMiddleware } from "nice-grpc-error-details";
-import { OrderServiceDefinition, type OrderServiceClient } from "@meshcart/lib/gen/meshcart/order/v1/order.js";
-import { PaymentServiceDefinition, type PaymentServiceClient } from "@meshcart/lib/gen/meshcart/payment/v1/payment.js";
+import { OrderServiceDefinition, type OrderServiceClient } from "@meshcart/contracts/meshcart/order/v1/order.js";
+import { PaymentServiceDefinition, type PaymentServiceClient } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import {
   StorefrontServiceDefinition,
   type StorefrontServiceClient,
-} from "@meshcart/lib/gen/meshcart/storefront/v1/storefront.js";
+} from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import { startNats, type LocalNats } from "../../../../dev/src/nats.js";
 import { freePort } from "../../../../dev/src/net.js";
 import { startService, type ServiceProcess } from "../../../../dev/src/processes.js";
