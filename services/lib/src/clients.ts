@@ -7,6 +7,7 @@ import {
   type CallOptions,
   type Channel,
   type Client,
+  type ClientMiddleware,
   type ClientMiddlewareCall,
   type CompatServiceDefinition,
 } from "nice-grpc";
@@ -33,6 +34,12 @@ export interface ClientSettings {
   retryMaxDelayMs?: number;
   /** The process's metrics registry: client RED metrics per attempt and per call go there. */
   registry?: Registry;
+  /**
+   * A middleware outside all of the kit's: it sees each call's options as
+   * the caller gave them (its `deadline` among them, which the kit's deadline
+   * middleware consumes), e.g. to put that deadline on the wire.
+   */
+  middleware?: ClientMiddleware<DeadlineOptions>;
 }
 
 export type ServiceClient<D extends CompatServiceDefinition> = Client<D, DeadlineOptions & RetryOptions>;
@@ -96,7 +103,8 @@ export function createServiceClient<D extends CompatServiceDefinition>(
     .use(propagateCorrelation)
     .use(deadlineMiddleware)
     .use(retryMiddleware)
-    .use(registry ? grpcClientCallMetrics(registry) : passThrough);
+    .use(registry ? grpcClientCallMetrics(registry) : passThrough)
+    .use(settings.middleware ?? passThrough);
   return factory.create(definition, channel, {
     "*": {
       deadline: settings.attemptTimeoutMs,

@@ -1,11 +1,11 @@
-import { ClientError, Status, type Channel } from "nice-grpc";
+import { ClientError, Status, type Channel, type CompatServiceDefinition } from "nice-grpc";
 import { RichClientError, RichServerError } from "nice-grpc-error-details";
 import { createServiceClient, openChannel, ServerError, type ClientSettings, type Logger, type ServiceClient } from "@meshcart/lib";
 import { FulfillmentServiceDefinition } from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
 import { InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { OrderServiceDefinition } from "@meshcart/contracts/meshcart/order/v1/order.js";
 import { PaymentServiceDefinition } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
-import { withDeadline } from "./deadlines.js";
+import { deadlineOnTheWire, sendDeadline } from "./deadlines.js";
 
 export interface BackendAddresses {
   order: string;
@@ -16,7 +16,10 @@ export interface BackendAddresses {
 
 export type Backend = keyof BackendAddresses;
 
-/** Clients of the services behind the storefront, bound to one deadline. */
+/**
+ * Clients of the services behind the storefront. Every call gives its own
+ * `deadline` (and the handler's `signal`) in its call options.
+ */
 export interface Clients {
   order: ServiceClient<typeof OrderServiceDefinition>;
   inventory: ServiceClient<typeof InventoryServiceDefinition>;
@@ -24,46 +27,53 @@ export interface Clients {
   fulfillment: ServiceClient<typeof FulfillmentServiceDefinition>;
 }
 
+export interface BackendSettings extends Partial<Pick<ClientSettings, "registry">> {
+  /**
+   * Deadline of a call that gives none (a bound, not a policy: the handlers
+   * give each call the deadline of deadlines.ts).
+   */
+  fallbackTimeoutMs: number;
+}
+
 /**
  * The storefront's connections to order, inventory, payment and
- * fulfillment: one channel
- * each for the life of the process, and per call a set of clients whose
- * every call carries that call's deadline, locally and on the wire. The kit's
- * clients pass the correlation id along.
+ * fulfillment: one channel and one client each, built at start for the life
+ * of the process. Per call, the call options carry what is the call's own:
+ * its deadline, locally and on the wire (deadlines.ts), and its signal; the
+ * kit's clients pass the correlation id along.
  *
  * The edge does not retry: in the cluster the mesh does (with a budget), and
  * a shopper's client may retry, PlaceOrder being idempotent on request_id.
  */
 export class Backends {
+  readonly clients: Clients;
   private readonly channels: Record<Backend, Channel>;
 
-  constructor(
-    private readonly addresses: BackendAddresses,
-    private readonly logger: Logger,
-    /** Client settings shared by every call (e.g. a metrics registry). */
-    private readonly shared: Partial<ClientSettings> = {},
-  ) {
+  constructor(addresses: BackendAddresses, logger: Logger, settings: BackendSettings) {
     this.channels = {
       order: openChannel(addresses.order),
       inventory: openChannel(addresses.inventory),
       payment: openChannel(addresses.payment),
       fulfillment: openChannel(addresses.fulfillment),
     };
-  }
-
-  at(deadline: Date): Clients {
-    const settings = (name: Backend): ClientSettings => ({
-      ...this.shared,
-      address: this.addresses[name],
-      attemptTimeoutMs: Math.max(1, deadline.getTime() - Date.now()),
-      retries: 0,
-    });
-    const channel = (name: Backend) => withDeadline(this.channels[name], deadline);
-    return {
-      order: createServiceClient(OrderServiceDefinition, channel("order"), settings("order"), this.logger),
-      inventory: createServiceClient(InventoryServiceDefinition, channel("inventory"), settings("inventory"), this.logger),
-      payment: createServiceClient(PaymentServiceDefinition, channel("payment"), settings("payment"), this.logger),
-      fulfillment: createServiceClient(FulfillmentServiceDefinition, channel("fulfillment"), settings("fulfillment"), this.logger),
+    const client = <D extends CompatServiceDefinition>(definition: D, name: Backend) =>
+      createServiceClient(
+        definition,
+        deadlineOnTheWire(this.channels[name]),
+        {
+          registry: settings.registry,
+          address: addresses[name],
+          attemptTimeoutMs: settings.fallbackTimeoutMs,
+          retries: 0,
+          middleware: sendDeadline,
+        },
+        logger,
+      );
+    this.clients = {
+      order: client(OrderServiceDefinition, "order"),
+      inventory: client(InventoryServiceDefinition, "inventory"),
+      payment: client(PaymentServiceDefinition, "payment"),
+      fulfillment: client(FulfillmentServiceDefinition, "fulfillment"),
     };
   }
 

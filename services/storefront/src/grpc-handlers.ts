@@ -12,12 +12,18 @@ import {
 } from "@meshcart/lib";
 import { OrderState, type Order as InternalOrder } from "@meshcart/contracts/meshcart/order/v1/order.js";
 import type { StorefrontServiceImplementation } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
-import { edgeError, type Backends, type Clients } from "./backends.js";
+import { edgeError, type Backends } from "./backends.js";
 import { fetchPart, orderDetails } from "./composition.js";
 import { effectiveDeadline, partDeadline, type CallKind, type DeadlinePolicy } from "./deadlines.js";
 import { orderUpdate, publicOrder, publicProduct, shipmentUpdate } from "./messages.js";
 import { orderRequestId } from "./request-ids.js";
 import { bearerToken, TokenRejected, type Shopper, type TokenVerifier } from "./tokens.js";
+
+/** What a call to a service behind carries of the call it serves. */
+interface BackendCall {
+  deadline: Date;
+  signal: AbortSignal;
+}
 
 /** Longest page token accepted: the services' tokens are far shorter; anything longer is not one of theirs. */
 const MAX_PAGE_TOKEN_LENGTH = 512;
@@ -78,7 +84,8 @@ const SHIPPABLE = new Set([OrderState.ORDER_STATE_CONFIRMED, OrderState.ORDER_ST
  * translate their answers into the storefront's own messages and statuses.
  */
 export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImplementation {
-  const { backends, logger } = deps;
+  const { logger } = deps;
+  const clients = deps.backends.clients;
 
   async function shopper(context: CallContext): Promise<Shopper> {
     const found = await optionalShopper(context);
@@ -107,15 +114,20 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
     return effectiveDeadline(callDeadline(context), kind, deps.deadlines);
   }
 
+  /** The options of a call to a service behind: this call's deadline and signal. */
+  function callOptions(context: CallContext, kind: CallKind = "unary"): BackendCall {
+    return { deadline: deadline(context, kind), signal: context.signal };
+  }
+
   /**
    * The order, if it is the shopper's. Another shopper's order is NOT_FOUND,
    * with the same message as an order that does not exist: its existence
    * is not disclosed.
    */
-  async function ownOrder(clients: Clients, who: Shopper, orderId: string, signal: AbortSignal): Promise<InternalOrder> {
+  async function ownOrder(who: Shopper, orderId: string, options: BackendCall): Promise<InternalOrder> {
     let order: InternalOrder | undefined;
     try {
-      order = (await clients.order.getOrder({ orderId }, { signal })).order;
+      order = (await clients.order.getOrder({ orderId }, options)).order;
     } catch (error) {
       throw edgeError(error, "order", logger);
     }
@@ -132,9 +144,8 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
       await optionalShopper(context);
       const limit = pageSize(request.pageSize);
       validate((v) => v.maxLength("page_token", request.pageToken, MAX_PAGE_TOKEN_LENGTH));
-      const clients = backends.at(deadline(context));
       try {
-        const page = await clients.inventory.listProducts({ pageSize: limit, pageToken: request.pageToken }, { signal: context.signal });
+        const page = await clients.inventory.listProducts({ pageSize: limit, pageToken: request.pageToken }, callOptions(context));
         return { products: page.products.map(publicProduct), nextPageToken: page.nextPageToken };
       } catch (error) {
         throw edgeError(error, "inventory", logger);
@@ -144,9 +155,8 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
     async getProduct(request, context) {
       await optionalShopper(context);
       validate((v) => v.sku("sku", request.sku));
-      const clients = backends.at(deadline(context));
       try {
-        const { product } = await clients.inventory.getProduct({ sku: request.sku }, { signal: context.signal });
+        const { product } = await clients.inventory.getProduct({ sku: request.sku }, callOptions(context));
         if (!product) throw notFound(`product ${request.sku}`);
         return { product: publicProduct(product) };
       } catch (error) {
@@ -166,7 +176,6 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
       // that retries with the same x-request-id gets the same order.
       const requestId = request.requestId || currentRequest()?.correlationId;
       if (!requestId) throw new ServerError(Status.INTERNAL, "internal error: no correlation id");
-      const clients = backends.at(deadline(context));
       try {
         const { order } = await clients.order.createOrder(
           {
@@ -175,7 +184,7 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
             items: request.items.map((item) => ({ sku: item.sku, quantity: item.quantity })),
             paymentMethod: request.paymentMethod,
           },
-          { signal: context.signal },
+          callOptions(context),
         );
         if (!order) throw new ServerError(Status.INTERNAL, "internal error");
         return { order: publicOrder(order, true) };
@@ -187,7 +196,7 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
     async getOrder(request, context) {
       const who = await shopper(context);
       validate((v) => v.id("order_id", request.orderId));
-      const order = await ownOrder(backends.at(deadline(context)), who, request.orderId, context.signal);
+      const order = await ownOrder(who, request.orderId, callOptions(context));
       return { order: publicOrder(order, true) };
     },
 
@@ -195,11 +204,10 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
       const who = await shopper(context);
       const limit = pageSize(request.pageSize);
       validate((v) => v.maxLength("page_token", request.pageToken, MAX_PAGE_TOKEN_LENGTH));
-      const clients = backends.at(deadline(context));
       try {
         const page = await clients.order.listOrders(
           { customerId: who.customerId, pageSize: limit, pageToken: request.pageToken },
-          { signal: context.signal },
+          callOptions(context),
         );
         return { orders: page.orders.map((o) => publicOrder(o, false)), nextPageToken: page.nextPageToken };
       } catch (error) {
@@ -210,13 +218,13 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
     async *trackOrder(request, context) {
       const who = await shopper(context);
       validate((v) => v.id("order_id", request.orderId));
-      await ownOrder(backends.at(deadline(context)), who, request.orderId, context.signal);
+      await ownOrder(who, request.orderId, callOptions(context));
       // The stream has its own, longer deadline: the unary default would cut
       // a healthy stream short.
-      const clients = backends.at(deadline(context, "stream"));
+      const stream = callOptions(context, "stream");
       let last: InternalOrder | undefined;
       try {
-        for await (const { event, order } of clients.order.watchOrder({ orderId: request.orderId }, { signal: context.signal })) {
+        for await (const { event, order } of clients.order.watchOrder({ orderId: request.orderId }, stream)) {
           if (!event || !order) continue;
           last = order;
           yield { update: orderUpdate(event), order: publicOrder(order, false), shipmentUpdate: undefined };
@@ -233,7 +241,7 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
       for (;;) {
         let followed = false;
         try {
-          for await (const { event, shipment } of clients.fulfillment.watchShipment({ orderId: request.orderId }, { signal: context.signal })) {
+          for await (const { event, shipment } of clients.fulfillment.watchShipment({ orderId: request.orderId }, stream)) {
             if (!event || !shipment) continue;
             followed = true;
             yield { update: undefined, order: ended, shipmentUpdate: shipmentUpdate(event, shipment) };
@@ -255,10 +263,10 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
         v.id("order_id", request.orderId);
         v.text("reason", request.reason, MAX_REASON_LENGTH);
       });
-      const clients = backends.at(deadline(context));
-      await ownOrder(clients, who, request.orderId, context.signal);
+      const options = callOptions(context);
+      await ownOrder(who, request.orderId, options);
       try {
-        const { order } = await clients.order.cancelOrder({ orderId: request.orderId, reason: request.reason }, { signal: context.signal });
+        const { order } = await clients.order.cancelOrder({ orderId: request.orderId, reason: request.reason }, options);
         if (!order) throw new ServerError(Status.INTERNAL, "internal error");
         return { order: publicOrder(order, true) };
       } catch (error) {
@@ -270,19 +278,18 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
       const who = await shopper(context);
       validate((v) => v.id("order_id", request.orderId));
       const callDeadline = deadline(context);
-      const order = await ownOrder(backends.at(callDeadline), who, request.orderId, context.signal);
+      const order = await ownOrder(who, request.orderId, { deadline: callDeadline, signal: context.signal });
       // The optional parts, in parallel, each giving up in time for the
       // answer to go out with what the others returned.
-      const parts = backends.at(partDeadline(callDeadline, deps.partTimeoutMs));
-      const signal = context.signal;
+      const part: BackendCall = { deadline: partDeadline(callDeadline, deps.partTimeoutMs), signal: context.signal };
       const skus = [...new Set(order.lines.map((line) => line.sku))];
       const [payment, products, shipment] = await Promise.all([
         fetchPart(
           "payment",
           async () => {
-            const page = await parts.payment.listPayments(
+            const page = await clients.payment.listPayments(
               { filter: { $case: "orderId", value: order.orderId }, pageSize: 1, pageToken: "" },
-              { signal },
+              part,
             );
             return page.payments[0];
           },
@@ -291,7 +298,7 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
         fetchPart(
           "inventory",
           async () => {
-            const found = await Promise.all(skus.map((sku) => parts.inventory.getProduct({ sku }, { signal })));
+            const found = await Promise.all(skus.map((sku) => clients.inventory.getProduct({ sku }, part)));
             return new Map(found.flatMap(({ product }) => (product ? [[product.sku, product] as const] : [])));
           },
           logger,
@@ -302,7 +309,7 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
             // Only a confirmed order has a shipment; none yet is an answer, not a failure.
             if (!SHIPPABLE.has(order.state)) return undefined;
             try {
-              return (await parts.fulfillment.getShipment({ orderId: order.orderId }, { signal })).shipment;
+              return (await clients.fulfillment.getShipment({ orderId: order.orderId }, part)).shipment;
             } catch (error) {
               if (error instanceof ClientError && error.code === Status.NOT_FOUND) return undefined;
               throw error;

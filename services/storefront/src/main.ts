@@ -15,7 +15,8 @@ runMain(async () => {
   const backends = new Backends(
     { order: config.ORDER_ADDRESS, inventory: config.INVENTORY_ADDRESS, payment: config.PAYMENT_ADDRESS, fulfillment: config.FULFILLMENT_ADDRESS },
     logger,
-    { registry },
+    // Every call gives its own deadline; none waits longer than a stream may.
+    { registry, fallbackTimeoutMs: config.STOREFRONT_MAX_STREAM_MS },
   );
   const tokens = new TokenVerifier({
     secret: config.STOREFRONT_JWT_SECRET,
