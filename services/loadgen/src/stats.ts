@@ -1,11 +1,10 @@
+import { build, type Histogram } from "hdr-histogram-js";
 import { formatDuration } from "@meshcart/lib";
 import type { Scenario } from "./options.js";
 
 /**
  * Counting what the load did: outcomes by scenario with their latencies,
- * for the whole run and for the window since the last summary. Latencies
- * are kept in logarithmic buckets (2% wide), so a run of any length uses
- * little memory and p50/p95/p99 are within 2%.
+ * for the whole run and for the window since the last summary.
  */
 
 /** Outcomes that mean the system answered as it should (including business refusals and expected bad-input refusals). */
@@ -25,40 +24,38 @@ export function isOk(outcome: string): boolean {
   return OK_OUTCOMES.has(outcome);
 }
 
-const BASE_MS = 0.05;
-const FACTOR = 1.02;
-const LOG_FACTOR = Math.log(FACTOR);
+/** Latencies are recorded in microseconds: the histogram counts integers. */
+const MICROS_PER_MS = 1_000;
 
+/**
+ * Latencies of a run or a window, in an HDR histogram (hdr-histogram-js):
+ * three significant digits whatever the range, in little memory for a run
+ * of any length.
+ */
 export class LatencyHistogram {
-  private readonly buckets: number[] = [];
-  count = 0;
-  max = 0;
+  private readonly histogram: Histogram = build({ numberOfSignificantValueDigits: 3 });
+
+  get count(): number {
+    return this.histogram.totalCount;
+  }
+
+  /** The highest latency recorded, in ms (0 when empty). */
+  get max(): number {
+    return this.histogram.maxValue / MICROS_PER_MS;
+  }
 
   record(ms: number): void {
-    const index = ms <= BASE_MS ? 0 : Math.ceil(Math.log(ms / BASE_MS) / LOG_FACTOR);
-    while (this.buckets.length <= index) this.buckets.push(0);
-    this.buckets[index]! += 1;
-    this.count += 1;
-    if (ms > this.max) this.max = ms;
+    this.histogram.recordValue(Math.max(0, Math.round(ms * MICROS_PER_MS)));
   }
 
   /** The latency below which a share `p` (0 to 1) of the recorded ones lie; undefined when empty. */
   percentile(p: number): number | undefined {
     if (this.count === 0) return undefined;
-    const rank = Math.max(1, Math.ceil(p * this.count));
-    let seen = 0;
-    for (let i = 0; i < this.buckets.length; i++) {
-      seen += this.buckets[i]!;
-      if (seen >= rank) return Math.min(BASE_MS * FACTOR ** i, this.max);
-    }
-    return this.max;
+    return this.histogram.getValueAtPercentile(p * 100) / MICROS_PER_MS;
   }
 
   merge(other: LatencyHistogram): void {
-    while (this.buckets.length < other.buckets.length) this.buckets.push(0);
-    other.buckets.forEach((n, i) => (this.buckets[i]! += n));
-    this.count += other.count;
-    this.max = Math.max(this.max, other.max);
+    this.histogram.add(other.histogram);
   }
 }
 
