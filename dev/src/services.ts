@@ -132,6 +132,8 @@ export interface RunContext {
   /** The broker, for the rows that talk to it. */
   natsUrl?: string;
   logLevel: string;
+  /** make dev's local collector settings (localTelemetry); default true. */
+  telemetry?: boolean;
 }
 
 /** The environment a row runs with: the variables every service reads, then the row's own. */
@@ -146,7 +148,7 @@ export function serviceEnv(service: LocalService, context: RunContext): Record<s
     LOG_LEVEL: context.logLevel,
     SERVICE_VERSION: "dev",
     DEPLOYMENT_ENVIRONMENT: "local",
-    ...telemetryEnv(),
+    ...(context.telemetry === false ? {} : telemetryEnv()),
     ...service.env,
   };
 }
