@@ -247,12 +247,17 @@ export class Stack {
     return response.text();
   }
 
-  /** Replaces a service's fault rules (`{}` clears them), as `make faults` does. */
-  async faults(name: ServiceName, rules: Record<string, unknown>): Promise<void> {
+  /** The running service's fault-control endpoint (PUT rules, DELETE clears them). */
+  faultsUrl(name: ServiceName): string {
     this.process(name);
     const port = this.member(name).faultPort;
     if (port === undefined) throw new Error(`${name} has no fault-control endpoint`);
-    const response = await fetch(`http://127.0.0.1:${port}/faults`, { method: "PUT", body: JSON.stringify(rules) });
+    return `http://127.0.0.1:${port}/faults`;
+  }
+
+  /** Replaces a service's fault rules (`{}` clears them), as `make faults` does. */
+  async faults(name: ServiceName, rules: Record<string, unknown>): Promise<void> {
+    const response = await fetch(this.faultsUrl(name), { method: "PUT", body: JSON.stringify(rules) });
     if (response.status !== 200) throw new Error(`${name} refused the fault rules: ${response.status} ${await response.text()}`);
   }
 

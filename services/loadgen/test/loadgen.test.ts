@@ -131,7 +131,7 @@ describe("loadgen's command line", () => {
   it("exits 1 when the error rate passes --max-error-rate (dropped sends count)", async () => {
     // Every catalogue read takes at least 100 ms while a send is due every
     // 5 ms with one slot: most sends must be dropped, however fast the machine.
-    const control = `http://127.0.0.1:${shop.faultPorts.get("inventory")}/faults`;
+    const control = shop.faultsUrl("inventory");
     expect((await fetch(control, { method: "PUT", body: '{"*":{"rate":0,"latencyMs":100}}' })).status).toBe(200);
     let run: Awaited<ReturnType<typeof cli>>;
     try {
@@ -149,7 +149,7 @@ describe("loadgen's command line", () => {
 
   it("sees a fault toggled at runtime in inventory, and sees it go", async () => {
     const browse = ["--rps", "50", "--requests", "60", "--mix", "browse=1,order=0,out_of_stock=0,declined=0,invalid=0,get_order=0,details=0,track=0", "--no-restock", "--json"];
-    const control = `http://127.0.0.1:${shop.faultPorts.get("inventory")}/faults`;
+    const control = shop.faultsUrl("inventory");
     const errorRate = async () => {
       const run = await cli(browse, shop.loadgenEnv());
       expect(run.code, run.stderr).toBe(0);
