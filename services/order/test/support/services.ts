@@ -1,8 +1,7 @@
-import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { createChannel, createClientFactory, type Channel } from "nice-grpc";
+import { createChannel, createClientFactory } from "nice-grpc";
 import { BadRequest, PreconditionFailure, RichClientError, errorDetailsClientMiddleware } from "nice-grpc-error-details";
-import { InventoryServiceDefinition, type InventoryServiceClient } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import type { InventoryServiceClient } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import {
   OrderEventType,
   OrderServiceDefinition,
@@ -10,166 +9,132 @@ import {
   type Order,
   type OrderServiceClient,
 } from "@meshcart/contracts/meshcart/order/v1/order.js";
-import { PaymentServiceDefinition, PaymentStatus, type Payment, type PaymentServiceClient } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
-import { freePort } from "../../../../dev/src/net.js";
-import { startService, type ServiceProcess } from "../../../../dev/src/processes.js";
+import { PaymentStatus, type Payment, type PaymentServiceClient } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
+import type { ExitStatus, ServiceProcess } from "../../../../dev/src/processes.js";
+import { Stack } from "../../../../dev/src/stack.js";
 import type { TestDatabases } from "./database.js";
 import { eventually } from "./wait.js";
 
 /**
- * Inventory, payment and order as real processes (their compiled dist/),
- * each with its own database, talking gRPC over loopback, as `make dev`
- * runs them. A service can be stopped, killed and started again on the
- * same gRPC port, so the others (and the test's clients) find it again.
+ * Inventory, payment and order as real processes, each with its own
+ * database, talking gRPC over loopback, as `make dev` runs them (the stack
+ * fixture, dev/src/stack.ts), without a broker: these tests are about the
+ * saga, not the events. A service can be stopped, killed and started again
+ * on the same gRPC port, so the others (and the test's clients) find it again.
  */
 
-const ENTRIES = {
-  inventory: fileURLToPath(new URL("../../../inventory/dist/main.js", import.meta.url)),
-  payment: fileURLToPath(new URL("../../../payment/dist/main.js", import.meta.url)),
-  order: fileURLToPath(new URL("../../dist/main.js", import.meta.url)),
+type Name = "inventory" | "payment" | "order";
+
+/** What these tests change from make dev: quick sweeps, leases, recoveries and retries. */
+const QUICK: Record<Name, Record<string, string>> = {
+  inventory: { EXPIRY_SWEEP_INTERVAL_MS: "500" },
+  payment: { SERVICE_VERSION: "v1" },
+  order: {
+    ORDER_STEP_TIMEOUT_MS: "2000",
+    ORDER_CLIENT_RETRIES: "2",
+    ORDER_SAGA_LEASE_MS: "1500",
+    ORDER_RECOVERY_INTERVAL_MS: "200",
+    ORDER_RETRY_MAX_MS: "300",
+    ORDER_MAX_WAIT_MS: "15000",
+  },
 };
 
-type Name = keyof typeof ENTRIES;
-
-interface Slot {
-  grpcPort: number;
-  /** Of the running process. */
-  adminPort?: number;
-  databaseUrl: string;
-  process?: ServiceProcess;
-  channel?: Channel;
-  /** Every process this slot ran, for the logs. */
-  history: ServiceProcess[];
-}
-
 export class Mesh {
-  private readonly slots = new Map<Name, Slot>();
   /** Direct access to the order service's database, for what the API does not show. */
-  orderSql!: pg.Pool;
+  readonly orderSql: pg.Pool;
 
-  /** `env`: added to every process's environment (e.g. the OTLP endpoint). */
-  private constructor(private readonly env: Record<string, string>) {}
-
-  static async create(databases: TestDatabases, prefix: string, options: { env?: Record<string, string> } = {}): Promise<Mesh> {
-    const mesh = new Mesh(options.env ?? {});
-    for (const name of ["inventory", "payment", "order"] as const) {
-      const database = await databases.create(`${prefix}_${name}`);
-      mesh.slots.set(name, { grpcPort: await freePort(), databaseUrl: database.url, history: [] });
-    }
-    mesh.orderSql = new pg.Pool({ connectionString: mesh.slot("order").databaseUrl, max: 3 });
+  private constructor(private readonly stack: Stack) {
+    this.orderSql = new pg.Pool({ connectionString: stack.databaseUrl("order"), max: 3 });
     // The database is dropped WITH (FORCE) at the end: a session it terminates must not be an uncaught error.
-    mesh.orderSql.on("error", () => undefined);
-    return mesh;
+    this.orderSql.on("error", () => undefined);
+  }
+
+  /** Nothing started yet. `env`: added to every process's environment (e.g. the OTLP endpoint). */
+  static async create(databases: TestDatabases, prefix: string, options: { env?: Record<string, string> } = {}): Promise<Mesh> {
+    const stack = await Stack.create({
+      services: ["inventory", "payment", "order"],
+      // The test file drops them (databases.dropAll).
+      database: async (name) => ({ url: (await databases.create(`${prefix}_${name}`)).url }),
+      broker: false,
+      faults: false,
+      common: options.env ?? {},
+      env: QUICK,
+    });
+    return new Mesh(stack);
   }
 
   get inventoryAddress(): string {
-    return `127.0.0.1:${this.slot("inventory").grpcPort}`;
+    return this.stack.address("inventory");
   }
 
   get paymentAddress(): string {
-    return `127.0.0.1:${this.slot("payment").grpcPort}`;
+    return this.stack.address("payment");
   }
 
-  async startInventory(): Promise<ServiceProcess> {
-    return this.start("inventory", { INVENTORY_SEED_CATALOGUE: "true", EXPIRY_SWEEP_INTERVAL_MS: "500" });
+  startInventory(): Promise<ServiceProcess> {
+    return this.stack.start("inventory");
   }
 
-  async startPayment(): Promise<ServiceProcess> {
-    return this.start("payment", { SERVICE_VERSION: "v1" });
+  startPayment(): Promise<ServiceProcess> {
+    return this.stack.start("payment");
   }
 
-  /**
-   * Starts the order service on its gRPC port (the same one each time
-   * unless `grpcPort` is given: the lease owner is host:port).
-   */
-  async startOrder(env: Record<string, string> = {}, grpcPort?: number): Promise<ServiceProcess> {
-    return this.start(
-      "order",
-      {
-        INVENTORY_ADDRESS: this.inventoryAddress,
-        PAYMENT_ADDRESS: this.paymentAddress,
-        ORDER_STEP_TIMEOUT_MS: "2000",
-        ORDER_CLIENT_RETRIES: "2",
-        ORDER_SAGA_LEASE_MS: "1500",
-        ORDER_RECOVERY_INTERVAL_MS: "200",
-        ORDER_RETRY_MAX_MS: "300",
-        ORDER_MAX_WAIT_MS: "15000",
-        ...env,
-      },
-      grpcPort,
-    );
+  /** Starts the order service on its gRPC port, the same one each time (the lease owner is host:port). */
+  startOrder(env: Record<string, string> = {}): Promise<ServiceProcess> {
+    return this.stack.start("order", env);
   }
 
   /** A second order replica on another port (another lease owner), over the same database. */
   async startOrderReplica(env: Record<string, string> = {}): Promise<{ process: ServiceProcess; client: OrderServiceClient; close(): void }> {
-    const grpcPort = await freePort();
-    const process = await this.startOrder(env, grpcPort);
-    const channel = createChannel(`127.0.0.1:${grpcPort}`);
+    const { process, address } = await this.stack.startReplica("order", env);
+    const channel = createChannel(address);
     return { process, client: clientFactory.create(OrderServiceDefinition, channel), close: () => channel.close() };
   }
 
   /** Stops a service gracefully (SIGTERM) and returns how it exited. */
-  async stop(name: Name): Promise<{ code: number | null; signal: NodeJS.Signals | null } | undefined> {
-    const slot = this.slot(name);
-    const status = await slot.process?.stop("SIGTERM", 10_000);
-    slot.process = undefined;
-    this.dropChannel(slot);
-    return status;
+  stop(name: Name): Promise<ExitStatus | undefined> {
+    return this.stack.stop(name);
   }
 
   isRunning(name: Name): boolean {
-    return this.slot(name).process !== undefined;
+    return this.stack.isRunning(name);
   }
 
   /** The running process of a service (for its logs, or to wait for its death). */
   process(name: Name): ServiceProcess {
-    const process = this.slot(name).process;
-    if (!process) throw new Error(`${name} is not running`);
-    return process;
+    return this.stack.process(name);
   }
 
   /** Forgets a process that died by itself (the order service's crash hook). */
-  async crashed(name: Name): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    const slot = this.slot(name);
-    const status = await this.process(name).exited;
-    slot.process = undefined;
-    this.dropChannel(slot);
-    return status;
+  crashed(name: Name): Promise<ExitStatus> {
+    return this.stack.crashed(name);
   }
 
   get inventory(): InventoryServiceClient {
-    return clientFactory.create(InventoryServiceDefinition, this.channel("inventory"));
+    return this.stack.client("inventory");
   }
 
   get payment(): PaymentServiceClient {
-    return clientFactory.create(PaymentServiceDefinition, this.channel("payment"));
+    return this.stack.client("payment");
   }
 
   get order(): OrderServiceClient {
-    return clientFactory.create(OrderServiceDefinition, this.channel("order"));
+    return this.stack.client("order");
   }
 
   /** The Prometheus text a running service serves on its admin port's /metrics. */
-  async metrics(name: Name): Promise<string> {
-    const port = this.slot(name).adminPort;
-    if (!this.isRunning(name) || port === undefined) throw new Error(`${name} is not running`);
-    const response = await fetch(`http://127.0.0.1:${port}/metrics`);
-    if (!response.ok) throw new Error(`${name} /metrics answered ${response.status}`);
-    return response.text();
+  metrics(name: Name): Promise<string> {
+    return this.stack.metrics(name);
   }
 
   /** Every log line of every process a service ran. */
   logs(name: Name): string[] {
-    return this.slot(name).history.flatMap((p) => p.logs());
+    return this.stack.logs(name);
   }
 
   async close(): Promise<void> {
-    for (const name of ["order", "payment", "inventory"] as const) {
-      const slot = this.slots.get(name);
-      if (slot?.process) await slot.process.stop("SIGTERM", 10_000).catch(() => undefined);
-      if (slot) this.dropChannel(slot);
-    }
-    await this.orderSql?.end();
+    await this.stack.close();
+    await this.orderSql.end();
   }
 
   // ------------------------------------------------------------ queries
@@ -240,55 +205,6 @@ export class Mesh {
       timeoutMs,
       100,
     );
-  }
-
-  // ------------------------------------------------------------ internals
-
-  private slot(name: Name): Slot {
-    const slot = this.slots.get(name);
-    if (!slot) throw new Error(`no ${name} slot`);
-    return slot;
-  }
-
-  private channel(name: Name): Channel {
-    const slot = this.slot(name);
-    slot.channel ??= createChannel(`127.0.0.1:${slot.grpcPort}`);
-    return slot.channel;
-  }
-
-  private dropChannel(slot: Slot): void {
-    // A fresh channel after a restart: the old one may sit in reconnect backoff.
-    slot.channel?.close();
-    slot.channel = undefined;
-  }
-
-  private async start(name: Name, env: Record<string, string>, grpcPort?: number): Promise<ServiceProcess> {
-    const slot = this.slot(name);
-    const ownSlot = grpcPort === undefined;
-    if (ownSlot && slot.process) throw new Error(`${name} is already running`);
-    const adminPort = await freePort();
-    const process = await startService({
-      name,
-      entry: ENTRIES[name],
-      adminPort,
-      readyTimeoutMs: 30_000,
-      env: {
-        GRPC_PORT: String(grpcPort ?? slot.grpcPort),
-        ADMIN_PORT: String(adminPort),
-        DATABASE_URL: slot.databaseUrl,
-        LOG_LEVEL: "info",
-        SHUTDOWN_TIMEOUT_MS: "3000",
-        ...this.env,
-        ...env,
-      },
-    });
-    slot.history.push(process);
-    if (ownSlot) {
-      slot.process = process;
-      slot.adminPort = adminPort;
-      this.dropChannel(slot);
-    }
-    return process;
   }
 }
 
