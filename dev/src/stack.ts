@@ -34,10 +34,15 @@ export interface StackDatabase {
 }
 
 export interface StackOptions {
+  /** Where the compiled entry points are; this checkout by default. */
+  repoRoot?: string;
   /** Which services; every row of make dev's table by default. */
   services?: readonly ServiceName[];
-  /** Makes the database of a service that has one (the test Postgres, the bench's, chaos's own). */
-  database(service: ServiceName): Promise<StackDatabase>;
+  /**
+   * Makes the database of a service that has one (in the test Postgres, the
+   * bench's, chaos's own); `localName` is make dev's name for it.
+   */
+  database(service: ServiceName, localName: string): Promise<StackDatabase>;
   /**
    * A broker of the stack's own (nats-server, free ports, a throwaway
    * store), given to the services that talk to one; started when one of
@@ -112,7 +117,7 @@ export class Stack {
         if (!wanted.includes(name)) continue;
         const member: Member = { row, grpcPort: await freePort(), history: [] };
         stack.members.set(name, member);
-        if (row.database) member.database = await options.database(name);
+        if (row.database) member.database = await options.database(name, row.database);
       }
       if (options.broker !== false && [...stack.members.values()].some((m) => m.row.nats)) {
         const dir = await fs.mkdtemp(path.join(os.tmpdir(), "meshcart-stack-nats-"));
@@ -356,7 +361,7 @@ export class Stack {
     });
     const process = await startService({
       name: options.processName?.(name) ?? name,
-      entry: path.resolve(repoRoot, member.row.entry),
+      entry: path.resolve(options.repoRoot ?? repoRoot, member.row.entry),
       adminPort,
       readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
       env: {
