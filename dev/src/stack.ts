@@ -167,13 +167,7 @@ export class Stack {
       for (const name of down) await this.start(name);
       return;
     }
-    const started = new Set(this.services.filter((name) => !down.includes(name)));
-    while (started.size < this.members.size) {
-      const ready = down.filter((name) => !started.has(name) && this.callees(name).every((callee) => started.has(callee)));
-      if (ready.length === 0) throw new Error(`the services call each other in a circle: ${down.filter((name) => !started.has(name)).join(", ")}`);
-      await Promise.all(ready.map((name) => this.start(name)));
-      for (const name of ready) started.add(name);
-    }
+    for (const wave of startWaves(down)) await Promise.all(wave.map((name) => this.start(name)));
   }
 
   /**
@@ -308,7 +302,6 @@ export class Stack {
   private async teardown(): Promise<void> {
     for (const process of this.replicas.reverse()) await process.stop("SIGTERM", this.stopTimeoutMs).catch(() => undefined);
     for (const member of [...this.members.values()].reverse()) {
-      member.channel?.close();
       await member.process?.stop("SIGTERM", this.stopTimeoutMs).catch(() => undefined);
       this.forget(member);
     }
@@ -342,19 +335,13 @@ export class Stack {
     member.channel = undefined;
   }
 
-  /** The services a row calls: those whose make dev address its variables name. */
-  private callees(name: ServiceName): ServiceName[] {
-    const values = Object.values(this.member(name).row.env).join(" ");
-    return this.services.filter((other) => other !== name && values.includes(`localhost:${localPorts[other].grpc}`));
-  }
-
   private async spawn(name: ServiceName, grpcPort: number, env: Record<string, string>) {
     const member = this.member(name);
     const options = this.options;
     const adminPort = await freePort();
     const faultPort = member.row.faults && options.faults !== false ? await freePort() : undefined;
     // make dev's fault-control port is derived from its fixed admin port; here it is a free one of its own.
-    const row: LocalService = { ...member.row, grpcPort, adminPort, faults: false, env: this.rewire(member.row.env) };
+    const row: LocalService = { ...member.row, grpcPort, adminPort, faults: false, env: wire(member.row.env, (target) => (this.members.has(target) ? this.address(target) : undefined)) };
     const base = serviceEnv(row, {
       ...(member.database ? { databaseUrl: member.database.url } : {}),
       ...(this.broker ? { natsUrl: this.broker.nats.url } : {}),
@@ -381,20 +368,50 @@ export class Stack {
     member.history.push(process);
     return { process, adminPort, faultPort };
   }
+}
 
-  /**
-   * make dev's rows name each other by their fixed ports (localhost:50053);
-   * here they point at this stack's ports, and a variable naming a service
-   * that is not in the stack is left out (the harness gives its own, e.g. a stub's).
-   */
-  private rewire(env: Readonly<Record<string, string>>): Record<string, string> {
-    const byFixedPort = new Map<string, ServiceName>(Object.entries(localPorts).map(([name, ports]) => [String(ports.grpc), name as ServiceName]));
-    const out: Record<string, string> = {};
-    for (const [key, value] of Object.entries(env)) {
-      const target = byFixedPort.get(/^localhost:(\d+)$/.exec(value)?.[1] ?? "");
-      if (target === undefined) out[key] = value;
-      else if (this.members.has(target)) out[key] = this.address(target);
+/**
+ * make dev's rows name each other by their fixed ports (localhost:50053);
+ * in a stack they point at `addressOf` the service, and a variable naming a
+ * service the stack does not run is left out (the harness gives its own, a
+ * stub's).
+ */
+export function wire(env: Readonly<Record<string, string>>, addressOf: (service: ServiceName) => string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    const target = calledService(value);
+    if (target === undefined) out[key] = value;
+    else {
+      const address = addressOf(target);
+      if (address !== undefined) out[key] = address;
     }
-    return out;
   }
+  return out;
+}
+
+/** The service a make dev variable's value names by its fixed address, if any. */
+function calledService(value: string): ServiceName | undefined {
+  const port = Number(/^localhost:(\d+)$/.exec(value)?.[1]);
+  return (Object.keys(localPorts) as ServiceName[]).find((name) => localPorts[name].grpc === port);
+}
+
+/**
+ * `services` in waves, each after the services its row calls (by make dev's
+ * addresses in its variables); the services of a wave call none of each
+ * other and start together.
+ */
+export function startWaves(services: readonly ServiceName[]): ServiceName[][] {
+  const callees = (name: ServiceName) =>
+    Object.values(localServices.find((row) => row.name === name)?.env ?? {})
+      .map(calledService)
+      .filter((callee): callee is ServiceName => callee !== undefined && callee !== name && services.includes(callee));
+  const waves: ServiceName[][] = [];
+  const placed = new Set<ServiceName>();
+  while (placed.size < services.length) {
+    const wave = services.filter((name) => !placed.has(name) && callees(name).every((callee) => placed.has(callee)));
+    if (wave.length === 0) throw new Error(`these services call each other in a circle: ${services.filter((name) => !placed.has(name)).join(", ")}`);
+    for (const name of wave) placed.add(name);
+    waves.push(wave);
+  }
+  return waves;
 }
