@@ -140,10 +140,10 @@ export class Stack {
   }
 
   /** create, then startAll. */
-  static async start(options: StackOptions & { oneAtATime?: boolean }): Promise<Stack> {
+  static async start(options: StackOptions): Promise<Stack> {
     const stack = await Stack.create(options);
     try {
-      await stack.startAll(options.oneAtATime ? { oneAtATime: true } : {});
+      await stack.startAll();
     } catch (error) {
       await stack.close();
       throw error;
@@ -157,16 +157,13 @@ export class Stack {
   }
 
   /**
-   * Starts every service that is down, a service after the ones it calls;
-   * those that call none of each other together, unless `oneAtATime` (the
-   * bench: one start-up's time is not another's).
+   * Starts every service that is down but those `except`, a service after
+   * the ones it calls, those that call none of each other together. (The
+   * bench starts one at a time with start(), so that one start-up's time is
+   * not another's.)
    */
-  async startAll(options: { oneAtATime?: boolean; except?: readonly ServiceName[] } = {}): Promise<void> {
+  async startAll(options: { except?: readonly ServiceName[] } = {}): Promise<void> {
     const down = this.services.filter((name) => !this.isRunning(name) && !options.except?.includes(name));
-    if (options.oneAtATime) {
-      for (const name of down) await this.start(name);
-      return;
-    }
     for (const wave of startWaves(down)) await Promise.all(wave.map((name) => this.start(name)));
   }
 
