@@ -17,6 +17,11 @@ export interface ServiceSpec {
   adminPort: number;
   /** Default 20 000. */
   readyTimeoutMs?: number;
+  /**
+   * A process armed to kill itself (a crash point) may get there before it
+   * is ready; then startService returns it, exited, instead of failing.
+   */
+  mayExitBeforeReady?: boolean;
   /** Every stdout and stderr line, as it arrives. */
   onLine?: (name: string, line: string) => void;
   /** How many lines logs() keeps; default all of them. */
@@ -79,7 +84,7 @@ export async function startService(spec: ServiceSpec): Promise<ServiceProcess> {
   });
   const service = new Service(spec, child);
   try {
-    await service.waitUntilReady(spec.readyTimeoutMs ?? 20_000, spec.signal);
+    await service.waitUntilReady(spec.readyTimeoutMs ?? 20_000, spec.signal, spec.mayExitBeforeReady ?? false);
   } catch (error) {
     await service.kill9();
     throw error;
@@ -131,10 +136,11 @@ class Service implements ServiceProcess {
     return [...this.lines];
   }
 
-  async waitUntilReady(timeoutMs: number, abort: AbortSignal | undefined): Promise<void> {
+  async waitUntilReady(timeoutMs: number, abort: AbortSignal | undefined, mayExit: boolean): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.status) {
+        if (mayExit) return;
         throw new Error(
           `${this.name} exited before it was ready (code ${this.status.code}, signal ${this.status.signal}). ` +
             `Last lines:\n${tail(this.lines)}`,

@@ -170,11 +170,13 @@ export class Stack {
   /**
    * Starts a service that is down on its gRPC port. `env` is added for this
    * start only (a crash point, another configuration), on top of the stack's.
+   * With `mayExitBeforeReady` (a crash point armed), a process that kills
+   * itself before it was ready is returned, exited (see crashed).
    */
-  async start(name: ServiceName, env: Record<string, string> = {}): Promise<ServiceProcess> {
+  async start(name: ServiceName, env: Record<string, string> = {}, options: { mayExitBeforeReady?: boolean } = {}): Promise<ServiceProcess> {
     const member = this.member(name);
     if (member.process) throw new Error(`${name} is running already`);
-    const { process, adminPort, faultPort } = await this.spawn(name, member.grpcPort, env);
+    const { process, adminPort, faultPort } = await this.spawn(name, member.grpcPort, env, options.mayExitBeforeReady ?? false);
     Object.assign(member, { process, adminPort, faultPort });
     this.dropChannel(member);
     return process;
@@ -183,7 +185,7 @@ export class Stack {
   /** Another process of a service on a port of its own, over the same database (a second replica); stopped by close(). */
   async startReplica(name: ServiceName, env: Record<string, string> = {}): Promise<{ process: ServiceProcess; address: string }> {
     const grpcPort = await freePort();
-    const { process } = await this.spawn(name, grpcPort, env);
+    const { process } = await this.spawn(name, grpcPort, env, false);
     this.replicas.push(process);
     return { process, address: `127.0.0.1:${grpcPort}` };
   }
@@ -332,7 +334,7 @@ export class Stack {
     member.channel = undefined;
   }
 
-  private async spawn(name: ServiceName, grpcPort: number, env: Record<string, string>) {
+  private async spawn(name: ServiceName, grpcPort: number, env: Record<string, string>, mayExitBeforeReady: boolean) {
     const member = this.member(name);
     const options = this.options;
     const adminPort = await freePort();
@@ -350,6 +352,7 @@ export class Stack {
       entry: path.resolve(options.repoRoot ?? repoRoot, member.row.entry),
       adminPort,
       readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
+      mayExitBeforeReady,
       env: {
         ...base,
         ...(options.quickShutdown === false ? {} : { SHUTDOWN_TIMEOUT_MS: "3000" }),

@@ -112,6 +112,19 @@ describe("startService", () => {
     await expect(attempt).rejects.toThrow(/cannot start: configured to fail/);
   });
 
+  it("returns a process armed to die that exits before it is ready, exited, when told it may", async () => {
+    const adminPort = await freePort();
+    const service = await startService({
+      name: "armed",
+      entry: fakeServiceEntry,
+      adminPort,
+      env: { ADMIN_PORT: String(adminPort), FAKE_EXIT_BEFORE_READY: "2" },
+      mayExitBeforeReady: true,
+    });
+    expect(await service.exited).toEqual({ code: 2, signal: null });
+    expect(service.logs().join("\n")).toContain("cannot start: configured to fail");
+  });
+
   it("rejects and kills the process when it is not ready in time", async () => {
     const adminPort = await freePort();
     const lines: string[] = [];

@@ -75,7 +75,7 @@ export async function runCrashPoints(shop: ChaosShop, options: CrashPointsOption
   const points: CrashPointRecord[] = [];
   for (const { service, variable, point, what } of EVENT_CRASH_POINTS) {
     await shop.kill9(service);
-    await shop.start(service, { [variable]: point });
+    await shop.arm(service, { [variable]: point });
     const armedAt = performance.now();
     note(`crash point: ${service} armed with ${variable}=${point}`);
     const exit = await shop.exitOf(service, options.crashTimeoutMs);

@@ -127,16 +127,24 @@ export class ChaosShop {
     return this.stack.isRunning(name);
   }
 
-  /**
-   * Starts a service that is down; resolves with the milliseconds until it
-   * was ready. `env` is added for this start only (a crash hook).
-   */
-  async start(name: Victim, env: Record<string, string> = {}): Promise<number> {
+  /** Starts a service that is down; resolves with the milliseconds until it was ready. */
+  async start(name: Victim): Promise<number> {
     if (this.isRunning(name)) throw new Error(`${name} is running already`);
     const begun = performance.now();
-    this.mark(name, `starting ${name}${Object.keys(env).length ? ` with ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(" ")}` : ""}`);
-    await this.stack.start(name, env);
+    this.mark(name, `starting ${name}`);
+    await this.stack.start(name);
     return performance.now() - begun;
+  }
+
+  /**
+   * Starts a service that is down with a crash hook armed (`env`). Under
+   * load it may reach its crash point before it is even ready (the outbox
+   * relay publishes what the last kill left at once): exitOf then sees it.
+   */
+  async arm(name: Victim, env: Record<string, string>): Promise<void> {
+    if (this.isRunning(name)) throw new Error(`${name} is running already`);
+    this.mark(name, `starting ${name} with ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+    await this.stack.start(name, env, { mayExitBeforeReady: true });
   }
 
   /** SIGKILL: no shutdown hook runs, nothing is handed over. */
