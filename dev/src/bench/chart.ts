@@ -36,7 +36,7 @@ function floorPanel(report: BenchReport): Panel | undefined {
       return {
         label: w.label,
         bars: [{ value: w.cpu!.ofFloor!, color }],
-        note: `${ms(w.cpu!.totalMsPerCall)} ms · ${w.cpu!.ofFloor!.toFixed(1)}× the floor`,
+        note: `${ms(w.cpu!.checkoutMsPerCall)} ms · ${w.cpu!.ofFloor!.toFixed(1)}× the floor`,
         noteColor: color,
       };
     }),

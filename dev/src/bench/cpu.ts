@@ -57,9 +57,10 @@ export async function exitedChildrenCpuSeconds(): Promise<number | undefined> {
  * CPU seconds of a Postgres cluster: the postmaster (its pid is the first
  * line of postmaster.pid) and every process it forked (one backend per
  * connection, plus the WAL writer, checkpointer and friends), with the time
- * of those that already ended.
+ * of those that already ended; `apart`: the share of the backends serving
+ * the databases named (by their process titles).
  */
-export async function postgresCpuSeconds(dataDir: string): Promise<number | undefined> {
+export async function postgresCpuSeconds(dataDir: string, apart: ReadonlySet<string> = new Set()): Promise<{ total: number; apart: number } | undefined> {
   let postmaster: number;
   try {
     postmaster = Number((await readFile(path.join(dataDir, "postmaster.pid"), "utf8")).split("\n")[0]);
@@ -69,10 +70,26 @@ export async function postgresCpuSeconds(dataDir: string): Promise<number | unde
   const own = await procStat(postmaster);
   if (!own) return undefined;
   let total = own.cpuSeconds + own.childrenCpuSeconds;
+  let apartSeconds = 0;
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const stat = await procStat(Number(entry));
-    if (stat?.ppid === postmaster) total += stat.cpuSeconds;
+    if (stat?.ppid !== postmaster) continue;
+    total += stat.cpuSeconds;
+    if (apart.size > 0 && apart.has((await backendDatabase(Number(entry))) ?? "")) apartSeconds += stat.cpuSeconds;
   }
-  return total;
+  return { total, apart: apartSeconds };
+}
+
+/** The database a Postgres backend serves, from its process title ("postgres: <user> <database> <host> <state>"); undefined for other processes. */
+export async function backendDatabase(pid: number): Promise<string | undefined> {
+  try {
+    return databaseOfTitle((await readFile(`/proc/${pid}/cmdline`, "utf8")).replaceAll("\0", " "));
+  } catch {
+    return undefined;
+  }
+}
+
+export function databaseOfTitle(title: string): string | undefined {
+  return /^postgres: \S+ (\S+) (?:\[local\]|\S+\(\d+\))/.exec(title.trim())?.[1];
 }

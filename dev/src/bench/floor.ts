@@ -84,7 +84,7 @@ export async function measureDurableTransaction(postgres: LocalPostgres, pgbench
   await writeFile(script, SCRIPT);
   try {
     const version = (await run(pgbench, ["--version"])).stdout.trim();
-    const cpuBefore = await postgresCpuSeconds(postgres.dataDir);
+    const cpuBefore = (await postgresCpuSeconds(postgres.dataDir))?.total;
     const output = await pgbenchRun(pgbench, [
       "-n",
       "-M", "prepared",
@@ -97,7 +97,7 @@ export async function measureDurableTransaction(postgres: LocalPostgres, pgbench
       "-U", postgresCredentials.user,
       DATABASE,
     ]);
-    const cpuAfter = await postgresCpuSeconds(postgres.dataDir);
+    const cpuAfter = (await postgresCpuSeconds(postgres.dataDir))?.total;
     const transactions = Number(/number of transactions actually processed: (\d+)/.exec(output)?.[1]);
     const tps = Number(/tps = ([\d.]+)/.exec(output)?.[1]);
     if (!Number.isFinite(transactions) || transactions <= 0) throw new Error(`pgbench processed no transaction:\n${output}`);

@@ -21,7 +21,16 @@ import { restockCatalogue, shopperToken } from "./fixtures.js";
 import { errorRate, runGhz, type GhzCall, type GhzLoad, type LoadResult } from "./ghz.js";
 import { describeMachine } from "./machine.js";
 import type { BenchOptions } from "./options.js";
-import type { IdleMeasurement, Measurements, ProfiledService, ServiceMeasurement, TracingMeasurement, WorkloadMeasurement } from "./report.js";
+import {
+  REACTING_SERVICES,
+  REACTION_POSTGRES,
+  type IdleMeasurement,
+  type Measurements,
+  type ProfiledService,
+  type ServiceMeasurement,
+  type TracingMeasurement,
+  type WorkloadMeasurement,
+} from "./report.js";
 import { handledRpcs, sagasSettled } from "./rpc-count.js";
 import { RssPeaks, rssBytes } from "./rss.js";
 import { defaultSaturationPlan, findSaturation } from "./saturation.js";
@@ -121,6 +130,8 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
     // What the services ask of Postgres with nothing to do: health checks, and anything else is a finding.
     const off = stacks.get("off")!;
     const offDatabases = [...off.databases.values()];
+    // The databases of the services that act on a checkout's events afterwards: their Postgres CPU is reported apart.
+    const reactingDatabases = new Set([...off.databases.entries()].filter(([service]) => REACTING_SERVICES.has(service)).map(([, database]) => database));
     // Reported by service: the stack's database names carry its prefix.
     const serviceOf = new Map([...off.databases.entries()].map(([service, database]) => [database, service]));
     const named = (activity: DatabaseActivity[]) => activity.map((a) => ({ ...a, database: serviceOf.get(a.database) ?? a.database }));
@@ -160,7 +171,7 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
       const peaks = new RssPeaks(pids);
       peaks.start();
       const processes: [string, number][] = w.target === "echo" ? [["echo", echo.pid]] : off.services.map((x) => [x.name, x.process.pid]);
-      const cpu = () => cpuNow(processes, w.target === "echo" ? undefined : postgres!.dataDir);
+      const cpu = () => cpuNow(processes, w.target === "echo" ? undefined : { dataDir: postgres!.dataDir, reacting: reactingDatabases });
       const counting = w.countsDatabases ? { counters, databases: offDatabases, named } : undefined;
       measured.push(await measureWorkload(w, options, (shape) => load(w, "off", shape), w.target === "echo" ? undefined : off, cpu, log, counting));
       keepPeaks(await peaks.stop(), loadPeaks);
@@ -460,13 +471,20 @@ function perCallActivity(activity: DatabaseActivity, calls: number): DatabaseAct
  * included) when given, and by the load tool (this process's exited
  * children: each ghz run is one). Empty where /proc is not there.
  */
-async function cpuNow(processes: readonly [string, number][], postgresDataDir: string | undefined): Promise<Map<string, number>> {
+async function cpuNow(
+  processes: readonly [string, number][],
+  postgres: { dataDir: string; reacting: ReadonlySet<string> } | undefined,
+): Promise<Map<string, number>> {
   const now = new Map<string, number>();
   const put = (name: string, seconds: number | undefined) => {
     if (seconds !== undefined) now.set(name, seconds);
   };
   for (const [name, pid] of processes) put(name, await cpuSeconds(pid));
-  if (postgresDataDir) put("postgres", await postgresCpuSeconds(postgresDataDir));
+  if (postgres) {
+    const seconds = await postgresCpuSeconds(postgres.dataDir, postgres.reacting);
+    put("postgres", seconds && seconds.total - seconds.apart);
+    if (postgres.reacting.size > 0) put(REACTION_POSTGRES, seconds?.apart);
+  }
   put("ghz", await exitedChildrenCpuSeconds());
   return now;
 }
