@@ -85,15 +85,20 @@ test-unit: $(DEPS) ## Run the unit tier alone: from source, no build, no Postgre
 	scripts/run-tests.sh --project unit
 
 .PHONY: lint
-lint: $(DEPS) ## ESLint, buf lint, buf breaking, generated-code check, shellcheck
+lint: $(DEPS) ## tsc, ESLint, Prettier's check, buf lint, buf breaking, generated-code check, shellcheck
 	@# Every workspace and every test file (the tests' projects reference the workspaces).
 	tsc -b
 	eslint .
+	prettier --check --log-level warn .
 	buf lint
 	scripts/check-breaking.sh
 	scripts/check-generated.sh
 	scripts/tools.sh shellcheck >/dev/null
 	shellcheck -x scripts/*.sh scripts/test/*.sh scripts/deploy/*.sh test/deploy/stand-ins/*.sh .ci/run
+
+.PHONY: format
+format: $(DEPS) ## Format the TypeScript and JavaScript with Prettier (make lint checks it)
+	prettier --write --log-level warn .
 
 .PHONY: proto-release
 proto-release: $(DEPS) ## Record the current contracts as the released API (the breaking-change baseline)

@@ -15,8 +15,7 @@ import { faultControlPort, localServices } from "./services.js";
  * make dev's port of the one SERVICE named.
  */
 
-const usage =
-  "usage: make faults [SERVICE=payment|inventory|all] [SPEC='{\"Charge\":{\"rate\":0.5,\"code\":\"UNAVAILABLE\"}}' | SPEC=off]";
+const usage = 'usage: make faults [SERVICE=payment|inventory|all] [SPEC=\'{"Charge":{"rate":0.5,"code":"UNAVAILABLE"}}\' | SPEC=off]';
 
 interface State {
   service: string;

@@ -118,7 +118,19 @@ class NatsProcess {
       this.binary,
       // JetStream's file store in dataDir; a fixed server name, so that a
       // restart finds its own store again whatever the host is called.
-      ["--addr", "127.0.0.1", "--port", String(port), "--http_port", String(monitorPort), "--jetstream", "--store_dir", dataDir, "--server_name", "meshcart-local"],
+      [
+        "--addr",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--http_port",
+        String(monitorPort),
+        "--jetstream",
+        "--store_dir",
+        dataDir,
+        "--server_name",
+        "meshcart-local",
+      ],
       // Its own process group: a Ctrl-C reaches only the supervisor, which
       // stops the services before the broker.
       { stdio: ["ignore", "pipe", "pipe"], detached: true },
@@ -126,7 +138,11 @@ class NatsProcess {
     this.child = child;
     signalOnExit(child, "SIGKILL");
 
-    const { outcome: started, recent, closed } = watchServer(child, {
+    const {
+      outcome: started,
+      recent,
+      closed,
+    } = watchServer(child, {
       readyLine: "Server is ready",
       readyTimeoutMs,
       log,

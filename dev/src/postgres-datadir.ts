@@ -58,8 +58,7 @@ async function assertOwnership(dataDir: string, runAs: OsUser | undefined): Prom
     return;
   }
   throw new Error(
-    `${dataDir} belongs to uid ${stat.uid}, but Postgres would run as uid ${owner}; ` +
-      "delete it (its data is lost) or start as the user that owns it.",
+    `${dataDir} belongs to uid ${stat.uid}, but Postgres would run as uid ${owner}; ` + "delete it (its data is lost) or start as the user that owns it.",
   );
 }
 

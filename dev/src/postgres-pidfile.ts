@@ -37,8 +37,7 @@ export async function clearStalePidFile(dataDir: string, log: (line: string) => 
   }
   if (holders.length > 0) {
     throw new Error(
-      `processes of a crashed Postgres (pids ${holders.join(", ")}) still use ${dataDir}. ` +
-        `Stop them with "kill -QUIT ${holders.join(" ")}" and try again.`,
+      `processes of a crashed Postgres (pids ${holders.join(", ")}) still use ${dataDir}. ` + `Stop them with "kill -QUIT ${holders.join(" ")}" and try again.`,
     );
   }
   await fs.rm(pidFile, { force: true });
@@ -71,10 +70,7 @@ async function clusterProcesses(dataDir: string): Promise<number[]> {
   const found = await Promise.all(
     pids.map(async (entry) => {
       try {
-        const [cwd, exe] = await Promise.all([
-          fs.readlink(`/proc/${entry}/cwd`),
-          fs.readlink(`/proc/${entry}/exe`),
-        ]);
+        const [cwd, exe] = await Promise.all([fs.readlink(`/proc/${entry}/cwd`), fs.readlink(`/proc/${entry}/exe`)]);
         return cwd === target && path.basename(exe) === "postgres" ? Number(entry) : undefined;
       } catch {
         // Gone meanwhile, or another user's process: not ours either way.

@@ -171,7 +171,11 @@ class ServerProcess {
     // An immediate shutdown: the only kind that needs no waiting.
     signalOnExit(child, "SIGQUIT");
 
-    const { outcome: started, recent, closed } = watchServer(child, {
+    const {
+      outcome: started,
+      recent,
+      closed,
+    } = watchServer(child, {
       readyLine: "database system is ready to accept connections",
       readyTimeoutMs,
       log,
@@ -191,9 +195,7 @@ class ServerProcess {
     }
     this.child = undefined;
     if (recent.some((line) => line.includes("Address already in use"))) throw portInUse(port);
-    throw new Error(
-      `Postgres exited during start-up (code ${outcome.code}, signal ${outcome.signal}):\n${tail(recent)}`,
-    );
+    throw new Error(`Postgres exited during start-up (code ${outcome.code}, signal ${outcome.signal}):\n${tail(recent)}`);
   }
 
   /** SIGINT: fast shutdown; SIGQUIT: immediate shutdown, as after a crash. */
@@ -222,7 +224,6 @@ function serverSettings(durable: boolean, extra: Readonly<Record<string, string>
 
 function portInUse(port: number): Error {
   return new Error(
-    `cannot start Postgres: 127.0.0.1:${port} is already in use. ` +
-      `Stop whatever listens there (e.g. "lsof -i :${port}") or choose another port.`,
+    `cannot start Postgres: 127.0.0.1:${port} is already in use. ` + `Stop whatever listens there (e.g. "lsof -i :${port}") or choose another port.`,
   );
 }

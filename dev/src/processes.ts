@@ -142,16 +142,14 @@ class Service implements ServiceProcess {
       if (this.status) {
         if (mayExit) return;
         throw new Error(
-          `${this.name} exited before it was ready (code ${this.status.code}, signal ${this.status.signal}). ` +
-            `Last lines:\n${tail(this.lines)}`,
+          `${this.name} exited before it was ready (code ${this.status.code}, signal ${this.status.signal}). ` + `Last lines:\n${tail(this.lines)}`,
         );
       }
       if (abort?.aborted) throw new Error(`${this.name}: start-up aborted`, { cause: abort.reason });
       if (await answersReady(this.adminPort)) return;
       if (Date.now() >= deadline) {
         throw new Error(
-          `${this.name} was not ready within ${timeoutMs} ms (GET http://127.0.0.1:${this.adminPort}/readyz). ` +
-            `Last lines:\n${tail(this.lines)}`,
+          `${this.name} was not ready within ${timeoutMs} ms (GET http://127.0.0.1:${this.adminPort}/readyz). ` + `Last lines:\n${tail(this.lines)}`,
         );
       }
       await Promise.race([sleep(pollIntervalMs), this.exited]);

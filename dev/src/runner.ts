@@ -174,11 +174,7 @@ function redact(url: string): string {
 }
 
 /** 0 once shutdown is requested; 1 when a service exits on its own first. */
-async function superviseUntilDone(
-  running: ServiceProcess[],
-  shutdown: AbortSignal,
-  note: (message: string) => void,
-): Promise<number> {
+async function superviseUntilDone(running: ServiceProcess[], shutdown: AbortSignal, note: (message: string) => void): Promise<number> {
   const requested = new Promise<"requested">((resolve) => {
     if (shutdown.aborted) resolve("requested");
     shutdown.addEventListener("abort", () => resolve("requested"), { once: true });

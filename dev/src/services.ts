@@ -42,7 +42,6 @@ export const localPorts = {
   fulfillment: { grpc: 50054, admin: 9054 },
 } as const;
 
-
 /** Not 5432, which a Postgres the developer runs anyway is likely to hold. */
 export const devPostgresPort = 5433;
 

@@ -340,7 +340,13 @@ export class Stack {
     const adminPort = await freePort();
     const faultPort = member.row.faults && options.faults !== false ? await freePort() : undefined;
     // make dev's fault-control port is derived from its fixed admin port; here it is a free one of its own.
-    const row: LocalService = { ...member.row, grpcPort, adminPort, faults: false, env: wire(member.row.env, (target) => (this.members.has(target) ? this.address(target) : undefined)) };
+    const row: LocalService = {
+      ...member.row,
+      grpcPort,
+      adminPort,
+      faults: false,
+      env: wire(member.row.env, (target) => (this.members.has(target) ? this.address(target) : undefined)),
+    };
     const base = serviceEnv(row, {
       ...(member.database ? { databaseUrl: member.database.url } : {}),
       ...(this.broker ? { natsUrl: this.broker.nats.url } : {}),

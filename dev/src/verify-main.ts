@@ -10,8 +10,7 @@ import { checkInvariants, formatReport, readSnapshot } from "./verify.js";
  * another one with the same per-service database names.
  */
 const server =
-  process.env.VERIFY_DATABASE_URL ||
-  `postgres://${postgresCredentials.user}:${postgresCredentials.password}@127.0.0.1:${devPostgresPort}/postgres`;
+  process.env.VERIFY_DATABASE_URL || `postgres://${postgresCredentials.user}:${postgresCredentials.password}@127.0.0.1:${devPostgresPort}/postgres`;
 const database = (name: string) => {
   const row = localServices.find((s) => s.name === name);
   if (!row?.database) throw new Error(`no local service ${name} with a database`);

@@ -167,9 +167,7 @@ export function checkInvariants(snapshot: Snapshot): Report {
   for (const product of snapshot.products) {
     const where = `SKU ${product.sku}`;
     if (product.initial + product.restocked !== product.on_hand + product.sold) {
-      violations.push(
-        `${where}: initial + restocked (${product.initial + product.restocked}) != on_hand + sold (${product.on_hand + product.sold})`,
-      );
+      violations.push(`${where}: initial + restocked (${product.initial + product.restocked}) != on_hand + sold (${product.on_hand + product.sold})`);
     }
     if (product.reserved < 0 || product.reserved > product.on_hand) {
       violations.push(`${where}: reserved ${product.reserved} is outside 0..on_hand (${product.on_hand})`);
@@ -291,7 +289,9 @@ function checkEvents(orders: readonly OrderRow[], world: EventsSnapshot, violati
   // Every dead letter waits for an operator.
   for (const dead of world.deadLetters) {
     if (!dead.event_id || !reported.has(dead.event_id)) {
-      violations.push(`a message on ${dead.subject} (stream sequence ${dead.stream_sequence}${dead.event_id ? `, event ${dead.event_id}` : ""}) was dead-lettered: ${dead.reason}`);
+      violations.push(
+        `a message on ${dead.subject} (stream sequence ${dead.stream_sequence}${dead.event_id ? `, event ${dead.event_id}` : ""}) was dead-lettered: ${dead.reason}`,
+      );
     }
   }
 }
@@ -378,7 +378,11 @@ export function formatReport(report: Report): string {
     "meshcart invariant check",
     `  checked ${checked.orders} orders, ${checked.payments} payments, ${checked.reservations} reservations, ${checked.products} products` +
       (checked.shipments === undefined ? "" : `, ${checked.shipments} shipments, ${checked.events} order events`),
-    `  orders by state: ${Object.entries(report.states).map(([s, n]) => `${s} ${n}`).join(", ") || "none"}`,
+    `  orders by state: ${
+      Object.entries(report.states)
+        .map(([s, n]) => `${s} ${n}`)
+        .join(", ") || "none"
+    }`,
     `  order events on their way (outbox or consumer; not a violation while the services run): ${report.pending.length}`,
     ...report.pending.slice(0, 20).map((p) => `    - ${p}`),
     ...(report.pending.length > 20 ? [`    … and ${report.pending.length - 20} more`] : []),

@@ -22,7 +22,20 @@ import type { MemoryMeasurement } from "../src/bench/memory.js";
  */
 
 function result(okRps: number, overrides: Partial<LoadResult> = {}): LoadResult {
-  return { concurrency: 8, seconds: 3, calls: okRps * 3, ok: okRps * 3, errors: {}, okRps, p50Ms: 2, p95Ms: 4, p99Ms: 6, meanMs: 2.5, errorTimes: {}, ...overrides };
+  return {
+    concurrency: 8,
+    seconds: 3,
+    calls: okRps * 3,
+    ok: okRps * 3,
+    errors: {},
+    okRps,
+    p50Ms: 2,
+    p95Ms: 4,
+    p99Ms: 6,
+    meanMs: 2.5,
+    errorTimes: {},
+    ...overrides,
+  };
 }
 
 function measurements(): Measurements {
@@ -39,7 +52,16 @@ function measurements(): Measurements {
     startedAt: "2026-12-04T15:00:00.000Z",
     finishedAt: "2026-12-04T15:10:00.000Z",
     command: "make bench",
-    machine: { cores: 2, cpuModel: "test cpu", memoryBytes: 24 * 2 ** 30, os: "Linux", node: "24.21.0", ghz: "0.121.0", loadAverageStart: 0.5, loadAverageEnd: 1 },
+    machine: {
+      cores: 2,
+      cpuModel: "test cpu",
+      memoryBytes: 24 * 2 ** 30,
+      os: "Linux",
+      node: "24.21.0",
+      ghz: "0.121.0",
+      loadAverageStart: 0.5,
+      loadAverageEnd: 1,
+    },
     settings: { stepSeconds: 3, latencySeconds: 9, latencyFraction: 0.5, levels: [1, 2, 4, 8], tracingRounds: 2, postgresDurable: true, logLevel: "info" },
     workloads: [
       { workload: workload("echo"), saturation: saturation(10_000), latency: result(5_000, { p50Ms: 1, p99Ms: 3 }), cpuMsPerCall: { echo: 0.08, ghz: 0.1 } },
@@ -52,27 +74,80 @@ function measurements(): Measurements {
         database: {
           calls: 300,
           perDatabase: [
-            { database: "inventory", statements: 2, healthChecks: 0.01, commits: 2, byStatement: [{ query: "WITH /* inventory.reserve */ request AS (...)", calls: 1 }, { query: "WITH /* inventory.transition */ rules AS (...)", calls: 1 }] },
-            { database: "payment", statements: 1, healthChecks: 0.01, commits: 1, byStatement: [{ query: "WITH /* payment.charge */ charged AS (...)", calls: 1 }] },
-            { database: "order", statements: 2.5, healthChecks: 0.01, commits: 2, byStatement: [{ query: "SELECT sequence, type FROM order_events WHERE order_id = $1", calls: 0.5 }] },
-            { database: "fulfillment", statements: 9, healthChecks: 0.01, commits: 3, byStatement: [{ query: "WITH /* fulfillment.advance */ due AS (...)", calls: 2 }] },
+            {
+              database: "inventory",
+              statements: 2,
+              healthChecks: 0.01,
+              commits: 2,
+              byStatement: [
+                { query: "WITH /* inventory.reserve */ request AS (...)", calls: 1 },
+                { query: "WITH /* inventory.transition */ rules AS (...)", calls: 1 },
+              ],
+            },
+            {
+              database: "payment",
+              statements: 1,
+              healthChecks: 0.01,
+              commits: 1,
+              byStatement: [{ query: "WITH /* payment.charge */ charged AS (...)", calls: 1 }],
+            },
+            {
+              database: "order",
+              statements: 2.5,
+              healthChecks: 0.01,
+              commits: 2,
+              byStatement: [{ query: "SELECT sequence, type FROM order_events WHERE order_id = $1", calls: 0.5 }],
+            },
+            {
+              database: "fulfillment",
+              statements: 9,
+              healthChecks: 0.01,
+              commits: 3,
+              byStatement: [{ query: "WITH /* fulfillment.advance */ due AS (...)", calls: 2 }],
+            },
           ],
         },
       },
     ],
-    floor: { pgbench: "/usr/bin/pgbench (pgbench 15)", clients: 32, seconds: 6, transactions: 60_000, tps: 10_000, postgresCpuMsPerTransaction: 0.05, loadAverage: 0.4 },
+    floor: {
+      pgbench: "/usr/bin/pgbench (pgbench 15)",
+      clients: 32,
+      seconds: 6,
+      transactions: 60_000,
+      tps: 10_000,
+      postgresCpuMsPerTransaction: 0.05,
+      loadAverage: 0.4,
+    },
     idle: {
       seconds: 30,
       perDatabase: [
         { database: "inventory", statements: 0, healthChecks: 30, commits: 0, byStatement: [] },
-        { database: "order", statements: 3, healthChecks: 30, commits: 0, byStatement: [{ query: "WITH /* order.claim-abandoned */ claimed AS (...)", calls: 3 }] },
+        {
+          database: "order",
+          statements: 3,
+          healthChecks: 30,
+          commits: 0,
+          byStatement: [{ query: "WITH /* order.claim-abandoned */ claimed AS (...)", calls: 3 }],
+        },
       ],
     },
     baselineAgain: result(9_000),
     tracing: [
       { workload: workload("create-order"), mode: mode("off"), throughput: [result(1_000), result(1_100)], latency: [result(500), result(500)] },
-      { workload: workload("create-order"), mode: mode("10%"), throughput: [result(950), result(1_000)], latency: [result(500), result(500)], exportBytesPerCall: 300 },
-      { workload: workload("create-order"), mode: mode("100%"), throughput: [result(700), result(800)], latency: [result(500), result(500)], exportBytesPerCall: 3_000 },
+      {
+        workload: workload("create-order"),
+        mode: mode("10%"),
+        throughput: [result(950), result(1_000)],
+        latency: [result(500), result(500)],
+        exportBytesPerCall: 300,
+      },
+      {
+        workload: workload("create-order"),
+        mode: mode("100%"),
+        throughput: [result(700), result(800)],
+        latency: [result(500), result(500)],
+        exportBytesPerCall: 3_000,
+      },
     ],
     echoProcess: { idleRssBytes: 50e6, loadRssBytes: 60e6, startToReadyMs: [100] },
     services: [service("order", 110e6, 500), service("payment", 130e6, 990)],
@@ -96,7 +171,14 @@ describe("bench options", () => {
     const full = benchOptions({}, "/repo");
     expect(full).toMatchObject({ stepSeconds: 3, latencySeconds: 9, tracingRounds: 2, artefacts: true, profile: true, outDir: "/repo/docs", quick: false });
     const quick = benchOptions({ BENCH_QUICK: "1", BENCH_NODE_OPTIONS: " --max-semi-space-size=4 " }, "/repo");
-    expect(quick).toMatchObject({ stepSeconds: 1, tracingRounds: 1, artefacts: false, profile: false, outDir: "/repo/.data/bench", nodeOptions: "--max-semi-space-size=4" });
+    expect(quick).toMatchObject({
+      stepSeconds: 1,
+      tracingRounds: 1,
+      artefacts: false,
+      profile: false,
+      outDir: "/repo/.data/bench",
+      nodeOptions: "--max-semi-space-size=4",
+    });
     expect(benchOptions({ BENCH_QUICK: "1", BENCH_PROFILE: "1", BENCH_DURATION: "500ms" }, "/repo")).toMatchObject({ profile: true, stepSeconds: 0.5 });
   });
 
@@ -121,8 +203,12 @@ describe("saturation search", () => {
   });
 
   it("stops at a level whose calls fail, and fails when the first one does", async () => {
-    const failing = (c: number) => result(100 * c, { concurrency: c, ok: c >= 4 ? 10 : 300 * c, calls: 300 * c, errors: c >= 4 ? { Unavailable: 300 * c - 10 } : {} });
-    await expect(findSaturation(defaultSaturationPlan([1, 2, 4]), async (c) => failing(c))).resolves.toMatchObject({ stoppedBecause: "errors", best: { concurrency: 2 } });
+    const failing = (c: number) =>
+      result(100 * c, { concurrency: c, ok: c >= 4 ? 10 : 300 * c, calls: 300 * c, errors: c >= 4 ? { Unavailable: 300 * c - 10 } : {} });
+    await expect(findSaturation(defaultSaturationPlan([1, 2, 4]), async (c) => failing(c))).resolves.toMatchObject({
+      stoppedBecause: "errors",
+      best: { concurrency: 2 },
+    });
     await expect(findSaturation(defaultSaturationPlan([4]), async (c) => failing(c))).rejects.toThrow(/of calls failed at concurrency 4/);
   });
 });
@@ -134,7 +220,10 @@ describe("ghz's report", () => {
       { status: "Unavailable", latency: 1e9 },
       { status: "Unavailable", latency: 1e9 },
     ];
-    const parsed = parseGhzReport(JSON.stringify({ count: 100, total: 2e9, statusCodeDistribution: { OK: 98, Unavailable: 2 }, details }), { concurrency: 4, seconds: 2 });
+    const parsed = parseGhzReport(JSON.stringify({ count: 100, total: 2e9, statusCodeDistribution: { OK: 98, Unavailable: 2 }, details }), {
+      concurrency: 4,
+      seconds: 2,
+    });
     expect(parsed).toMatchObject({ calls: 100, ok: 98, okRps: 49, errors: { Unavailable: 2 }, p50Ms: 49, p99Ms: 98 });
     expect(parsed.errorTimes).toEqual({ Unavailable: { count: 2, p50Ms: 1000, p99Ms: 1000, maxMs: 1000, message: "" } });
     expect(percentile([], 50)).toBeNaN();
@@ -195,7 +284,9 @@ describe("the report", () => {
     );
     expect(text).toContain("#### The durable floor");
     expect(text).toContain("| inventory | 2.00 | 2.00 | `inventory.reserve` 1.00; `inventory.transition` 1.00 |");
-    expect(text).toContain("| **the checkout** | **5.50** | **5.00** | |\n| fulfillment, acting on its events afterwards | 9.00 | 3.00 | `fulfillment.advance` 2.00 |");
+    expect(text).toContain(
+      "| **the checkout** | **5.50** | **5.00** | |\n| fulfillment, acting on its events afterwards | 9.00 | 3.00 | `fulfillment.advance` 2.00 |",
+    );
     expect(text).toMatch(/order 0\.10 statements\/s beyond 1\.0 health checks\/s \(`order\.claim-abandoned` × 3\)/);
     expect(benchmarkChart(report)).toContain("CPU per checkout, as a multiple of its durable floor");
     expect(text).toContain("#### Where the CPU goes");
@@ -281,8 +372,33 @@ describe("the overload and memory steps", () => {
     seconds: 15,
     phases: [],
     services: [
-      { service: "order", requestBytes: 92 * 2 ** 20, limitBytes: 256 * 2 ** 20, nodeOptions: "--max-old-space-size=128", idleBytes: 55 * 2 ** 20, steadyBytes: 80 * 2 ** 20, saturationPeakBytes: 90 * 2 ** 20, overloadPeakBytes: 100 * 2 ** 20, kernelPeakBytes: 100 * 2 ** 20, limitHits: 0, oomKills: 0 },
-      { service: "storefront", requestBytes: 92 * 2 ** 20, limitBytes: 128 * 2 ** 20, nodeOptions: "--max-old-space-size=64", idleBytes: 60 * 2 ** 20, steadyBytes: 95 * 2 ** 20, saturationPeakBytes: 100 * 2 ** 20, overloadPeakBytes: 126 * 2 ** 20, kernelPeakBytes: 128 * 2 ** 20, limitHits: 40, oomKills: 1, exited: "SIGKILL" },
+      {
+        service: "order",
+        requestBytes: 92 * 2 ** 20,
+        limitBytes: 256 * 2 ** 20,
+        nodeOptions: "--max-old-space-size=128",
+        idleBytes: 55 * 2 ** 20,
+        steadyBytes: 80 * 2 ** 20,
+        saturationPeakBytes: 90 * 2 ** 20,
+        overloadPeakBytes: 100 * 2 ** 20,
+        kernelPeakBytes: 100 * 2 ** 20,
+        limitHits: 0,
+        oomKills: 0,
+      },
+      {
+        service: "storefront",
+        requestBytes: 92 * 2 ** 20,
+        limitBytes: 128 * 2 ** 20,
+        nodeOptions: "--max-old-space-size=64",
+        idleBytes: 60 * 2 ** 20,
+        steadyBytes: 95 * 2 ** 20,
+        saturationPeakBytes: 100 * 2 ** 20,
+        overloadPeakBytes: 126 * 2 ** 20,
+        kernelPeakBytes: 128 * 2 ** 20,
+        limitHits: 40,
+        oomKills: 1,
+        exited: "SIGKILL",
+      },
     ],
   };
 
@@ -297,7 +413,13 @@ describe("the overload and memory steps", () => {
     expect(verdict("ready-under-load")?.pass).toBe(true);
     expect(verdict("recovered")?.pass).toBe(true);
     expect(verdict("final-after-peak")?.pass).toBe(true);
-    const outage = { ...overload, phases: [...overload.phases.slice(0, 4), phase(0.5, 50, 45, { Unavailable: { count: 1, p50Ms: 3000, p99Ms: 3000, maxMs: 3000, message: "order is unavailable" } })] };
+    const outage = {
+      ...overload,
+      phases: [
+        ...overload.phases.slice(0, 4),
+        phase(0.5, 50, 45, { Unavailable: { count: 1, p50Ms: 3000, p99Ms: 3000, maxMs: 3000, message: "order is unavailable" } }),
+      ],
+    };
     expect(overloadTargets(outage, undefined).find((t) => t.id === "no-outage-answers")).toMatchObject({ measured: 1, pass: false });
   });
 
@@ -315,11 +437,19 @@ describe("the overload and memory steps", () => {
     expect(text).toContain("ResourceExhausted 500 (2.00 / 300)");
     expect(text).toContain("| storefront | 92 | 128 | `--max-old-space-size=64` |");
     expect(text).toContain("(ended: SIGKILL)");
-    expect(overloadMarkdown(undefined, { measured: false, reason: "making cgroups needs root" }).join("\n")).toContain("Not measurable on this machine: making cgroups needs root.");
+    expect(overloadMarkdown(undefined, { measured: false, reason: "making cgroups needs root" }).join("\n")).toContain(
+      "Not measurable on this machine: making cgroups needs root.",
+    );
   });
 
   it("reads the kernel's key-value files and the chart's quantities", () => {
-    expect(keyValues("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")).toEqual(new Map([["oom_kill_disable", 0], ["under_oom", 0], ["oom_kill", 2]]));
+    expect(keyValues("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")).toEqual(
+      new Map([
+        ["oom_kill_disable", 0],
+        ["under_oom", 0],
+        ["oom_kill", 2],
+      ]),
+    );
     expect(quantityBytes("92Mi")).toBe(92 * 2 ** 20);
     expect(quantityBytes("1Gi")).toBe(2 ** 30);
     expect(quantityBytes(1000)).toBe(1000);

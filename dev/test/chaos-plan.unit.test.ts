@@ -57,16 +57,37 @@ describe("make chaos's options", () => {
     const parsed = parseChaosOptions({}, {});
     expect(parsed).toEqual({
       ok: true,
-      command: { seed: undefined, durationMs: 60_000, kills: 8, services: [...VICTIMS], rps: 10, outageMs: 5_000, outageMode: "fast", brokerOutageMs: 5_000, outDir: undefined },
+      command: {
+        seed: undefined,
+        durationMs: 60_000,
+        kills: 8,
+        services: [...VICTIMS],
+        rps: 10,
+        outageMs: 5_000,
+        outageMode: "fast",
+        brokerOutageMs: 5_000,
+        outDir: undefined,
+      },
     });
   });
 
   it("reads CHAOS_* variables, flags win, and make's empty values mean unset", () => {
     const parsed = parseChaosOptions(
       { seed: "7", duration: "", kills: "4" },
-      { CHAOS_SEED: "9", CHAOS_DURATION: "2m", CHAOS_KILLS: "12", CHAOS_SERVICES: "order, payment", CHAOS_OUTAGE: "0", CHAOS_OUTAGE_MODE: "immediate", CHAOS_BROKER_OUTAGE: "0" },
+      {
+        CHAOS_SEED: "9",
+        CHAOS_DURATION: "2m",
+        CHAOS_KILLS: "12",
+        CHAOS_SERVICES: "order, payment",
+        CHAOS_OUTAGE: "0",
+        CHAOS_OUTAGE_MODE: "immediate",
+        CHAOS_BROKER_OUTAGE: "0",
+      },
     );
-    expect(parsed).toMatchObject({ ok: true, command: { seed: 7, durationMs: 120_000, kills: 4, services: ["order", "payment"], outageMs: 0, outageMode: "immediate", brokerOutageMs: 0 } });
+    expect(parsed).toMatchObject({
+      ok: true,
+      command: { seed: 7, durationMs: 120_000, kills: 4, services: ["order", "payment"], outageMs: 0, outageMode: "immediate", brokerOutageMs: 0 },
+    });
   });
 
   it("names every wrong option at once", () => {

@@ -148,7 +148,10 @@ describe("chaos: kill -9 at the event path's crash points", () => {
 
 describe("chaos: the record", () => {
   it("passes every check, and writes what it did and found as JSON and as a summary", async () => {
-    expect(report.checks.filter((c) => !c.passed), context()).toEqual([]);
+    expect(
+      report.checks.filter((c) => !c.passed),
+      context(),
+    ).toEqual([]);
     expect(report.passed).toBe(true);
     const written = await writeReport(out.path, report);
     const json = JSON.parse(await fs.readFile(written.json, "utf8")) as ChaosReport;

@@ -51,7 +51,12 @@ describe("buf breaking against the released API", () => {
 
   it("fails when a field changes its number", async () => {
     const workspace = await copyOfContracts();
-    await edit(workspace, "meshcart/inventory/v1/inventory.proto", "  string sku = 1;\n}\n\n// Response of GetProduct.", "  string sku = 9;\n}\n\n// Response of GetProduct.");
+    await edit(
+      workspace,
+      "meshcart/inventory/v1/inventory.proto",
+      "  string sku = 1;\n}\n\n// Response of GetProduct.",
+      "  string sku = 9;\n}\n\n// Response of GetProduct.",
+    );
     const result = await breaking(workspace);
     expect(result.ok).toBe(false);
     expect(result.output).toMatch(/GetProductRequest/);
@@ -59,7 +64,12 @@ describe("buf breaking against the released API", () => {
 
   it("passes for a compatible extension (a new field)", async () => {
     const workspace = await copyOfContracts();
-    await edit(workspace, "meshcart/order/v1/order.proto", "  string reason = 2;\n}\n\n// Response of CancelOrder.", "  string reason = 2;\n  // A note for the test.\n  string note = 3;\n}\n\n// Response of CancelOrder.");
+    await edit(
+      workspace,
+      "meshcart/order/v1/order.proto",
+      "  string reason = 2;\n}\n\n// Response of CancelOrder.",
+      "  string reason = 2;\n  // A note for the test.\n  string note = 3;\n}\n\n// Response of CancelOrder.",
+    );
     expect(await breaking(workspace)).toMatchObject({ ok: true });
   });
 });

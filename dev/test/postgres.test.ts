@@ -127,9 +127,7 @@ describe("startPostgres", () => {
     if (address === null || typeof address === "string") throw new Error("no port");
 
     const dataDir = path.join(await scratch("port"), "data");
-    await expect(startPostgres({ dataDir, port: address.port, persistent: true })).rejects.toThrow(
-      `127.0.0.1:${address.port} is already in use`,
-    );
+    await expect(startPostgres({ dataDir, port: address.port, persistent: true })).rejects.toThrow(`127.0.0.1:${address.port} is already in use`);
   });
 
   it("refuses a second server on a data directory that is in use", async () => {
@@ -180,18 +178,16 @@ describe("startPostgres", () => {
     const dataDir = path.join(await scratch("junk"), "data");
     await fs.mkdir(dataDir);
     await fs.writeFile(path.join(dataDir, "notes.txt"), "mine");
-    await expect(startPostgres({ dataDir, port: await freePort(), persistent: false })).rejects.toThrow(
-      /neither empty nor a Postgres data directory/,
-    );
+    await expect(startPostgres({ dataDir, port: await freePort(), persistent: false })).rejects.toThrow(/neither empty nor a Postgres data directory/);
     await expect(fs.readFile(path.join(dataDir, "notes.txt"), "utf8")).resolves.toBe("mine");
   });
 
   it.runIf(process.getuid?.() === 0)("as root, explains a parent directory the postgres user cannot enter", async () => {
     const closed = await scratch("closed");
     await fs.chmod(closed, 0o700);
-    await expect(
-      startPostgres({ dataDir: path.join(closed, "data"), port: await freePort(), persistent: false }),
-    ).rejects.toThrow(`cannot enter ${closed} (mode 700`);
+    await expect(startPostgres({ dataDir: path.join(closed, "data"), port: await freePort(), persistent: false })).rejects.toThrow(
+      `cannot enter ${closed} (mode 700`,
+    );
     expect((await fs.stat(closed)).mode & 0o777).toBe(0o700);
   });
 });

@@ -15,7 +15,7 @@ describe("createLinePrinter", () => {
     });
     const output = print(line);
     expect(output).toMatch(/^inventory {2}│ \[\d\d:\d\d:\d\d\.678\] INFO: listening\n/);
-    expect(output).toContain('inventory  │     grpc_port: 50053\n');
+    expect(output).toContain("inventory  │     grpc_port: 50053\n");
     expect(output).not.toContain('"service"');
     expect(output.endsWith("\n")).toBe(true);
   });

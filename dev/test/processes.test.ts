@@ -75,7 +75,10 @@ describe("startService", () => {
     const status = await service.stop();
     expect(status).toEqual({ code: 0, signal: null });
     expect(await service.exited).toEqual(status);
-    const messages = service.logs().slice(-2).map((line) => (JSON.parse(line) as { msg: string }).msg);
+    const messages = service
+      .logs()
+      .slice(-2)
+      .map((line) => (JSON.parse(line) as { msg: string }).msg);
     expect(messages).toEqual(["draining", "drained"]);
     expect(await service.stop()).toEqual(status);
   });
@@ -163,18 +166,18 @@ describe("startService", () => {
     const address = blocker.address();
     if (address === null || typeof address === "string") throw new Error("no port");
     try {
-      await expect(
-        startService({ name: "clash", entry: fakeServiceEntry, adminPort: address.port, env: {} }),
-      ).rejects.toThrow(`clash: admin port ${address.port} is already in use`);
+      await expect(startService({ name: "clash", entry: fakeServiceEntry, adminPort: address.port, env: {} })).rejects.toThrow(
+        `clash: admin port ${address.port} is already in use`,
+      );
     } finally {
       blocker.close();
     }
   });
 
   it("refuses an entry point that does not exist", async () => {
-    await expect(
-      startService({ name: "unbuilt", entry: "/nonexistent/main.js", adminPort: await freePort(), env: {} }),
-    ).rejects.toThrow("unbuilt: /nonexistent/main.js does not exist; build it first (tsc -b)");
+    await expect(startService({ name: "unbuilt", entry: "/nonexistent/main.js", adminPort: await freePort(), env: {} })).rejects.toThrow(
+      "unbuilt: /nonexistent/main.js does not exist; build it first (tsc -b)",
+    );
   });
 
   it("keeps only the last keepLines lines when asked", async () => {

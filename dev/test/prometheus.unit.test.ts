@@ -12,7 +12,7 @@ describe("parseExposition", () => {
         "# HELP up_bound An upper bound.",
         "# TYPE up_bound gauge",
         "up_bound +Inf",
-        "up_bound{side=\"low\"} -Inf",
+        'up_bound{side="low"} -Inf',
         "",
       ].join("\n"),
     );

@@ -26,11 +26,7 @@ async function fakeService(name: string, env: Record<string, string> = {}): Prom
   };
 }
 
-async function run(
-  services: LocalService[],
-  overrides: Partial<DevOptions> = {},
-  onText: (text: string) => void = () => undefined,
-) {
+async function run(services: LocalService[], overrides: Partial<DevOptions> = {}, onText: (text: string) => void = () => undefined) {
   const dir = await tempDir("runner");
   cleanups.push(dir.remove);
   let output = "";
@@ -63,9 +59,7 @@ describe("runDev", () => {
     expect(output).toContain("fake-a   │ a plain line that is not JSON\n");
     expect(output).toContain("meshcart is running. Ctrl-C stops everything.");
     expect(output).toContain(`fake-a    gRPC localhost:${services[0]?.grpcPort}`);
-    const order = ["stopping fake-b", "stopping fake-a", "stopping Postgres", "dev      │ stopped\n"].map((text) =>
-      output.indexOf(text),
-    );
+    const order = ["stopping fake-b", "stopping fake-a", "stopping Postgres", "dev      │ stopped\n"].map((text) => output.indexOf(text));
     expect(order.every((index) => index >= 0)).toBe(true);
     expect(order).toEqual([...order].sort((a, b) => a - b));
     expect(output).toContain("fake-b   │ [");

@@ -43,7 +43,11 @@ describe("make verify's invariants", () => {
     ["a confirmed order whose stock was not committed", (s) => (s.reservations[0]!.state = "HELD"), /ord_a .* reservation state HELD/],
     ["a rejected order that kept money", (s) => (s.payments[1]!.status = "CAPTURED"), /ord_b .* net charge of 300/],
     ["a cancelled order that kept stock", (s) => (s.reservations[2]!.state = "COMMITTED"), /ord_c .* still holds stock/],
-    ["a cancelled order refunded in part", (s) => Object.assign(s.payments[2]!, { status: "PARTIALLY_REFUNDED", refunded_minor: 600, refunds_sum: 600 }), /ord_c .* net charge of 100/],
+    [
+      "a cancelled order refunded in part",
+      (s) => Object.assign(s.payments[2]!, { status: "PARTIALLY_REFUNDED", refunded_minor: 600, refunds_sum: 600 }),
+      /ord_c .* net charge of 100/,
+    ],
     ["a payment for an unknown order", (s) => s.payments.push({ ...s.payments[1]!, payment_id: "pay_x", order_id: "ord_x" }), /pay_x references order ord_x/],
     ["refunds above the charge", (s) => (s.payments[2]!.refunds_sum = 900), /pay_c refunded more than it charged/],
     ["refund records that disagree with the payment", (s) => (s.payments[2]!.refunds_sum = 600), /pay_c records 700 refunded but its refunds add up to 600/],
@@ -57,6 +61,9 @@ describe("make verify's invariants", () => {
     const snapshot = consistent();
     breakIt(snapshot);
     const report = checkInvariants(snapshot);
-    expect(report.violations.some((v) => expected.test(v)), report.violations.join("\n")).toBe(true);
+    expect(
+      report.violations.some((v) => expected.test(v)),
+      report.violations.join("\n"),
+    ).toBe(true);
   });
 });

@@ -9,7 +9,18 @@ import { extractWalkthrough, readWalkthrough } from "../src/walkthrough.js";
 
 describe("walkthrough", () => {
   it("is the README's sh block between the walkthrough markers", () => {
-    const readme = ["intro", "<!-- walkthrough:begin -->", "```sh", "grpcurl a", "grpcurl b", "```", "<!-- walkthrough:end -->", "```sh", "not this", "```"].join("\n");
+    const readme = [
+      "intro",
+      "<!-- walkthrough:begin -->",
+      "```sh",
+      "grpcurl a",
+      "grpcurl b",
+      "```",
+      "<!-- walkthrough:end -->",
+      "```sh",
+      "not this",
+      "```",
+    ].join("\n");
     expect(extractWalkthrough(readme)).toBe("grpcurl a\ngrpcurl b\n");
     expect(() => extractWalkthrough("no markers")).toThrow(/markers/);
   });
@@ -37,7 +48,9 @@ describe("walkthrough", () => {
     expect(banner).toContain(
       "inventory    gRPC localhost:50053  admin http://localhost:9053/readyz  database postgres://postgres:postgres@127.0.0.1:5433/meshcart_inventory",
     );
-    expect(banner).toContain("fulfillment  gRPC localhost:50054  admin http://localhost:9054/readyz  database postgres://postgres:postgres@127.0.0.1:5433/meshcart_fulfillment");
+    expect(banner).toContain(
+      "fulfillment  gRPC localhost:50054  admin http://localhost:9054/readyz  database postgres://postgres:postgres@127.0.0.1:5433/meshcart_fulfillment",
+    );
     expect(banner).toContain("storefront   gRPC localhost:50050  admin http://localhost:9050/readyz  no database");
   });
 });

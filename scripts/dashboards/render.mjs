@@ -52,7 +52,10 @@ function timeseries(title, description, queries, { unit = "short", stack = false
     datasource: DATASOURCE,
     fieldConfig: { defaults, overrides: [] },
     options: {
-      legend: legend === "list" ? { displayMode: "list", placement: "bottom", calcs: [] } : { displayMode: "table", placement: "bottom", calcs: ["lastNotNull", "max"] },
+      legend:
+        legend === "list"
+          ? { displayMode: "list", placement: "bottom", calcs: [] }
+          : { displayMode: "table", placement: "bottom", calcs: ["lastNotNull", "max"] },
       tooltip: { mode: "multi", sort: "desc" },
     },
     targets: queries.map(([expr, legend], i) => target(expr, legend, String.fromCharCode(65 + i))),
@@ -140,7 +143,15 @@ function outboundPanels(callers, what) {
       timeseries(
         `Success rate per route (${what})`,
         "Calls that ended OK among all calls of the route, as `linkerd viz stat-outbound` counts them (grpc_status OK and no proxy error; a business refusal such as FAILED_PRECONDITION counts as a failure there too).",
-        [[share(sumBy(by, rate(`${ROUTE}_request_statuses_total`, sel(...callers, ...OK))), sumBy(by, rate(`${ROUTE}_request_statuses_total`, sel(...callers)))), legend]],
+        [
+          [
+            share(
+              sumBy(by, rate(`${ROUTE}_request_statuses_total`, sel(...callers, ...OK))),
+              sumBy(by, rate(`${ROUTE}_request_statuses_total`, sel(...callers))),
+            ),
+            legend,
+          ],
+        ],
         { unit: "percentunit", max: 1 },
       ),
     ],
@@ -185,7 +196,12 @@ function inboundPanels(servers, what) {
       timeseries(
         `Authorized requests/s by Server, route and client (${what})`,
         "Requests a Server's route admitted, by the caller's mesh identity (client_id; no_tls_reason for a caller outside the mesh).",
-        [[sumBy(["srv_name", "route_name", "client_id", "no_tls_reason"], rate("inbound_http_authz_allow_total", sel(...servers))), "{{srv_name}} {{route_name}} ← {{client_id}}{{no_tls_reason}}"]],
+        [
+          [
+            sumBy(["srv_name", "route_name", "client_id", "no_tls_reason"], rate("inbound_http_authz_allow_total", sel(...servers))),
+            "{{srv_name}} {{route_name}} ← {{client_id}}{{no_tls_reason}}",
+          ],
+        ],
         { unit: "reqps" },
       ),
     ],
@@ -193,7 +209,12 @@ function inboundPanels(servers, what) {
       timeseries(
         `Denied requests in the last ${RECENT} by Server, route and client (${what})`,
         "Requests refused by the target's proxy because no AuthorizationPolicy of the route admits the caller: the caller gets PERMISSION_DENIED. A count over a sliding window, so that a single refused call shows.",
-        [[recent(["srv_name", "route_name", "client_id", "no_tls_reason"], "inbound_http_authz_deny_total", sel(...servers)), "{{srv_name}} {{route_name}} ← {{client_id}}{{no_tls_reason}}"]],
+        [
+          [
+            recent(["srv_name", "route_name", "client_id", "no_tls_reason"], "inbound_http_authz_deny_total", sel(...servers)),
+            "{{srv_name}} {{route_name}} ← {{client_id}}{{no_tls_reason}}",
+          ],
+        ],
       ),
     ],
     [
@@ -233,7 +254,9 @@ function routeTable(contract, service) {
     const methods = route.methods.map((m) => (m.method ? `${m.method}${p.streaming ? " (stream)" : ""}` : `${m.service} (all)`)).join(", ");
     // The standard route's callers are those of health and reflection (the public's on the rate-limited edge).
     const edge = contract.rateLimit?.server === service;
-    const standardCallers = () => [...new Set(route.methods.flatMap((m) => (edge ? contract.standard[m.service]?.edgeCallers : contract.standard[m.service]?.callers) ?? []))];
+    const standardCallers = () => [
+      ...new Set(route.methods.flatMap((m) => (edge ? contract.standard[m.service]?.edgeCallers : contract.standard[m.service]?.callers) ?? [])),
+    ];
     const callers = (p.callers ?? standardCallers()).join(", ");
     const retried = p.retry?.length ? p.retry.join(", ") : "never";
     lines.push(`| \`${route.name}\` | ${methods} | ${callers} | ${retried} | ${p.retry?.length ? p.limit : ""} | ${p.attempt ?? ""} | ${p.request ?? ""} |`);
@@ -278,7 +301,15 @@ function meshPanels(contract) {
       timeseries(
         `${service}: success rate per route`,
         "Calls that ended OK among all calls of the route (one per RPC), as `linkerd viz stat-outbound` counts them: any other gRPC status (a business refusal too) or a proxy error (a timeout, fail-fast) is a failure.",
-        [[share(sumBy(["route_name"], rate(`${ROUTE}_request_statuses_total`, sel(...p, ...OK))), sumBy(["route_name"], rate(`${ROUTE}_request_statuses_total`, sel(...p)))), "{{route_name}}"]],
+        [
+          [
+            share(
+              sumBy(["route_name"], rate(`${ROUTE}_request_statuses_total`, sel(...p, ...OK))),
+              sumBy(["route_name"], rate(`${ROUTE}_request_statuses_total`, sel(...p))),
+            ),
+            "{{route_name}}",
+          ],
+        ],
         { unit: "percentunit", max: 1, legend: "list" },
       ),
       8,
@@ -367,7 +398,15 @@ function meshPanels(contract) {
     timeseries(
       `${CANARY_SERVICE}: success rate per backend (each attempt)`,
       "OK responses among all responses of each backend, attempt by attempt: a failure a retry then repaired still counts here, so this is the backend's own answer rate.",
-      [[share(sumBy(["backend_name"], rate(`${ROUTE}_backend_response_statuses_total`, sel(...canary, ...OK))), sumBy(["backend_name"], rate(`${ROUTE}_backend_response_statuses_total`, sel(...canary)))), "{{backend_name}}"]],
+      [
+        [
+          share(
+            sumBy(["backend_name"], rate(`${ROUTE}_backend_response_statuses_total`, sel(...canary, ...OK))),
+            sumBy(["backend_name"], rate(`${ROUTE}_backend_response_statuses_total`, sel(...canary))),
+          ),
+          "{{backend_name}}",
+        ],
+      ],
       { unit: "percentunit", max: 1 },
     ),
     6,
@@ -453,14 +492,24 @@ function meshPanels(contract) {
     timeseries(
       "Endpoints per backend and caller: ready and pending",
       "Endpoints in each calling workload's load balancers, summed over its replicas. An endpoint whose failure-accrual breaker is shut (after consecutive failures) is not ready: it counts as pending until its penalty ends.",
-      [[sumBy(["deployment", "backend_name", "endpoint_state"], `outbound_http_balancer_endpoints${sel(...backends)}`), "{{deployment}} → {{backend_name}} {{endpoint_state}}"]],
+      [
+        [
+          sumBy(["deployment", "backend_name", "endpoint_state"], `outbound_http_balancer_endpoints${sel(...backends)}`),
+          "{{deployment}} → {{backend_name}} {{endpoint_state}}",
+        ],
+      ],
     ),
   ]);
   items.push([
     timeseries(
       "Ejected endpoints per backend and caller",
       "The most endpoints any one proxy of the caller held out of a backend's balancer within the window (pending: breaker shut, or not yet connected).",
-      [[`max by (deployment, backend_name) (max_over_time(outbound_http_balancer_endpoints${sel(...backends, 'endpoint_state="pending"')}[${RATE}]))`, "{{deployment}} → {{backend_name}}"]],
+      [
+        [
+          `max by (deployment, backend_name) (max_over_time(outbound_http_balancer_endpoints${sel(...backends, 'endpoint_state="pending"')}[${RATE}]))`,
+          "{{deployment}} → {{backend_name}}",
+        ],
+      ],
     ),
   ]);
   items.push([
@@ -483,7 +532,16 @@ function meshPanels(contract) {
     timeseries(
       `Fail-fast and load-shed responses in the last ${RECENT} per backend`,
       "Calls the caller's proxy answered itself because no endpoint of the backend was ready (FAIL_FAST) or its queue was full (LOAD_SHED): what a breaker that ejected every endpoint looks like. Counts over a sliding window.",
-      [[recent(["parent_name", "backend_name", "error"], `${ROUTE}_backend_response_statuses_total`, sel('parent_namespace="$namespace"', 'error=~"FAIL_FAST|LOAD_SHED"')), "{{parent_name}} → {{backend_name}} {{error}}"]],
+      [
+        [
+          recent(
+            ["parent_name", "backend_name", "error"],
+            `${ROUTE}_backend_response_statuses_total`,
+            sel('parent_namespace="$namespace"', 'error=~"FAIL_FAST|LOAD_SHED"'),
+          ),
+          "{{parent_name}} → {{backend_name}} {{error}}",
+        ],
+      ],
     ),
   ]);
 
@@ -493,7 +551,12 @@ function meshPanels(contract) {
     timeseries(
       "mTLS share of open inbound connections per Server",
       "Open inbound connections whose client proved a mesh identity, per Server (the ports the chart's Servers cover). Callers outside the mesh are plaintext by nature: the host through the NodePort (storefront-grpc), the kubelet's probes (the admin Servers).",
-      [[share(sumBy(["srv_name"], `tcp_open_connections${sel(...inbound, 'tls="true"')}`), sumBy(["srv_name"], `tcp_open_connections${sel(...inbound)}`)), "{{srv_name}}"]],
+      [
+        [
+          share(sumBy(["srv_name"], `tcp_open_connections${sel(...inbound, 'tls="true"')}`), sumBy(["srv_name"], `tcp_open_connections${sel(...inbound)}`)),
+          "{{srv_name}}",
+        ],
+      ],
       { unit: "percentunit", max: 1 },
     ),
   ]);
@@ -586,7 +649,19 @@ function queryVariable(name, label, query, current) {
 function dashboard({ uid, title, description, variables, panels }) {
   return {
     __inputs: [],
-    annotations: { list: [{ builtIn: 1, datasource: { type: "grafana", uid: "-- Grafana --" }, enable: true, hide: true, iconColor: "rgba(0, 211, 255, 1)", name: "Annotations & Alerts", type: "dashboard" }] },
+    annotations: {
+      list: [
+        {
+          builtIn: 1,
+          datasource: { type: "grafana", uid: "-- Grafana --" },
+          enable: true,
+          hide: true,
+          iconColor: "rgba(0, 211, 255, 1)",
+          name: "Annotations & Alerts",
+          type: "dashboard",
+        },
+      ],
+    },
     description: `${description} ${GENERATED}`,
     editable: true,
     graphTooltip: 1,
@@ -597,7 +672,19 @@ function dashboard({ uid, title, description, variables, panels }) {
     tags: ["meshcart", "linkerd", "mesh"],
     templating: {
       list: [
-        { name: "datasource", label: "Prometheus", type: "datasource", query: "prometheus", current: {}, hide: 0, includeAll: false, multi: false, options: [], refresh: 1, regex: "" },
+        {
+          name: "datasource",
+          label: "Prometheus",
+          type: "datasource",
+          query: "prometheus",
+          current: {},
+          hide: 0,
+          includeAll: false,
+          multi: false,
+          options: [],
+          refresh: 1,
+          regex: "",
+        },
         queryVariable("namespace", "Namespace", "label_values(tcp_open_connections, namespace)", "meshcart"),
         ...variables,
       ],

@@ -103,7 +103,10 @@ function globToRegExp(pattern) {
     else if (c === "[") {
       const end = pattern.indexOf("]", i + 1);
       if (end < 0) throw new Error(`.dockerignore: unclosed [ in ${pattern}`);
-      re += `[${pattern.slice(i + 1, end).replace(/^[!^]/, "^").replaceAll("\\", "\\\\")}]`;
+      re += `[${pattern
+        .slice(i + 1, end)
+        .replace(/^[!^]/, "^")
+        .replaceAll("\\", "\\\\")}]`;
       i = end;
     } else if (c === "\\" && i + 1 < pattern.length) re += escape(pattern[++i]);
     else re += escape(c);

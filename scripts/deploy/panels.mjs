@@ -83,7 +83,10 @@ async function query(base, expr, fetchImpl) {
   return body.data.result;
 }
 
-const show = (s) => `{${Object.entries(s.metric).map(([k, v]) => `${k}="${v}"`).join(", ")}} ${s.value[1]}`;
+const show = (s) =>
+  `{${Object.entries(s.metric)
+    .map(([k, v]) => `${k}="${v}"`)
+    .join(", ")}} ${s.value[1]}`;
 
 /**
  * Asks for each marker's panel until it has data or `waitMs` has passed.

@@ -23,9 +23,7 @@ const when = (event) => Date.parse(event.lastTimestamp ?? event.eventTime ?? eve
 
 /** The pod's events, oldest first. */
 export function eventsOf(eventList, podName) {
-  return (eventList?.items ?? [])
-    .filter((e) => e.involvedObject?.kind === "Pod" && e.involvedObject?.name === podName)
-    .sort((a, b) => when(a) - when(b));
+  return (eventList?.items ?? []).filter((e) => e.involvedObject?.kind === "Pod" && e.involvedObject?.name === podName).sort((a, b) => when(a) - when(b));
 }
 
 /** Every container status of a pod, init containers (and the native-sidecar proxy) first. */
@@ -49,9 +47,11 @@ export function whyNotReady(pod, eventList) {
 
 function problem(pod, latest) {
   const firstContainer = pod.spec?.containers?.[0]?.name;
-  if (pod.status?.phase === "Failed") return { reason: `failed: ${pod.status.reason ?? ""} ${pod.status.message ?? ""}`.trim(), container: firstContainer, previous: false };
+  if (pod.status?.phase === "Failed")
+    return { reason: `failed: ${pod.status.reason ?? ""} ${pod.status.message ?? ""}`.trim(), container: firstContainer, previous: false };
   const scheduled = condition(pod, "PodScheduled");
-  if (scheduled?.status === "False") return { reason: `not scheduled: ${scheduled.message ?? scheduled.reason ?? "no node fits"}`, container: undefined, previous: false };
+  if (scheduled?.status === "False")
+    return { reason: `not scheduled: ${scheduled.message ?? scheduled.reason ?? "no node fits"}`, container: undefined, previous: false };
   for (const s of statuses(pod)) {
     const waiting = s.state?.waiting;
     if (waiting && IMAGE_REASONS.has(waiting.reason)) {
@@ -66,7 +66,8 @@ function problem(pod, latest) {
       return { reason: `${s.name}: ${waiting.reason}${waiting.message ? ` (${waiting.message})` : ""}`, container: s.name, previous: false };
     }
     const done = s.state?.terminated;
-    if (done && done.exitCode !== 0) return { reason: `${s.name} exited ${done.exitCode}${done.reason ? ` (${done.reason})` : ""}`, container: s.name, previous: false };
+    if (done && done.exitCode !== 0)
+      return { reason: `${s.name} exited ${done.exitCode}${done.reason ? ` (${done.reason})` : ""}`, container: s.name, previous: false };
   }
   // A running container that is not ready: an app container or a native
   // sidecar (Linkerd's proxy) waits for its probe; an init container runs.
@@ -132,8 +133,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
   else if (mode === "events") {
     const lines = eventLines(json(args[0]), args[1]);
     for (const line of lines.length > 0 ? lines : ["(no events)"]) console.log(line);
-  }
-  else {
+  } else {
     console.error("usage: pods.mjs summary <pods.json> <events.json> [elapsed] | failing <pods.json> | events <events.json> <pod>");
     process.exit(64);
   }

@@ -43,7 +43,10 @@ export function documentedValues(text = readFileSync(files.values, "utf8")) {
       const comment = (i === 0 ? (map.commentBefore ?? pair.key.commentBefore) : pair.key.commentBefore) ?? "";
       const at = comment.lastIndexOf("-- ");
       if (at < 0) throw new Error(`helm/meshcart/values.yaml: ${key} has no "# --" comment; document it there`);
-      const description = comment.slice(at + 3).replace(/\s*\n\s*/g, " ").trim();
+      const description = comment
+        .slice(at + 3)
+        .replace(/\s*\n\s*/g, " ")
+        .trim();
       const section = isMap(pair.value) && pair.value.items.length > 0 && hasDocumentedKeys(pair.value);
       out.push({ key, path: [...(prefix ? prefix.split(".") : []), String(pair.key.value)], description, section, value: pair.value?.toJSON() });
       if (section) walk(pair.value, key);

@@ -42,7 +42,12 @@ function literal(checker, type, property) {
  */
 export function clientCalls(service) {
   const configFile = path.join(root, "services", service, "tsconfig.json");
-  const host = { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => { throw new Error(ts.flattenDiagnosticMessageText(d.messageText, "\n")); } };
+  const host = {
+    ...ts.sys,
+    onUnRecoverableConfigFileDiagnostic: (d) => {
+      throw new Error(ts.flattenDiagnosticMessageText(d.messageText, "\n"));
+    },
+  };
   const config = ts.getParsedCommandLineOfConfigFile(configFile, {}, host);
   const lib = path.join(root, "services", "contracts", "dist");
   if (!fs.existsSync(lib)) throw new Error(`${path.relative(root, lib)} is missing: build first (tsc -b)`);

@@ -168,7 +168,8 @@ export function validate(contract) {
           const parsed = parseReference(ref);
           if (!parsed) problems.push(`${where}: ${key} names ${ref}: want <service>.<CONFIG_VARIABLE> or <service>.<Rpc>`);
           else if (key === "deadlines" && parsed.kind !== "config") problems.push(`${where}: deadlines names ${ref}: want a configuration variable`);
-          else if (parsed.kind === "rpc" && !contract.services?.[parsed.service]?.rpcs?.[parsed.name]) problems.push(`${where}: waits names ${ref}: no such RPC`);
+          else if (parsed.kind === "rpc" && !contract.services?.[parsed.service]?.rpcs?.[parsed.name])
+            problems.push(`${where}: waits names ${ref}: no such RPC`);
         }
       }
       if (rpc.streaming && rpc.waits) problems.push(`${where}: a stream has no designed latency (waits)`);
@@ -316,7 +317,11 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   if (verb === "denied" && name) {
     console.log(deniedFor(contract, name).join("\n"));
   } else if (verb === "routes" && contract.services[name]) {
-    console.log(outboundRoutes(contract, name).map((r) => r.name).join("\n"));
+    console.log(
+      outboundRoutes(contract, name)
+        .map((r) => r.name)
+        .join("\n"),
+    );
   } else if (verb === "route" && contract.services[name]?.rpcs?.[method]) {
     console.log(routeName(name, method));
   } else {

@@ -28,7 +28,11 @@ const targets = {
 export const CANARY_SERVICE = "payment";
 
 const q = (s) => JSON.stringify(s);
-const indent = (text, n) => text.split("\n").map((l) => (l ? " ".repeat(n) + l : l)).join("\n");
+const indent = (text, n) =>
+  text
+    .split("\n")
+    .map((l) => (l ? " ".repeat(n) + l : l))
+    .join("\n");
 
 function conditionOf(contract, identity) {
   return contract.identities[identity]?.when;
@@ -43,13 +47,7 @@ function guarded(conditions, text) {
 }
 
 function object(apiVersion, kind, name, spec, { namespace, annotations } = {}) {
-  const lines = [
-    "---",
-    `apiVersion: ${apiVersion}`,
-    `kind: ${kind}`,
-    "metadata:",
-    `  name: ${name}`,
-  ];
+  const lines = ["---", `apiVersion: ${apiVersion}`, `kind: ${kind}`, "metadata:", `  name: ${name}`];
   if (namespace) lines.push(`  namespace: ${namespace}`);
   lines.push("  labels:", '    {{- include "meshcart.labels" $ | nindent 4 }}');
   if (annotations && Object.keys(annotations).length > 0) {
@@ -78,7 +76,12 @@ function authentications(contract) {
       text = object("policy.linkerd.io/v1alpha1", "MeshTLSAuthentication", name, 'identities:\n  - "*"');
     } else {
       const ns = id.namespace === "linkerd-viz" ? "\n    namespace: {{ $.Values.mesh.vizNamespace }}" : id.namespace ? `\n    namespace: ${id.namespace}` : "";
-      text = object("policy.linkerd.io/v1alpha1", "MeshTLSAuthentication", name, `identityRefs:\n  - kind: ServiceAccount\n    name: ${id.serviceAccount}${ns}`);
+      text = object(
+        "policy.linkerd.io/v1alpha1",
+        "MeshTLSAuthentication",
+        name,
+        `identityRefs:\n  - kind: ServiceAccount\n    name: ${id.serviceAccount}${ns}`,
+      );
     }
     out.push(`# ${id.about}\n` + guarded([id.when], text));
   }
@@ -98,7 +101,12 @@ function server(name, target, port, protocol, podSelector) {
 function policy(contract, name, targetRef, caller) {
   return guarded(
     [conditionOf(contract, caller)],
-    object("policy.linkerd.io/v1alpha1", "AuthorizationPolicy", name, `targetRef:\n${indent(targetRef, 2)}\nrequiredAuthenticationRefs:\n  - ${indent(authenticationRef(contract, caller), 4).trimStart()}`),
+    object(
+      "policy.linkerd.io/v1alpha1",
+      "AuthorizationPolicy",
+      name,
+      `targetRef:\n${indent(targetRef, 2)}\nrequiredAuthenticationRefs:\n  - ${indent(authenticationRef(contract, caller), 4).trimStart()}`,
+    ),
   );
 }
 
@@ -108,7 +116,9 @@ function grpcMatches(methods) {
   if (methods.length > 128) throw new Error(`${methods.length} gRPC matches do not fit one GRPCRoute (128 at most)`);
   const rules = [];
   for (let i = 0; i < methods.length; i += 8) {
-    const matches = methods.slice(i, i + 8).map((m) => `    - method:\n        type: Exact\n        service: ${m.service}${m.method ? `\n        method: ${m.method}` : ""}`);
+    const matches = methods
+      .slice(i, i + 8)
+      .map((m) => `    - method:\n        type: Exact\n        service: ${m.service}${m.method ? `\n        method: ${m.method}` : ""}`);
     rules.push(`  - matches:\n${matches.join("\n")}`);
   }
   return rules;
@@ -178,14 +188,28 @@ function edgeAuthorization(contract) {
       if (!allPods && !targets[to]) throw new Error(`edge ${edge.name}: the chart has no pods for ${to}`);
       if (!servers.has(serverName)) {
         servers.add(serverName);
-        out.push(`# ${allPods ? "every meshed pod's" : `${to}'s`} ${edge.port} port.\n` + guarded([when], server(serverName, to, edge.port, edge.protocol, allPods ? "{}" : undefined)));
+        out.push(
+          `# ${allPods ? "every meshed pod's" : `${to}'s`} ${edge.port} port.\n` +
+            guarded([when], server(serverName, to, edge.port, edge.protocol, allPods ? "{}" : undefined)),
+        );
       }
       let targetRef = `group: policy.linkerd.io\nkind: Server\nname: ${serverName}`;
       let base = `${serverName}-${edge.name}`;
       if (edge.paths) {
         const name = `${serverName}-${edge.name}`;
         const matches = edge.paths.map((p) => `    - path:\n        type: PathPrefix\n        value: ${p}`).join("\n");
-        out.push(`# ${edge.why}\n` + guarded([when], object("gateway.networking.k8s.io/v1", "HTTPRoute", name, `parentRefs:\n  - group: policy.linkerd.io\n    kind: Server\n    name: ${serverName}\nrules:\n  - matches:\n${matches}`)));
+        out.push(
+          `# ${edge.why}\n` +
+            guarded(
+              [when],
+              object(
+                "gateway.networking.k8s.io/v1",
+                "HTTPRoute",
+                name,
+                `parentRefs:\n  - group: policy.linkerd.io\n    kind: Server\n    name: ${serverName}\nrules:\n  - matches:\n${matches}`,
+              ),
+            ),
+        );
         targetRef = `group: gateway.networking.k8s.io\nkind: HTTPRoute\nname: ${name}`;
         base = name;
       }
@@ -271,7 +295,7 @@ function failureAccrual(contract) {
   ];
   return [
     `{{- /* ${HEADER} */ -}}`,
-    "{{/* Failure accrual (circuit breaking) annotations of a Service, by name: (dict \"root\" $ \"name\" \"payment\"). */}}",
+    '{{/* Failure accrual (circuit breaking) annotations of a Service, by name: (dict "root" $ "name" "payment"). */}}',
     '{{- define "meshcart.failureAccrual" -}}',
     `{{- if and .root.Values.mesh.inject (has .name (list ${cb.services.map(q).join(" ")})) -}}`,
     ...lines,
@@ -309,9 +333,9 @@ function docs(contract) {
     "proxies label their route metrics with the route, not the gRPC method, so a route per",
     "method is what makes `linkerd viz stat-outbound` and the *meshcart mesh* dashboard",
     "per method. Each Service also has a `<service>-standard` route for health and",
-    "reflection, never retried and without timeouts (streams among them). \"Waits\" is",
+    'reflection, never retried and without timeouts (streams among them). "Waits" is',
     "what an RPC waits for on purpose (a configuration variable of the service named, or",
-    "another RPC): its route's timeouts exceed it. \"Deadlines\" are what its meshed callers",
+    'another RPC): its route\'s timeouts exceed it. "Deadlines" are what its meshed callers',
     "give it: every attempt of its retry budget fits in them. The chart tests take both",
     "numbers from the services' configuration defaults.",
     "",
@@ -341,7 +365,8 @@ function docs(contract) {
   lines.push(row(["service", "Server", "inbound routes"]), row(Array(3).fill("---")));
   for (const service of Object.keys(contract.services)) {
     const protocol = serverProtocol(contract, service);
-    const how = protocol === "gRPC" ? "GRPCRoutes matching service and method" : "HTTPRoutes matching the gRPC paths (`/service/Method` exactly, `/service` as a prefix)";
+    const how =
+      protocol === "gRPC" ? "GRPCRoutes matching service and method" : "HTTPRoutes matching the gRPC paths (`/service/Method` exactly, `/service` as a prefix)";
     lines.push(row([`\`${service}\``, `\`${protocol}\``, how]));
   }
   lines.push("", "Health and reflection on every gRPC port:", "");
@@ -390,7 +415,12 @@ export function renderAll(contract = loadContract()) {
     }
   }
   return {
-    "helm/meshcart/templates/mesh-authorization.yaml": file([...authentications(contract), ...grpcAuthorization(contract), ...edgeAuthorization(contract), rateLimit(contract)]),
+    "helm/meshcart/templates/mesh-authorization.yaml": file([
+      ...authentications(contract),
+      ...grpcAuthorization(contract),
+      ...edgeAuthorization(contract),
+      rateLimit(contract),
+    ]),
     "helm/meshcart/templates/mesh-routes.yaml": file(outbound(contract)),
     "helm/meshcart/templates/_mesh-failure-accrual.tpl": failureAccrual(contract),
     "docs/mesh-contract.md": docs(contract),

@@ -139,7 +139,9 @@ function problemsOf(expr: string, targetLabels: Set<string>): { problems: string
       const known = fixture.values[label];
       if (!known) continue;
       const used = op === "=" || op === "!=" ? [value] : /^[A-Za-z0-9_|]*$/.test(value) ? value.split("|") : [];
-      for (const v of used) if (!known.includes(v)) problems.push(`${selector.metric}: ${label} is never "${v}" (the proxy writes ${known.map((k) => JSON.stringify(k)).join(", ")})`);
+      for (const v of used)
+        if (!known.includes(v))
+          problems.push(`${selector.metric}: ${label} is never "${v}" (the proxy writes ${known.map((k) => JSON.stringify(k)).join(", ")})`);
     }
   }
   for (const { clause, labels, selectors: scoped } of groupings) {
@@ -207,14 +209,18 @@ describe("the checker", () => {
   const check = (expr: string) => problemsOf(expr, targetLabels).problems;
 
   it("accepts what the proxy exports", () => {
-    expect(check('sum by (route_name, le) (rate(outbound_grpc_route_request_duration_seconds_bucket{parent_name="payment", deployment="order"}[1m]))')).toEqual([]);
+    expect(check('sum by (route_name, le) (rate(outbound_grpc_route_request_duration_seconds_bucket{parent_name="payment", deployment="order"}[1m]))')).toEqual(
+      [],
+    );
     expect(check('sum by (srv_name) (tcp_open_connections{tls="true", direction="inbound"})')).toEqual([]);
   });
 
   it("refuses a metric, a label, a label value or a grouping the proxy does not have", () => {
     expect(check("rate(outbound_grpc_route_requests_total[1m])")).toEqual([expect.stringMatching(/is not a metric/)]);
     expect(check('rate(outbound_grpc_route_request_statuses_total{grpc_method="Charge"}[1m])')).toEqual([expect.stringMatching(/has no label grpc_method/)]);
-    expect(check('rate(outbound_grpc_route_request_statuses_total{grpc_status="Unavailable"}[1m])')).toEqual([expect.stringMatching(/grpc_status is never "Unavailable"/)]);
+    expect(check('rate(outbound_grpc_route_request_statuses_total{grpc_status="Unavailable"}[1m])')).toEqual([
+      expect.stringMatching(/grpc_status is never "Unavailable"/),
+    ]);
     expect(check("sum by (method) (rate(outbound_grpc_route_retry_requests_total[1m]))")).toEqual([expect.stringMatching(/by \(method\)/)]);
     expect(check("outbound_grpc_route_request_duration_seconds")).toEqual([expect.stringMatching(/is a histogram/)]);
     expect(check("sum(rate(outbound_grpc_route_request_statuses_total[1m])")).not.toEqual([]);
@@ -277,7 +283,10 @@ describe("the mesh dashboards", () => {
       expect(line, route.metadata.name).toBeDefined();
       for (const rule of route.spec.rules) for (const m of rule.matches) expect(line).toContain(m.method.method ?? m.method.service);
       for (const p of ["requests/s per route", "success rate per route", "latency p95 per route"]) {
-        expect(mesh.panels.some((x) => x.title === `${service}: ${p}` && x.targets![0]!.expr.includes(`parent_name="${service}"`)), `${service}: ${p}`).toBe(true);
+        expect(
+          mesh.panels.some((x) => x.title === `${service}: ${p}` && x.targets![0]!.expr.includes(`parent_name="${service}"`)),
+          `${service}: ${p}`,
+        ).toBe(true);
       }
     }
     expect(Object.keys(contract.services).flatMap((s) => outboundRoutes(contract, s)).length).toBe(routes.length);
@@ -287,7 +296,9 @@ describe("the mesh dashboards", () => {
     const mesh = JSON.stringify(dashboards[`dashboards/${MESH_UID}.json`]);
     const limit = objects.find((o) => o.kind === "HTTPLocalRateLimitPolicy")!;
     expect(mesh).toContain(`srv_name=\\"${limit.spec.targetRef.name}\\"`);
-    const broken = objects.filter((o) => o.kind === "Service" && o.metadata.annotations?.["balancer.linkerd.io/failure-accrual"] === "consecutive").map((o) => o.metadata.name);
+    const broken = objects
+      .filter((o) => o.kind === "Service" && o.metadata.annotations?.["balancer.linkerd.io/failure-accrual"] === "consecutive")
+      .map((o) => o.metadata.name);
     expect(broken.length).toBeGreaterThan(1);
     const watched = /backend_name=~\\"([^"\\]+)\\"/.exec(mesh)?.[1]?.split("|");
     expect(watched?.sort()).toEqual(broken.sort());

@@ -182,10 +182,7 @@ describe("make canary WEIGHT=n", () => {
     const env = { MESHCART_NAMESPACE: "demo", MESHCART_RELEASE: "shop" };
     const result = await script("canary.sh", ["set", "30"], env);
     expect(result.code, result.stderr).toBe(0);
-    expect(result.trace).toEqual([
-      upgrade(true, 0, { name: "shop", namespace: "demo" }),
-      upgrade(true, 30, { name: "shop", namespace: "demo" }),
-    ]);
+    expect(result.trace).toEqual([upgrade(true, 0, { name: "shop", namespace: "demo" }), upgrade(true, 30, { name: "shop", namespace: "demo" })]);
     const elsewhere = await script("canary.sh", ["set", "30"], { ...env, MESHCART_CLUSTER: "other" });
     expect(elsewhere.code).toBe(1);
     expect(changes(elsewhere)).toEqual([]);

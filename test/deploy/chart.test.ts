@@ -8,7 +8,19 @@ import { promisify } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readVersions, services, tags } from "../../scripts/deploy/image-tag.mjs";
-import { chartDir, helmBinary, imageTagsFile, pods, quantity, render, testValueSets, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
+import {
+  chartDir,
+  helmBinary,
+  imageTagsFile,
+  pods,
+  quantity,
+  render,
+  testValueSets,
+  valueSets,
+  type K8sObject,
+  type Manifest,
+  type PodOf,
+} from "./support/chart.js";
 import { repoRoot } from "./support/paths.js";
 
 /** The laptop budget: memory requests of everything the chart installs, proxies included. */
@@ -244,7 +256,19 @@ describe("the chart's defaults", () => {
     const replicas = Object.fromEntries(
       objects.filter((o) => o.kind === "Deployment" || o.kind === "StatefulSet").map((o) => [o.metadata.name, o.spec.replicas]),
     );
-    expect(replicas).toEqual({ storefront: 1, order: 1, "payment-v1": 2, inventory: 2, fulfillment: 1, loadgen: 1, presenter: 1, postgres: 1, nats: 1, jaeger: 1, grafana: 1 });
+    expect(replicas).toEqual({
+      storefront: 1,
+      order: 1,
+      "payment-v1": 2,
+      inventory: 2,
+      fulfillment: 1,
+      loadgen: 1,
+      presenter: 1,
+      postgres: 1,
+      nats: 1,
+      jaeger: 1,
+      grafana: 1,
+    });
   });
 
   it("labels payment's versions and gives each its own Service, v2 off", async () => {
@@ -301,12 +325,31 @@ describe("the chart's defaults", () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "meshcart-chart-live-"));
     const copy = path.join(dir, "meshcart");
     await fs.cp(chartDir, copy, { recursive: true, dereference: true });
-    const live = '(dict "spec" (dict "volumeClaimTemplates" (list (dict "spec" (dict "storageClassName" "standard" "resources" (dict "requests" (dict "storage" "1Gi")))))))';
-    await fs.writeFile(path.join(copy, "templates", "zz-live-postgres.yaml"), `{{- include "meshcart.postgresClaimUnchanged" (dict "root" . "live" ${live}) }}\n`);
+    const live =
+      '(dict "spec" (dict "volumeClaimTemplates" (list (dict "spec" (dict "storageClassName" "standard" "resources" (dict "requests" (dict "storage" "1Gi")))))))';
+    await fs.writeFile(
+      path.join(copy, "templates", "zz-live-postgres.yaml"),
+      `{{- include "meshcart.postgresClaimUnchanged" (dict "root" . "live" ${live}) }}\n`,
+    );
     const template = (...set: string[]) =>
-      promisify(execFile)(helmBinary(), ["template", "meshcart", copy, "--namespace", "meshcart", "--kube-version", readVersions().KUBERNETES_SCHEMA_VERSION!, "-f", tagsFile, ...set.flatMap((s) => ["--set", s])], {
-        maxBuffer: 64 * 1024 * 1024,
-      });
+      promisify(execFile)(
+        helmBinary(),
+        [
+          "template",
+          "meshcart",
+          copy,
+          "--namespace",
+          "meshcart",
+          "--kube-version",
+          readVersions().KUBERNETES_SCHEMA_VERSION!,
+          "-f",
+          tagsFile,
+          ...set.flatMap((s) => ["--set", s]),
+        ],
+        {
+          maxBuffer: 64 * 1024 * 1024,
+        },
+      );
     const tagsFile = await imageTagsFile();
     try {
       await expect(template("postgres.storage=1Gi", "postgres.storageClassName=standard")).resolves.toBeDefined();
@@ -344,7 +387,8 @@ describe("the chart's defaults", () => {
       objects.find((o) => o.kind === "AuthorizationPolicy" && o.metadata.name === name && o.metadata.namespace === ns)!;
     const identitiesOf = (policy: K8sObject) =>
       policy.spec.requiredAuthenticationRefs.flatMap(
-        (ref: Manifest) => objects.find((o) => o.kind === ref.kind && o.metadata.name === ref.name && o.metadata.namespace === policy.metadata.namespace)!.spec.identityRefs,
+        (ref: Manifest) =>
+          objects.find((o) => o.kind === ref.kind && o.metadata.name === ref.name && o.metadata.namespace === policy.metadata.namespace)!.spec.identityRefs,
       );
     const prometheus = policyOf("meshcart-grafana", "linkerd-viz");
     expect(prometheus.spec.targetRef).toEqual({ group: "policy.linkerd.io", kind: "Server", name: "prometheus-admin" });
@@ -397,7 +441,6 @@ describe("the chart's defaults", () => {
     for (const f of files) expect(JSON.parse(dashboards.data![f]!)).toEqual(JSON.parse(readFileSync(path.join(dir, f), "utf8")));
     expect(JSON.stringify(dashboards.data).length, "the dashboards must fit a kubectl apply's annotation (256 KiB)").toBeLessThan(240 * 1024);
   });
-
 
   it("runs the load generator against the storefront, forever and gently, with the storefront's key and no Service", async () => {
     const loadgen = objects.find((o) => o.kind === "Deployment" && o.metadata.name === "loadgen")!;
@@ -453,7 +496,8 @@ describe("pod settings and extra environment from values (test/deploy/values/pod
 
   it("renders no pod setting the values leave empty", () => {
     for (const pod of defaults) {
-      for (const field of ["imagePullSecrets", "nodeSelector", "tolerations", "affinity"]) expect(pod.spec[field], `${pod.owner.metadata.name} ${field}`).toBeUndefined();
+      for (const field of ["imagePullSecrets", "nodeSelector", "tolerations", "affinity"])
+        expect(pod.spec[field], `${pod.owner.metadata.name} ${field}`).toBeUndefined();
     }
   });
 
@@ -498,7 +542,10 @@ describe("pod settings and extra environment from values (test/deploy/values/pod
 
   it.each([
     ["podAnnotations.linkerd\\.io/inject=disabled", "podAnnotations: linkerd.io/inject is set by the chart"],
-    ["storefront.podAnnotations.config\\.linkerd\\.io/default-inbound-policy=all-unauthenticated", "podAnnotations: config.linkerd.io/default-inbound-policy is set by the chart on storefront's pods"],
+    [
+      "storefront.podAnnotations.config\\.linkerd\\.io/default-inbound-policy=all-unauthenticated",
+      "podAnnotations: config.linkerd.io/default-inbound-policy is set by the chart on storefront's pods",
+    ],
     ["nats.podAnnotations.config\\.linkerd\\.io/opaque-ports=", "podAnnotations: config.linkerd.io/opaque-ports is set by the chart on nats's pods"],
     ["tests.podAnnotations.helm\\.sh/hook=pre-install", "podAnnotations: helm.sh/hook is set by the chart on meshcart-test-"],
   ])("refuses --set-string %s: a pod never leaves the mesh or its policy through podAnnotations", async (value, message) => {

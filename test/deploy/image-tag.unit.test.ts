@@ -82,10 +82,25 @@ describe("the images' tag", () => {
 describe(".dockerignore, read as Docker reads it", () => {
   it("lets through the allowlist and leaves out what is excluded below it", () => {
     const ignore = readDockerignore(repoRoot);
-    for (const file of ["README.md", ".git/config", "dev/src/dev.ts", "services/order/dist/main.js", "services/lib/node_modules/x/index.js", "services/order/test/saga.test.ts", "node_modules/typescript/package.json"]) {
+    for (const file of [
+      "README.md",
+      ".git/config",
+      "dev/src/dev.ts",
+      "services/order/dist/main.js",
+      "services/lib/node_modules/x/index.js",
+      "services/order/test/saga.test.ts",
+      "node_modules/typescript/package.json",
+    ]) {
       expect(ignore.ignores(file), file).toBe(true);
     }
-    for (const file of ["package.json", "package-lock.json", "tsconfig.base.json", "services/order/src/main.ts", "services/order/migrations/001_orders.sql", "services/contracts/descriptor/meshcart.binpb"]) {
+    for (const file of [
+      "package.json",
+      "package-lock.json",
+      "tsconfig.base.json",
+      "services/order/src/main.ts",
+      "services/order/migrations/001_orders.sql",
+      "services/contracts/descriptor/meshcart.binpb",
+    ]) {
       expect(ignore.ignores(file), file).toBe(false);
     }
   });

@@ -122,7 +122,10 @@ describe("the Dockerfile's image", () => {
     expect(existsSync(path.join(modules, "@meshcart", "dev"))).toBe(false);
     for (const workspace of workspaces) {
       const entries = (await fs.readdir(path.join(image.workdir, "services", workspace))).sort();
-      expect(entries.filter((e) => !["dist", "package.json", "migrations", "descriptor"].includes(e)), workspace).toEqual([]);
+      expect(
+        entries.filter((e) => !["dist", "package.json", "migrations", "descriptor"].includes(e)),
+        workspace,
+      ).toEqual([]);
       expect(entries, workspace).toContain("dist");
     }
     expect(existsSync(path.join(image.workdir, "services", "contracts", "descriptor", "meshcart.binpb"))).toBe(true);
@@ -181,20 +184,25 @@ describe("the Dockerfile's image", () => {
       ports.set("loadgen", loadgen);
       const storefront = localServices.find((s) => s.name === "storefront")!;
       processes.push(
-        await startFromImage(image, "loadgen", {
-          GRPC_PORT: String(loadgen.grpc),
-          ADMIN_PORT: String(loadgen.admin),
-          LOG_LEVEL: "warn",
-          SERVICE_VERSION: "dev",
-          DEPLOYMENT_ENVIRONMENT: "local",
-          STOREFRONT_ADDRESS: `localhost:${ports.get("storefront")!.grpc}`,
-          INVENTORY_ADDRESS: `localhost:${ports.get("inventory")!.grpc}`,
-          STOREFRONT_JWT_SECRET: storefront.env.STOREFRONT_JWT_SECRET!,
-          LOADGEN_RPS: "5",
-          LOADGEN_DURATION: "forever",
-          LOADGEN_SHOPPERS: "3",
-          OTEL_SDK_DISABLED: "true",
-        }, loadgen.admin),
+        await startFromImage(
+          image,
+          "loadgen",
+          {
+            GRPC_PORT: String(loadgen.grpc),
+            ADMIN_PORT: String(loadgen.admin),
+            LOG_LEVEL: "warn",
+            SERVICE_VERSION: "dev",
+            DEPLOYMENT_ENVIRONMENT: "local",
+            STOREFRONT_ADDRESS: `localhost:${ports.get("storefront")!.grpc}`,
+            INVENTORY_ADDRESS: `localhost:${ports.get("inventory")!.grpc}`,
+            STOREFRONT_JWT_SECRET: storefront.env.STOREFRONT_JWT_SECRET!,
+            LOADGEN_RPS: "5",
+            LOADGEN_DURATION: "forever",
+            LOADGEN_SHOPPERS: "3",
+            OTEL_SDK_DISABLED: "true",
+          },
+          loadgen.admin,
+        ),
       );
     }, 120_000);
 

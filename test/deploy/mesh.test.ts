@@ -8,7 +8,17 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { Status } from "nice-grpc";
 import { createLogger, loadConfig, SHED_STATUS, serviceConfig, startServiceRuntime } from "@meshcart/lib";
 import { freePort } from "../../dev/src/net.js";
-import { authorizedEdges, durationMs, isNetwork, loadContract, outboundRoutes, parseReference, routeName, rpcs, validate } from "../../scripts/mesh/contract.mjs";
+import {
+  authorizedEdges,
+  durationMs,
+  isNetwork,
+  loadContract,
+  outboundRoutes,
+  parseReference,
+  routeName,
+  rpcs,
+  validate,
+} from "../../scripts/mesh/contract.mjs";
 import { clientCalls, deployables } from "../../scripts/mesh/client-calls.mjs";
 import { renderAll } from "../../scripts/mesh/render.mjs";
 import { chartValueAt, chartValues, namespace, pods, render, valueSets, type K8sObject, type Manifest, type PodOf } from "./support/chart.js";
@@ -111,7 +121,9 @@ describe.each(valueSets)("the mesh objects with $name values", ({ file }) => {
   });
 
   it("covers every port the contract opens with a Server, and only those", () => {
-    const servers = byKind(objects, "Server").map((s) => s.metadata.name).sort();
+    const servers = byKind(objects, "Server")
+      .map((s) => s.metadata.name)
+      .sort();
     const expected = new Set<string>();
     for (const service of Object.keys(contract.services)) expected.add(`${service}-grpc`);
     for (const edge of contract.edges) {
@@ -131,7 +143,10 @@ describe.each(valueSets)("the mesh objects with $name values", ({ file }) => {
           expect(parent.group, where).toBe("core");
           const svc = find(objects, "Service", parent.name);
           expect(svc, `${where}: no Service ${parent.name}`).toBeDefined();
-          expect(svc!.spec.ports.map((p: Manifest) => p.port), where).toContain(parent.port);
+          expect(
+            svc!.spec.ports.map((p: Manifest) => p.port),
+            where,
+          ).toContain(parent.port);
         } else {
           expect(parent, where).toMatchObject({ group: "policy.linkerd.io", kind: "Server" });
           expect(find(objects, "Server", parent.name), `${where}: no Server ${parent.name}`).toBeDefined();
@@ -143,7 +158,10 @@ describe.each(valueSets)("the mesh objects with $name values", ({ file }) => {
         for (const backend of rule.backendRefs ?? []) {
           const svc = find(objects, "Service", backend.name);
           expect(svc, `${where}: no Service ${backend.name}`).toBeDefined();
-          expect(svc!.spec.ports.map((p: Manifest) => p.port), where).toContain(backend.port);
+          expect(
+            svc!.spec.ports.map((p: Manifest) => p.port),
+            where,
+          ).toContain(backend.port);
         }
       }
     }
@@ -175,9 +193,10 @@ describe.each(valueSets)("the mesh objects with $name values", ({ file }) => {
   it("matches every RPC of the contract with exactly the retries and timeouts it allows", () => {
     const outbound = byKind(objects, "GRPCRoute").filter((r) => r.spec.parentRefs[0].kind === "Service");
     for (const rpc of rpcs(contract)) {
-      const route = outbound.find((r) =>
-        r.spec.parentRefs[0].name === rpc.service &&
-        r.spec.rules.some((rule: Manifest) => rule.matches.some((m: Manifest) => methodKey(m) === `${rpc.fqService}/${rpc.method}`)),
+      const route = outbound.find(
+        (r) =>
+          r.spec.parentRefs[0].name === rpc.service &&
+          r.spec.rules.some((rule: Manifest) => rule.matches.some((m: Manifest) => methodKey(m) === `${rpc.fqService}/${rpc.method}`)),
       );
       const where = `${rpc.service}.${rpc.method}`;
       expect(route, `${where} has no route`).toBeDefined();
@@ -192,7 +211,11 @@ describe.each(valueSets)("the mesh objects with $name values", ({ file }) => {
       }
       expect(a["retry.linkerd.io/timeout"], where).toBe(rpc.attempt);
       expect(a["timeout.linkerd.io/request"], where).toBe(rpc.request);
-      if (rpc.streaming) expect(Object.keys(a).filter((k) => k.includes("linkerd.io/")), where).toEqual([]);
+      if (rpc.streaming)
+        expect(
+          Object.keys(a).filter((k) => k.includes("linkerd.io/")),
+          where,
+        ).toEqual([]);
     }
   });
 
@@ -200,7 +223,10 @@ describe.each(valueSets)("the mesh objects with $name values", ({ file }) => {
     // retry.linkerd.io/grpc names codes in kebab case: RESOURCE_EXHAUSTED → resource-exhausted.
     const shed = Status[SHED_STATUS]!.toLowerCase().replaceAll("_", "-");
     const routes = [...byKind(objects, "GRPCRoute"), ...byKind(objects, "HTTPRoute")];
-    expect(routes.some((r) => r.metadata.annotations?.["retry.linkerd.io/grpc"]), "some routes retry (transient faults)").toBe(true);
+    expect(
+      routes.some((r) => r.metadata.annotations?.["retry.linkerd.io/grpc"]),
+      "some routes retry (transient faults)",
+    ).toBe(true);
     for (const route of routes) {
       const codes = (route.metadata.annotations?.["retry.linkerd.io/grpc"] ?? "").split(",").map((c: string) => c.trim());
       expect(codes, `${route.kind}/${route.metadata.name}`).not.toContain(shed);
@@ -223,13 +249,19 @@ describe.each(valueSets)("the mesh objects with $name values", ({ file }) => {
     }
     // Besides them, each Service has only its route for health and reflection.
     const services = Object.keys(contract.services);
-    expect(outbound.map((r) => r.metadata.name).sort()).toEqual([...rpcs(contract).map((r: Manifest) => routeName(r.service, r.method)), ...services.map((s) => `${s}-standard`)].sort());
+    expect(outbound.map((r) => r.metadata.name).sort()).toEqual(
+      [...rpcs(contract).map((r: Manifest) => routeName(r.service, r.method)), ...services.map((s) => `${s}-standard`)].sort(),
+    );
   });
 
   it("splits every payment route with the same weights while v2 runs", () => {
     const paymentRoutes = byKind(objects, "GRPCRoute").filter((r) => r.spec.parentRefs[0].kind === "Service" && r.spec.parentRefs[0].name === "payment");
     // One per RPC of payment and the standard route: a route without the backends would keep its RPC on v1.
-    expect(paymentRoutes.map((r) => r.metadata.name).sort()).toEqual(outboundRoutes(contract, "payment").map((r: Manifest) => r.name).sort());
+    expect(paymentRoutes.map((r) => r.metadata.name).sort()).toEqual(
+      outboundRoutes(contract, "payment")
+        .map((r: Manifest) => r.name)
+        .sort(),
+    );
     const splits = paymentRoutes.flatMap((r) => r.spec.rules.map((rule: Manifest) => JSON.stringify(rule.backendRefs ?? null)));
     expect(new Set(splits).size, "every payment rule carries the same backends").toBe(1);
     if (values.payment.v2.enabled) {
@@ -321,9 +353,7 @@ describe.each(valueSets)("the mesh objects with $name values", ({ file }) => {
       const selected = allPods.filter((p) => !p.isTest && Object.entries(svc.spec.selector ?? {}).every(([k, v]) => p.labels[k] === v));
       for (const port of svc.spec.ports) {
         for (const pod of selected) {
-          const covered = servers.some(
-            (server) => server.spec.port === port.targetPort && podsSelectedBy([pod], server.spec.podSelector).length === 1,
-          );
+          const covered = servers.some((server) => server.spec.port === port.targetPort && podsSelectedBy([pod], server.spec.podSelector).length === 1);
           expect(covered, `Service ${svc.metadata.name} port ${port.name} -> ${pod.owner.metadata.name}:${port.targetPort} has no Server`).toBe(true);
         }
       }
@@ -372,7 +402,8 @@ function callerOf(authn: K8sObject): string {
   if (authn.spec.identities?.[0] === "*") return "any-meshed";
   const ref = authn.spec.identityRefs[0];
   const found = Object.entries(contract.identities).find(
-    ([, id]: [string, Manifest]) => id.serviceAccount === ref.name && (ref.namespace ?? namespace) === (id.namespace ?? namespace).replace("linkerd-viz", ref.namespace ?? ""),
+    ([, id]: [string, Manifest]) =>
+      id.serviceAccount === ref.name && (ref.namespace ?? namespace) === (id.namespace ?? namespace).replace("linkerd-viz", ref.namespace ?? ""),
   );
   return found ? found[0] : `ServiceAccount ${ref.name}`;
 }
@@ -577,7 +608,9 @@ describe("the routes' timeouts against the services' configuration", () => {
       if (!a["retry.linkerd.io/timeout"]) continue;
       const attempts = Number(a["retry.linkerd.io/limit"] ?? 0) + 1;
       const deadline = Math.min(...rpc.deadlines.map((d: string) => configMs(parseReference(d)!.service, parseReference(d)!.name)));
-      expect(durationMs(a["retry.linkerd.io/timeout"]) * attempts, `${rpc.service}.${rpc.method}: ${attempts} attempts within ${deadline}ms`).toBeLessThan(deadline);
+      expect(durationMs(a["retry.linkerd.io/timeout"]) * attempts, `${rpc.service}.${rpc.method}: ${attempts} attempts within ${deadline}ms`).toBeLessThan(
+        deadline,
+      );
       checked += 1;
     }
     expect(checked).toBeGreaterThan(0);
@@ -589,7 +622,11 @@ function reflect(address: string, service: string): Promise<{ services: string[]
   const client = new Client(address, credentials.createInsecure());
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
-    const call = client.makeBidiStreamRequest(`/${service}/ServerReflectionInfo`, (b: Buffer) => b, (b: Buffer) => b);
+    const call = client.makeBidiStreamRequest(
+      `/${service}/ServerReflectionInfo`,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+    );
     call.on("data", (b: Buffer) => chunks.push(b));
     call.on("error", (error: ServiceError) => {
       client.close();
@@ -602,7 +639,11 @@ function reflect(address: string, service: string): Promise<{ services: string[]
         // ServerReflectionResponse.list_services_response = 6 { repeated ServiceResponse service = 1 { string name = 1 } }
         for (const list of fields(chunk).filter((f) => f.number === 6)) {
           for (const entry of fields(list.bytes).filter((f) => f.number === 1)) {
-            services.push(...fields(entry.bytes).filter((f) => f.number === 1).map((f) => f.bytes.toString("utf8")));
+            services.push(
+              ...fields(entry.bytes)
+                .filter((f) => f.number === 1)
+                .map((f) => f.bytes.toString("utf8")),
+            );
           }
         }
       }

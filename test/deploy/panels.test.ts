@@ -56,7 +56,10 @@ describe("the walkthroughs' Grafana panels", () => {
     for (const name of checked) {
       const run = e2e.indexOf(`\nwalkthrough ${name}\n`);
       const check = e2e.indexOf(`\npanels ${name}\n`);
-      const next = (walkthroughs as string[]).map((f) => e2e.indexOf(`\nwalkthrough ${path.basename(f, ".md")}\n`)).filter((i) => i > run).sort((a, b) => a - b)[0];
+      const next = (walkthroughs as string[])
+        .map((f) => e2e.indexOf(`\nwalkthrough ${path.basename(f, ".md")}\n`))
+        .filter((i) => i > run)
+        .sort((a, b) => a - b)[0];
       expect(run, name).toBeGreaterThan(0);
       expect(check, name).toBeGreaterThan(run);
       if (next !== undefined) expect(check, name).toBeLessThan(next);
@@ -135,7 +138,7 @@ describe("scripts/deploy/panels.mjs against a stand-in Prometheus", () => {
   });
 
   it("tries every query of a panel and the namespace it is given", async () => {
-    answer = (query) => (query.includes("namespace=\"shop\"") ? [{ metric: { srv_name: "payment-grpc" }, value: [0, "1"] }] : []);
+    answer = (query) => (query.includes('namespace="shop"') ? [{ metric: { srv_name: "payment-grpc" }, value: [0, "1"] }] : []);
     asked.length = 0;
     const result = await run("mtls", { MESHCART_NAMESPACE: "shop" });
     expect(result.code, result.stderr).toBe(0);

@@ -21,7 +21,10 @@ describe("why a pod is not ready", () => {
 
   it("tells an init container that runs from a probe that fails", () => {
     const p = pod(
-      { initContainerStatuses: [running("linkerd-init", false)], containerStatuses: [{ name: "order", ready: false, state: { waiting: { reason: "PodInitializing" } } }] },
+      {
+        initContainerStatuses: [running("linkerd-init", false)],
+        containerStatuses: [{ name: "order", ready: false, state: { waiting: { reason: "PodInitializing" } } }],
+      },
       { initContainers: [{ name: "linkerd-init" }], containers: [{ name: "order" }] },
     );
     expect(whyNotReady(p, undefined)?.reason).toBe("initializing: linkerd-init running");
@@ -34,13 +37,32 @@ describe("why a pod is not ready", () => {
 
   it("shows the pull in progress from the pod's latest event", () => {
     const p = pod({ containerStatuses: [{ name: "order", ready: false, state: { waiting: { reason: "ContainerCreating" } } }] });
-    const events = { items: [{ involvedObject: { kind: "Pod", name: "order-1" }, type: "Normal", reason: "Pulling", message: 'Pulling image "meshcart/order:abc"', lastTimestamp: "2026-01-01T00:00:00Z" }] };
+    const events = {
+      items: [
+        {
+          involvedObject: { kind: "Pod", name: "order-1" },
+          type: "Normal",
+          reason: "Pulling",
+          message: 'Pulling image "meshcart/order:abc"',
+          lastTimestamp: "2026-01-01T00:00:00Z",
+        },
+      ],
+    };
     expect(whyNotReady(p, events)?.reason).toBe('starting (ContainerCreating): Pulling image "meshcart/order:abc"');
   });
 
   it("reports a configuration error with the container whose logs explain it", () => {
-    const p = pod({ containerStatuses: [{ name: "order", ready: false, state: { waiting: { reason: "CreateContainerConfigError", message: 'secret "postgres" not found' } } }] });
-    expect(whyNotReady(p, undefined)).toEqual({ pod: "order-1", reason: 'order: CreateContainerConfigError (secret "postgres" not found)', container: "order", previous: false });
+    const p = pod({
+      containerStatuses: [
+        { name: "order", ready: false, state: { waiting: { reason: "CreateContainerConfigError", message: 'secret "postgres" not found' } } },
+      ],
+    });
+    expect(whyNotReady(p, undefined)).toEqual({
+      pod: "order-1",
+      reason: 'order: CreateContainerConfigError (secret "postgres" not found)',
+      container: "order",
+      previous: false,
+    });
     expect(failing({ items: [p] })).toEqual(["order-1 order current"]);
   });
 

@@ -75,7 +75,11 @@ describe("publishing a release (dry run)", () => {
     };
     for (const doc of parseAllDocuments(stdout)) walk(doc.toJSON());
     const ours = [...images].filter((i) => i.includes("/meshcart/") || i.startsWith("meshcart/"));
-    expect(ours.sort()).toEqual(services().map((s) => `ghcr.io/acme/meshcart/${s}:1.2.3`).sort());
+    expect(ours.sort()).toEqual(
+      services()
+        .map((s) => `ghcr.io/acme/meshcart/${s}:1.2.3`)
+        .sort(),
+    );
     // The dashboards (a symlink in the source tree) are in the package.
     const { stdout: files } = await run("tar", ["tzf", chart]);
     expect(files).toMatch(/^meshcart\/dashboards\/\S+\.json$/m);

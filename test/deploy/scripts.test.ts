@@ -19,8 +19,32 @@ import { STAND_INS, standInSandbox, type Call, type Result, type RunOptions, typ
 const versions = readVersions();
 // What the scripts may use from the machine besides the stand-ins.
 const basics = [
-  "bash", "sh", "env", "cat", "sed", "awk", "grep", "tr", "cut", "head", "tail", "sort", "mkdir", "rm", "mv", "cp",
-  "mktemp", "dirname", "basename", "sha256sum", "base64", "uname", "date", "wc", "sleep", "ls",
+  "bash",
+  "sh",
+  "env",
+  "cat",
+  "sed",
+  "awk",
+  "grep",
+  "tr",
+  "cut",
+  "head",
+  "tail",
+  "sort",
+  "mkdir",
+  "rm",
+  "mv",
+  "cp",
+  "mktemp",
+  "dirname",
+  "basename",
+  "sha256sum",
+  "base64",
+  "uname",
+  "date",
+  "wc",
+  "sleep",
+  "ls",
 ];
 
 let sandbox: StandInSandbox;
@@ -105,7 +129,9 @@ const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 /** The first run on a machine with Docker and nothing else, as traced. */
 const freshRunPattern: RegExp[] = [
   /^kind create cluster --name meshcart --config k8s\/kind-config\.yaml/,
-  new RegExp(`^kubectl --context kind-meshcart apply --server-side -f https://github\\.com/kubernetes-sigs/gateway-api/releases/download/${versions.GATEWAY_API_VERSION}/standard-install\\.yaml$`),
+  new RegExp(
+    `^kubectl --context kind-meshcart apply --server-side -f https://github\\.com/kubernetes-sigs/gateway-api/releases/download/${versions.GATEWAY_API_VERSION}/standard-install\\.yaml$`,
+  ),
   /^linkerd --context kind-meshcart check --pre$/,
   /^linkerd --context kind-meshcart install --crds \| kubectl --context kind-meshcart apply -f -$/,
   /^linkerd --context kind-meshcart install --set proxy\.tracing\.enabled=true --set proxy\.tracing\.collector\.endpoint=jaeger-collector\.meshcart\.svc\.cluster\.local:4317 --set proxy\.tracing\.collector\.meshIdentity\.serviceAccountName=jaeger --set proxy\.tracing\.collector\.meshIdentity\.namespace=meshcart \| kubectl --context kind-meshcart apply -f -$/,
@@ -270,7 +296,9 @@ describe("make deploy against stand-in tools", () => {
     expect(install, minimal.trace.join("\n")).toMatch(/ viz install -f k8s\/linkerd-viz-values\.yaml \|/);
     expect(minimal.stderr).toContain("the dashboard's links: none");
     const back = await script("mesh.sh");
-    expect(vizInstall(back.trace)).toContain("--set grafana.url=grafana.meshcart.svc.cluster.local:3000 --set jaegerUrl=jaeger-query.meshcart.svc.cluster.local:16686");
+    expect(vizInstall(back.trace)).toContain(
+      "--set grafana.url=grafana.meshcart.svc.cluster.local:3000 --set jaegerUrl=jaeger-query.meshcart.svc.cluster.local:16686",
+    );
   });
 
   it("with an older Gateway API: applies the pinned one", async () => {
@@ -332,9 +360,14 @@ describe("DRY_RUN=1", () => {
     expect(words(dryLines[2]!)).toContain('{"order_id": "<order id from PlaceOrder>"}');
     expect(real.trace[0]).toBe("grpcurl -plaintext localhost:30050 list");
     expect(words(real.trace[1]!)).toEqual([
-      "grpcurl", "-plaintext", "-H", expect.stringMatching(/^authorization: Bearer [\w-]+\.[\w-]+\.[\w-]+$/), "-d",
+      "grpcurl",
+      "-plaintext",
+      "-H",
+      expect.stringMatching(/^authorization: Bearer [\w-]+\.[\w-]+\.[\w-]+$/),
+      "-d",
       '{"request_id": "smoke-test", "items": [{"sku": "MESH-MUG", "quantity": 1}], "payment_method": "pm_card_visa"}',
-      "localhost:30050", "meshcart.storefront.v1.StorefrontService/PlaceOrder",
+      "localhost:30050",
+      "meshcart.storefront.v1.StorefrontService/PlaceOrder",
     ]);
   });
 });
@@ -430,10 +463,7 @@ describe("make down", () => {
     await script("images.sh");
     const first = await script("down.sh");
     expect(first.code, first.stderr).toBe(0);
-    expect(first.trace).toEqual([
-      "kind delete cluster --name meshcart",
-      `docker image rm ${refs.join(" ")}`,
-    ]);
+    expect(first.trace).toEqual(["kind delete cluster --name meshcart", `docker image rm ${refs.join(" ")}`]);
     expect((await getState()).docker.images).toEqual(["node:24.21.0-trixie-slim"]);
     expect(first.stderr).toContain("docker builder prune --filter type=exec.cachemount");
     expect(first.stderr).toContain("docker image rm $(docker image ls -q kindest/node)");
@@ -452,7 +482,10 @@ function pod(name: string, status: object, app = name.split("-")[0]!): object {
     spec: { initContainers: [{ name: "linkerd-proxy", restartPolicy: "Always" }], containers: [{ name: app }] },
     status: {
       phase: "Running",
-      conditions: [{ type: "PodScheduled", status: "True" }, { type: "Ready", status: "False" }],
+      conditions: [
+        { type: "PodScheduled", status: "True" },
+        { type: "Ready", status: "False" },
+      ],
       initContainerStatuses: [{ name: "linkerd-proxy", ready: true, started: true, state: { running: {} } }],
       ...status,
     },
@@ -472,23 +505,40 @@ const stuck = {
   pods: [
     pod("order-6f7d9c-x2x4z", {
       containerStatuses: [
-        { name: "order", ready: false, restartCount: 4, state: { waiting: { reason: "CrashLoopBackOff" } }, lastState: { terminated: { exitCode: 1, reason: "Error" } } },
+        {
+          name: "order",
+          ready: false,
+          restartCount: 4,
+          state: { waiting: { reason: "CrashLoopBackOff" } },
+          lastState: { terminated: { exitCode: 1, reason: "Error" } },
+        },
       ],
     }),
     pod("storefront-7b8c-k9m2p", {
       containerStatuses: [
-        { name: "storefront", image: "meshcart/storefront:0123456789abcdef", ready: false, state: { waiting: { reason: "ImagePullBackOff", message: 'Back-off pulling image "meshcart/storefront:0123456789abcdef"' } } },
+        {
+          name: "storefront",
+          image: "meshcart/storefront:0123456789abcdef",
+          ready: false,
+          state: { waiting: { reason: "ImagePullBackOff", message: 'Back-off pulling image "meshcart/storefront:0123456789abcdef"' } },
+        },
       ],
     }),
     pod("payment-v1-5d4-q8w7e", { containerStatuses: [{ name: "payment", ready: false, started: true, state: { running: {} } }] }),
     pod("inventory-55f-r4t5y", {
-      conditions: [{ type: "PodScheduled", status: "True" }, { type: "Ready", status: "True" }],
+      conditions: [
+        { type: "PodScheduled", status: "True" },
+        { type: "Ready", status: "True" },
+      ],
       containerStatuses: [{ name: "inventory", ready: true, started: true, state: { running: {} } }],
     }),
     {
       metadata: { name: "postgres-0", namespace: "meshcart" },
       spec: { containers: [{ name: "postgres" }] },
-      status: { phase: "Pending", conditions: [{ type: "PodScheduled", status: "False", reason: "Unschedulable", message: "0/1 nodes are available: 1 Insufficient memory." }] },
+      status: {
+        phase: "Pending",
+        conditions: [{ type: "PodScheduled", status: "False", reason: "Unschedulable", message: "0/1 nodes are available: 1 Insufficient memory." }],
+      },
     },
   ],
   events: [
@@ -524,13 +574,10 @@ describe("while helm waits for the pods", () => {
     const reports = lines.filter((l) => /^ {4}\[\dm\ds\] 1 of 5 pods ready; waiting for:$/.test(l));
     // The same state is reported once, not every second.
     expect(reports, result.stderr).toHaveLength(1);
-    const reasons = Object.fromEntries(
-      lines.filter((l) => /^ {6}\S+ {2,}/.test(l)).map((l) => l.trim().split(/ {2,}/) as [string, string]),
-    );
+    const reasons = Object.fromEntries(lines.filter((l) => /^ {6}\S+ {2,}/.test(l)).map((l) => l.trim().split(/ {2,}/) as [string, string]));
     expect(reasons).toEqual({
       "order-6f7d9c-x2x4z": "crash loop: order exited 1 (Error), 4 restarts: Back-off restarting failed container order in pod order-6f7d9c-x2x4z",
-      "storefront-7b8c-k9m2p":
-        'image meshcart/storefront:0123456789abcdef: ImagePullBackOff (Back-off pulling image "meshcart/storefront:0123456789abcdef")',
+      "storefront-7b8c-k9m2p": 'image meshcart/storefront:0123456789abcdef: ImagePullBackOff (Back-off pulling image "meshcart/storefront:0123456789abcdef")',
       "payment-v1-5d4-q8w7e": "payment running, readiness probe not passing yet: Readiness probe failed: HTTP probe failed with statuscode: 503",
       "postgres-0": "not scheduled: 0/1 nodes are available: 1 Insufficient memory.",
     });
@@ -582,13 +629,16 @@ describe("make deploy with published images (IMAGES=<repository>:<version>)", ()
     expect((await getState()).docker.images).toEqual([]);
   });
 
-  it.each(["ghcr.io/acme/meshcart", "GHCR.io/Acme/meshcart:0.1.0", "ghcr.io/acme/meshcart:"])("refuses IMAGES=%s before it changes anything", async (images) => {
-    await setState({});
-    const result = await script("deploy.sh", { env: { IMAGES: images } });
-    expect(result.code).toBe(1);
-    expect(result.stderr).toContain("expected <repository>:<version>");
-    expect(result.calls.filter((c) => c.changed)).toEqual([]);
-  });
+  it.each(["ghcr.io/acme/meshcart", "GHCR.io/Acme/meshcart:0.1.0", "ghcr.io/acme/meshcart:"])(
+    "refuses IMAGES=%s before it changes anything",
+    async (images) => {
+      await setState({});
+      const result = await script("deploy.sh", { env: { IMAGES: images } });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain("expected <repository>:<version>");
+      expect(result.calls.filter((c) => c.changed)).toEqual([]);
+    },
+  );
 });
 
 describe("make images", () => {

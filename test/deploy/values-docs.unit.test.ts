@@ -8,7 +8,18 @@ import { documentedValues, schemaText } from "../../scripts/deploy/values-docs.m
 describe("the chart's values documentation (scripts/deploy/values-docs.mjs)", () => {
   it("takes a value's text from its # -- comment, continued lines included, and tells sections from values", () => {
     const values = documentedValues(
-      ["# Not documentation.", "# -- Images.", "image:", "  # -- Prefix,", "  # continued.", "  repository: meshcart", "  # -- Shown whole.", "  resources:", "    limits: {memory: 1Gi}", ""].join("\n"),
+      [
+        "# Not documentation.",
+        "# -- Images.",
+        "image:",
+        "  # -- Prefix,",
+        "  # continued.",
+        "  repository: meshcart",
+        "  # -- Shown whole.",
+        "  resources:",
+        "    limits: {memory: 1Gi}",
+        "",
+      ].join("\n"),
     );
     expect(values.map((v) => [v.key, v.description, v.section])).toEqual([
       ["image", "Images.", true],
@@ -19,7 +30,9 @@ describe("the chart's values documentation (scripts/deploy/values-docs.mjs)", ()
   });
 
   it("refuses a value without a comment, one the schema does not declare, and a declared one values.yaml lacks", () => {
-    expect(() => documentedValues("# -- Images.\nimage:\n  # -- Prefix.\n  repository: meshcart\n  pullPolicy: Always\n")).toThrow('image.pullPolicy has no "# --" comment');
+    expect(() => documentedValues("# -- Images.\nimage:\n  # -- Prefix.\n  repository: meshcart\n  pullPolicy: Always\n")).toThrow(
+      'image.pullPolicy has no "# --" comment',
+    );
     expect(() => schemaText(documentedValues("# -- Not in the schema.\nreplica: 3\n"))).toThrow("does not declare replica");
     expect(() => schemaText(documentedValues("# -- Only this.\nclusterDomain: x\n"))).toThrow("declares image, which values.yaml neither sets nor documents");
   });

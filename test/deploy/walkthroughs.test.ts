@@ -33,7 +33,11 @@ describe("the walkthroughs", () => {
   });
 
   it("produce every output that make e2e's assertions read", () => {
-    const named = new Set(allBlocks().filter((b) => b.name).map((b) => b.name));
+    const named = new Set(
+      allBlocks()
+        .filter((b) => b.name)
+        .map((b) => b.name),
+    );
     const assertions = read("scripts/deploy/e2e.sh") + read("scripts/deploy/e2e-canary.sh");
     const read_ = [...assertions.matchAll(/\$E2E_OUT\/([a-z0-9-]+)\.out/g)].map((m) => m[1]);
     expect(read_.length).toBeGreaterThan(5);

@@ -68,8 +68,11 @@ const SERVICE_OF: Record<string, ShopService> = {
 
 /** The generated decoders the services run, by RPC path: the oracle for "cannot be decoded". */
 const DECODERS = new Map<string, (bytes: Uint8Array) => unknown>(
-  [InventoryServiceDefinition, PaymentServiceDefinition, OrderServiceDefinition, StorefrontServiceDefinition, FulfillmentServiceDefinition].flatMap((definition) =>
-    Object.values(definition.methods).map((method) => [`/${definition.fullName}/${method.name}`, (bytes: Uint8Array) => method.requestType.decode(bytes)] as const),
+  [InventoryServiceDefinition, PaymentServiceDefinition, OrderServiceDefinition, StorefrontServiceDefinition, FulfillmentServiceDefinition].flatMap(
+    (definition) =>
+      Object.values(definition.methods).map(
+        (method) => [`/${definition.fullName}/${method.name}`, (bytes: Uint8Array) => method.requestType.decode(bytes)] as const,
+      ),
   ),
 );
 
@@ -196,7 +199,10 @@ beforeAll(async () => {
   // Real orders to aim at: one confirmed, one declined.
   const placeOrder = meshcartRpcs().find((r) => r.path === `/${StorefrontServiceDefinition.fullName}/PlaceOrder`)!;
   for (const paymentMethod of ["pm_card_visa", "pm_card_declined"]) {
-    const outcome = await call(placeOrder, encode(placeOrder.input, { requestId: `seed-${paymentMethod}`, items: [{ sku: "MESH-MUG", quantity: 1n }], paymentMethod }));
+    const outcome = await call(
+      placeOrder,
+      encode(placeOrder.input, { requestId: `seed-${paymentMethod}`, items: [{ sku: "MESH-MUG", quantity: 1n }], paymentMethod }),
+    );
     expect(outcome.code, describeOutcome(placeOrder, outcome)).toBe(Status.OK);
   }
 });

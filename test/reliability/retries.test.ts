@@ -45,7 +45,13 @@ async function code(call: Promise<unknown>): Promise<Status> {
 async function ledger() {
   const { rows } = await shop.sql("inventory").query("select initial, restocked, on_hand, reserved, sold from products where sku = $1", [SKU]);
   const p = rows[0] as Record<string, string>;
-  const [initial, restocked, onHand, reserved, sold] = [p.initial, p.restocked, p.on_hand, p.reserved, p.sold].map(Number) as [number, number, number, number, number];
+  const [initial, restocked, onHand, reserved, sold] = [p.initial, p.restocked, p.on_hand, p.reserved, p.sold].map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   expect(initial + restocked, "initial + restocked = on_hand + sold").toBe(onHand + sold);
   expect(reserved).toBeGreaterThanOrEqual(0);
   expect(reserved).toBeLessThanOrEqual(onHand);
@@ -69,7 +75,13 @@ async function refunds(paymentId: string) {
 
 const reserve = (id: string) => inventory.reserveStock({ reservationId: id, items: [{ sku: SKU, quantity: 2 }] });
 const charge = (key: string) =>
-  payment.charge({ idempotencyKey: key, customerId: "retry-shopper", amount: { currencyCode: "USD", minorUnits: 2400 }, paymentMethod: "pm_card_visa", orderId: `ord_${key}` });
+  payment.charge({
+    idempotencyKey: key,
+    customerId: "retry-shopper",
+    amount: { currencyCode: "USD", minorUnits: 2400 },
+    paymentMethod: "pm_card_visa",
+    orderId: `ord_${key}`,
+  });
 
 interface Case {
   service: "inventory" | "payment";
@@ -119,7 +131,10 @@ const cases: Case[] = [
     method: "Restock",
     prepare: async () => "",
     call: (id) => inventory.restock({ restockId: id, sku: SKU, quantity: 7 }),
-    effect: async (id) => ({ ledger: await ledger(), rows: (await shop.sql("inventory").query("select quantity from restocks where restock_id = $1", [id])).rows }),
+    effect: async (id) => ({
+      ledger: await ledger(),
+      rows: (await shop.sql("inventory").query("select quantity from restocks where restock_id = $1", [id])).rows,
+    }),
   },
   { service: "payment", method: "Charge", prepare: async () => "", call: (id) => charge(id), effect: (id) => payments(id) },
   {

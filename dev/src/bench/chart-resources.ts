@@ -20,7 +20,6 @@ export interface ChartResources {
   readinessTimeoutMs: number;
 }
 
-
 /**
  * The chart's resources and NODE_OPTIONS of each service, as Helm renders
  * them with the default values: the chart is the one place these are
@@ -33,7 +32,15 @@ export async function chartResources(repoRoot: string, helm: string, services: r
   const tagged = images.services(repoRoot);
   const { stdout } = await run(
     helm,
-    ["template", "meshcart", path.join(repoRoot, "helm", "meshcart"), "--show-only", "templates/deployment.yaml", "--set", tagged.map((s) => `${s}.image.tag=bench`).join(",")],
+    [
+      "template",
+      "meshcart",
+      path.join(repoRoot, "helm", "meshcart"),
+      "--show-only",
+      "templates/deployment.yaml",
+      "--set",
+      tagged.map((s) => `${s}.image.tag=bench`).join(","),
+    ],
     { maxBuffer: 16 * 1024 * 1024 },
   );
   const found = new Map<string, ChartResources>();

@@ -62,7 +62,9 @@ function throughputPanel(report: BenchReport): Panel {
 }
 
 function latencyPanel(report: BenchReport): Panel {
-  const values = report.workloads.flatMap((w) => [w.latency.p50Ms, w.latency.p99Ms, w.latency.p50Ms * TARGETS.p99OverP50]).filter((v) => Number.isFinite(v) && v > 0);
+  const values = report.workloads
+    .flatMap((w) => [w.latency.p50Ms, w.latency.p99Ms, w.latency.p50Ms * TARGETS.p99OverP50])
+    .filter((v) => Number.isFinite(v) && v > 0);
   const min = Math.min(...values);
   const max = Math.max(...values);
   return {

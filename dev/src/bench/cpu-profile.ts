@@ -92,6 +92,9 @@ export function packageOf(url: string, functionName = ""): string {
 
 function location(url: string, line: number): string {
   if (!url) return "";
-  const short = url.replace(/^file:\/\//, "").replace(/^.*\/node_modules\//, "").replace(/^.*\/(services|dev)\//, "$1/");
+  const short = url
+    .replace(/^file:\/\//, "")
+    .replace(/^.*\/node_modules\//, "")
+    .replace(/^.*\/(services|dev)\//, "$1/");
   return `(${short}:${line + 1})`;
 }

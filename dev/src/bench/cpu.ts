@@ -23,7 +23,10 @@ export interface ProcStat {
 export function parseProcStat(text: string): ProcStat | undefined {
   const end = text.lastIndexOf(")");
   if (end < 0) return undefined;
-  const fields = text.slice(end + 2).trim().split(/\s+/);
+  const fields = text
+    .slice(end + 2)
+    .trim()
+    .split(/\s+/);
   // After the name: state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17), numbered from 1.
   const at = (field: number) => Number(fields[field - 3]);
   const values = [at(4), at(14), at(15), at(16), at(17)];

@@ -58,7 +58,13 @@ export async function findPgbench(): Promise<string | undefined> {
     candidates.push(path.join(debian, version, "bin", "pgbench"));
   }
   for (const candidate of candidates) {
-    if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate;
+    if (
+      await access(candidate, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return candidate;
   }
   return undefined;
 }
@@ -87,14 +93,22 @@ export async function measureDurableTransaction(postgres: LocalPostgres, pgbench
     const cpuBefore = (await postgresCpuSeconds(postgres.dataDir))?.total;
     const output = await pgbenchRun(pgbench, [
       "-n",
-      "-M", "prepared",
-      "-c", String(CLIENTS),
-      "-j", String(Math.min(CLIENTS, Math.max(1, os.availableParallelism()))),
-      "-T", String(Math.max(1, Math.round(seconds))),
-      "-f", script,
-      "-h", "127.0.0.1",
-      "-p", String(postgres.port),
-      "-U", postgresCredentials.user,
+      "-M",
+      "prepared",
+      "-c",
+      String(CLIENTS),
+      "-j",
+      String(Math.min(CLIENTS, Math.max(1, os.availableParallelism()))),
+      "-T",
+      String(Math.max(1, Math.round(seconds))),
+      "-f",
+      script,
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(postgres.port),
+      "-U",
+      postgresCredentials.user,
       DATABASE,
     ]);
     const cpuAfter = (await postgresCpuSeconds(postgres.dataDir))?.total;

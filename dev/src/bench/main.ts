@@ -34,7 +34,9 @@ const settings = Object.entries(process.env)
   .map(([key, value]) => `${key}=${value}`)
   .sort();
 const command = ["make bench", ...settings].join(" ");
-log(`${command}: steps of ${options.stepSeconds} s, ${options.tracingRounds} tracing round(s), artefacts ${options.artefacts ? "on" : "off"}, results to ${path.relative(repoRoot, options.outDir) || "."}`);
+log(
+  `${command}: steps of ${options.stepSeconds} s, ${options.tracingRounds} tracing round(s), artefacts ${options.artefacts ? "on" : "off"}, results to ${path.relative(repoRoot, options.outDir) || "."}`,
+);
 
 const measurements = await runBench(options, {
   repoRoot,

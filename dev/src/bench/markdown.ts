@@ -219,14 +219,14 @@ function targetRow(t: TargetResult): string {
         : t.unit === "MiB"
           ? `${v.toFixed(0)} MiB`
           : t.unit === "ms"
-        ? `${ms(v)} ms`
-        : t.unit === "MB"
-          ? `${megabytes(v)} MB`
-          : t.unit === "per call"
-            ? v.toFixed(2)
-            : t.unit === "per second"
-              ? `${v.toFixed(2)}/s`
-              : times(v);
+            ? `${ms(v)} ms`
+            : t.unit === "MB"
+              ? `${megabytes(v)} MB`
+              : t.unit === "per call"
+                ? v.toFixed(2)
+                : t.unit === "per second"
+                  ? `${v.toFixed(2)}/s`
+                  : times(v);
   return `| ${t.rule} | ${t.subject} | ${value(t.measured)} | ${value(t.limit)} | ${t.pass ? "PASS" : "**MISS**"} |`;
 }
 

@@ -45,8 +45,7 @@ export interface ServiceMemory {
 }
 
 export type MemoryMeasurement =
-  | { measured: false; reason: string }
-  | { measured: true; cgroup: CgroupVersion; seconds: number; phases: MemoryPhase[]; services: ServiceMemory[] };
+  { measured: false; reason: string } | { measured: true; cgroup: CgroupVersion; seconds: number; phases: MemoryPhase[]; services: ServiceMemory[] };
 
 export interface MemoryContext {
   repoRoot: string;
@@ -123,7 +122,9 @@ export async function measureMemory(context: MemoryContext, tag: string): Promis
       peaks.push(peak);
       context.log(
         `memory, ${label}: ${result.okRps.toFixed(0)} ok/s; ` +
-          [...peak.entries()].map(([name, bytes]) => `${name} ${(bytes / 2 ** 20).toFixed(0)} MiB of ${(groups.get(name)!.limitBytes / 2 ** 20).toFixed(0)}`).join(", "),
+          [...peak.entries()]
+            .map(([name, bytes]) => `${name} ${(bytes / 2 ** 20).toFixed(0)} MiB of ${(groups.get(name)!.limitBytes / 2 ** 20).toFixed(0)}`)
+            .join(", "),
       );
     }
     const end = await readAll(groups);

@@ -111,7 +111,11 @@ export async function measureOverload(context: OverloadContext, tag: string): Pr
     let peakFinalAfterMs: number | undefined;
     let peakEnded: number | undefined;
     let peakTag: string | undefined;
-    const sustained = await runGhz(context.ghz, context.call(`${tag}-sat`), { concurrency: context.searched.concurrency, seconds: context.seconds, finishInFlight: true });
+    const sustained = await runGhz(context.ghz, context.call(`${tag}-sat`), {
+      concurrency: context.searched.concurrency,
+      seconds: context.seconds,
+      finishInFlight: true,
+    });
     const saturationRps = sustained.okRps;
     context.log(
       `overload: sustained saturation ${saturationRps.toFixed(0)} calls/s at concurrency ${context.searched.concurrency} over ${context.seconds} s ` +
@@ -123,7 +127,12 @@ export async function measureOverload(context: OverloadContext, tag: string): Pr
       const prober = probeReadiness(context.adminPorts, context.readinessTimeoutMs);
       // While the shop comes back from the peak, the peak's orders are watched until all are final.
       const watch = peakTag && peakEnded !== undefined ? watchFinal(counts, likeOf(peakTag), peakEnded) : undefined;
-      const result = await runGhz(context.ghz, context.call(phaseTag), { concurrency: WORKERS, seconds: context.seconds, rps: offeredRps, finishInFlight: true });
+      const result = await runGhz(context.ghz, context.call(phaseTag), {
+        concurrency: WORKERS,
+        seconds: context.seconds,
+        rps: offeredRps,
+        finishInFlight: true,
+      });
       const readiness = await prober.stop();
       const ended = performance.now();
       const { placed, non_final: nonFinalAtEnd } = await counts(likeOf(phaseTag));
@@ -139,7 +148,8 @@ export async function measureOverload(context: OverloadContext, tag: string): Pr
       // Anything but shed load deserves its reason: the services' own warnings and errors of the phase.
       if (Object.keys(result.errorTimes).some((status) => status !== "ResourceExhausted")) {
         for (const [service, lines] of context.serviceLogs()) {
-          for (const line of lines.filter((l) => /"level":"(warn|error|fatal)"/.test(l)).slice(-5)) context.log(`overload ${multiple}×, ${service} said: ${line}`);
+          for (const line of lines.filter((l) => /"level":"(warn|error|fatal)"/.test(l)).slice(-5))
+            context.log(`overload ${multiple}×, ${service} said: ${line}`);
         }
       }
       context.log(
@@ -153,7 +163,9 @@ export async function measureOverload(context: OverloadContext, tag: string): Pr
     const waited = watchFinal(counts, all, performance.now());
     const settled = await waited.untilDone(FINAL_WAIT_MS);
     const nonFinalAfterWait = (await counts(all)).non_final;
-    context.log(`overload: ${nonFinalAtEnd} order(s) not final at the end, ${nonFinalAfterWait} after ${settled === undefined ? `${FINAL_WAIT_MS / 1000} s` : `${settled.toFixed(0)} ms`}`);
+    context.log(
+      `overload: ${nonFinalAtEnd} order(s) not final at the end, ${nonFinalAfterWait} after ${settled === undefined ? `${FINAL_WAIT_MS / 1000} s` : `${settled.toFixed(0)} ms`}`,
+    );
     return {
       workload: "storefront PlaceOrder (end to end)",
       saturationRps,

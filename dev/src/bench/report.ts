@@ -122,7 +122,10 @@ export interface BenchReport {
   /** The durable floor of a checkout, measured in this run; absent when pgbench was missing. */
   floor?: FloorRow;
   floorSkipped?: string;
-  idle?: { seconds: number; perDatabase: { database: string; statementsPerSecond: number; healthChecksPerSecond: number; statements: { query: string; calls: number }[] }[] };
+  idle?: {
+    seconds: number;
+    perDatabase: { database: string; statementsPerSecond: number; healthChecksPerSecond: number; statements: { query: string; calls: number }[] }[];
+  };
   tracing: TracingRow[];
   services: ServiceRow[];
   echoProcess: { idleRssMb: number; loadRssMb: number; startToReadyMs: number };

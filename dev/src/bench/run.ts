@@ -97,7 +97,11 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
     });
     counters = await DatabaseCounters.open(postgres.url("postgres"));
     // The chart's limits, heap sizes and probe timeout: the memory and overload steps run the services under them.
-    const chart = await chartResources(repoRoot, path.join(settings.toolsBin, "helm"), localServices.map((s) => s.name));
+    const chart = await chartResources(
+      repoRoot,
+      path.join(settings.toolsBin, "helm"),
+      localServices.map((s) => s.name),
+    );
     const pgbench = await findPgbench();
     echo = await startEchoServer(await freePort());
     log(`echo server ready in ${echo.startToReadyMs.toFixed(0)} ms`);
@@ -138,7 +142,10 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
     const idleSeconds = options.quick ? IDLE_SECONDS.quick : IDLE_SECONDS.full;
     const idleBefore = await counters.snapshot();
     await sleep(idleSeconds * 1000);
-    const idleActivity: IdleMeasurement = { seconds: idleSeconds, perDatabase: named(await counters.between(idleBefore, await counters.snapshot(), offDatabases)) };
+    const idleActivity: IdleMeasurement = {
+      seconds: idleSeconds,
+      perDatabase: named(await counters.between(idleBefore, await counters.snapshot(), offDatabases)),
+    };
     log(
       `idle for ${idleSeconds} s: ${idleActivity.perDatabase.map((d) => `${d.database} ${d.statements} statement(s) and ${d.healthChecks} health check(s)`).join(", ")}`,
     );
@@ -282,7 +289,11 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
         startToReadyMs: mine.map((s) => s.startToReadyMs),
       };
     });
-    const echoProcess = { idleRssBytes: idle.get(echo.pid) ?? Number.NaN, loadRssBytes: loadPeaks.get(echo.pid) ?? Number.NaN, startToReadyMs: [echo.startToReadyMs] };
+    const echoProcess = {
+      idleRssBytes: idle.get(echo.pid) ?? Number.NaN,
+      loadRssBytes: loadPeaks.get(echo.pid) ?? Number.NaN,
+      startToReadyMs: [echo.startToReadyMs],
+    };
 
     await stopAll(stacks, echo, new Map(), undefined);
     stacks.clear();
@@ -302,7 +313,10 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
             postgres,
             logLevel: settings.logLevel,
             chart,
-            env: tracingEnv(tracingModes.find((m) => m.id === "100%")!, sink.endpoint),
+            env: tracingEnv(
+              tracingModes.find((m) => m.id === "100%")!,
+              sink.endpoint,
+            ),
             seconds: options.memorySeconds,
             saturation: { concurrency: placeOrder.saturation.best.concurrency, okRps: placeOrder.saturation.best.okRps },
             call: async (stack, runTag) => ({
@@ -345,7 +359,11 @@ export async function runBench(options: BenchOptions, settings: RunSettings): Pr
     // After the load: assembling runs npm and tsc, which would have competed with it.
     let artefactsSkipped: string | undefined;
     if (options.artefacts) {
-      const sizes = await artefactSizes(repoRoot, localServices.map((s) => s.name), log);
+      const sizes = await artefactSizes(
+        repoRoot,
+        localServices.map((s) => s.name),
+        log,
+      );
       for (const service of services) service.artefact = sizes.get(service.name);
     } else {
       artefactsSkipped = options.quick ? "quick run (BENCH_QUICK=1)" : "BENCH_ARTEFACTS=0";
@@ -428,7 +446,9 @@ async function measureWorkload(
     const cpuBefore = await cpu();
     const step = await load({ concurrency, seconds: options.stepSeconds });
     cpuByStep.set(step, perCall(cpuBefore, await cpu(), step.calls));
-    log(`${w.label}: concurrency ${concurrency}: ${step.okRps.toFixed(0)} calls/s, p50 ${step.p50Ms.toFixed(2)} ms, p99 ${step.p99Ms.toFixed(2)} ms${errorRate(step) > 0 ? `, errors ${JSON.stringify(step.errors)}` : ""}`);
+    log(
+      `${w.label}: concurrency ${concurrency}: ${step.okRps.toFixed(0)} calls/s, p50 ${step.p50Ms.toFixed(2)} ms, p99 ${step.p99Ms.toFixed(2)} ms${errorRate(step) > 0 ? `, errors ${JSON.stringify(step.errors)}` : ""}`,
+    );
     return step;
   });
   const best = saturation.best;
@@ -441,7 +461,11 @@ async function measureWorkload(
     `${w.label}: saturation ${best.okRps.toFixed(0)} calls/s at concurrency ${best.concurrency} (${saturation.stoppedBecause}); ` +
       `at ${latency.okRps.toFixed(0)}/s p50 ${latency.p50Ms.toFixed(2)} ms, p95 ${latency.p95Ms.toFixed(2)} ms, p99 ${latency.p99Ms.toFixed(2)} ms` +
       (rpcsPerCallMeasured === undefined ? "" : `; ${rpcsPerCallMeasured.toFixed(2)} RPCs per call`) +
-      (cpuMsPerCall ? `; CPU ms per call: ${Object.entries(cpuMsPerCall).map(([name, v]) => `${name} ${v.toFixed(2)}`).join(", ")}` : ""),
+      (cpuMsPerCall
+        ? `; CPU ms per call: ${Object.entries(cpuMsPerCall)
+            .map(([name, v]) => `${name} ${v.toFixed(2)}`)
+            .join(", ")}`
+        : ""),
   );
   return {
     workload: w,

@@ -116,8 +116,7 @@ export const workloads: readonly Workload[] = [
     authenticated: true,
     endToEnd: true,
     checkout: true,
-    data: (tag, skus) =>
-      perSku(skus, (sku) => ({ request_id: `${tag}-{{.RequestNumber}}`, items: [{ sku, quantity: 1 }], payment_method: PAYMENT_METHOD })),
+    data: (tag, skus) => perSku(skus, (sku) => ({ request_id: `${tag}-{{.RequestNumber}}`, items: [{ sku, quantity: 1 }], payment_method: PAYMENT_METHOD })),
   },
 ];
 

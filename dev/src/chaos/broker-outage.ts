@@ -77,7 +77,11 @@ export async function runBrokerOutage(shop: ChaosShop, options: BrokerOutageOpti
   const restarted = victims.filter((name) => !shop.isRunning(name) || shop.process(name).pid !== pidsBefore.get(name));
   note(
     `NATS is back: ${caughtUpMs === null ? "NOT caught up" : `outbox drained and every event applied ${caughtUpMs} ms later`}; ` +
-      `orders placed meanwhile: ${Object.entries(ordersDuringOutage).map(([s, n]) => `${s} ${n}`).join(", ") || "none"}`,
+      `orders placed meanwhile: ${
+        Object.entries(ordersDuringOutage)
+          .map(([s, n]) => `${s} ${n}`)
+          .join(", ") || "none"
+      }`,
   );
   return { downMs, ordersDuringOutage, outboxPeak, caughtUpMs, restarted };
 }

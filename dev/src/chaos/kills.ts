@@ -53,7 +53,9 @@ export async function runKills(
     const status = await shop.kill9(kill.service);
     const [inFlight, eventsInOutbox] = await Promise.all([unfinishedSagas(shop.databaseUrl("order")), countRows(shop.databaseUrl("order"), OUTBOX)]);
     const killedAtMs = Math.round(killedAt - startedAt);
-    note(`kill ${kill.index}/${plan.length}: kill -9 ${kill.service} (pid ${pid}) at ${(killedAtMs / 1000).toFixed(1)}s, ${inFlight.length} sagas in flight, ${eventsInOutbox} events in the outbox; down for ${kill.downMs} ms`);
+    note(
+      `kill ${kill.index}/${plan.length}: kill -9 ${kill.service} (pid ${pid}) at ${(killedAtMs / 1000).toFixed(1)}s, ${inFlight.length} sagas in flight, ${eventsInOutbox} events in the outbox; down for ${kill.downMs} ms`,
+    );
     await sleep(kill.downMs);
     const restartMs = Math.round(await shop.start(kill.service));
     const newPid = shop.process(kill.service).pid;
@@ -89,7 +91,8 @@ async function unfinishedSagas(url: string): Promise<string[]> {
 /** Milliseconds from `since` until none of `orderIds` has a saga run left; null after the bound. */
 async function sagasFinished(url: string, orderIds: string[], since: number): Promise<number | null> {
   for (;;) {
-    const left = orderIds.length === 0 ? 0 : (await query<{ n: number }>(url, "SELECT count(*)::int AS n FROM saga_runs WHERE order_id = ANY($1)", [orderIds]))[0]!.n;
+    const left =
+      orderIds.length === 0 ? 0 : (await query<{ n: number }>(url, "SELECT count(*)::int AS n FROM saga_runs WHERE order_id = ANY($1)", [orderIds]))[0]!.n;
     if (left === 0) return Math.round(performance.now() - since);
     if (performance.now() - since > SETTLE_BOUND_MS) return null;
     await sleep(250);

@@ -90,7 +90,9 @@ try {
     signal: abort.signal,
   });
   const written = await writeReport(outDir, report);
-  process.stdout.write(`\n${formatSummary(report)}\nreport: ${path.relative(process.cwd(), written.json)}\nsummary: ${path.relative(process.cwd(), written.summary)}\n`);
+  process.stdout.write(
+    `\n${formatSummary(report)}\nreport: ${path.relative(process.cwd(), written.json)}\nsummary: ${path.relative(process.cwd(), written.summary)}\n`,
+  );
   process.exitCode = report.passed ? 0 : 1;
 } catch (error) {
   process.stderr.write(`chaos: the run could not be carried out: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

@@ -34,7 +34,10 @@ export type OptionName = keyof typeof CHAOS_OPTIONS;
  * passes unset variables as "") means "not given". Returns every problem at
  * once rather than the first.
  */
-export function parseChaosOptions(given: Partial<Record<OptionName, string | undefined>>, env: NodeJS.ProcessEnv): { ok: true; command: ChaosCommand } | { ok: false; problems: string[] } {
+export function parseChaosOptions(
+  given: Partial<Record<OptionName, string | undefined>>,
+  env: NodeJS.ProcessEnv,
+): { ok: true; command: ChaosCommand } | { ok: false; problems: string[] } {
   const problems: string[] = [];
   const value = (name: OptionName): string | undefined => {
     const text = (given[name] ?? "").trim() || (env[CHAOS_OPTIONS[name].variable] ?? "").trim();
@@ -67,7 +70,13 @@ export function parseChaosOptions(given: Partial<Record<OptionName, string | und
   const brokerOutageMs = duration("broker-outage", 5_000, 1_000, 5 * 60_000);
 
   const servicesText = value("services");
-  const services = servicesText === undefined ? [...VICTIMS] : servicesText.split(",").map((s) => s.trim()).filter(Boolean);
+  const services =
+    servicesText === undefined
+      ? [...VICTIMS]
+      : servicesText
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean);
   const unknown = services.filter((s) => !VICTIMS.includes(s as Victim));
   if (unknown.length > 0 || services.length === 0) problems.push(`${label("services")}: use some of ${VICTIMS.join(", ")}, not "${servicesText}"`);
 

@@ -48,12 +48,7 @@ export interface OutageRecord {
  * rather than waiting for their deadline, and when Postgres is back every
  * service serves again by itself, without a restart.
  */
-export async function runOutage(
-  shop: ChaosShop,
-  probes: readonly Probe[],
-  options: OutageOptions,
-  note: (message: string) => void,
-): Promise<OutageRecord> {
+export async function runOutage(shop: ChaosShop, probes: readonly Probe[], options: OutageOptions, note: (message: string) => void): Promise<OutageRecord> {
   const victims: Victim[] = ["inventory", "payment", "order", "fulfillment", "storefront"];
   const pidsBefore = new Map(victims.map((name) => [name, shop.process(name).pid]));
   const checkers = new Map(victims.map((name) => [name, new HealthChecker(shop.address(name))]));
@@ -63,9 +58,7 @@ export async function runOutage(
     const stoppedAt = performance.now();
     const resumeAt = stoppedAt + options.outageMs;
 
-    const notServing = Promise.all(
-      DATABASE_SERVICES.map(async (name) => [name, await checkers.get(name)!.waitFor("NOT_SERVING", options.outageMs)] as const),
-    );
+    const notServing = Promise.all(DATABASE_SERVICES.map(async (name) => [name, await checkers.get(name)!.waitFor("NOT_SERVING", options.outageMs)] as const));
     const calls: CallResult[] = [];
     while (performance.now() < resumeAt) {
       calls.push(...(await Promise.all(probes.map((probe) => probe.run(options.callDeadlineMs)))));

@@ -67,7 +67,8 @@ export function judge(findings: Findings): Check[] {
       {
         name: `after the ${s.after === "kills" ? "kills" : "run"}: every order is final and no saga is left`,
         passed: s.unfinishedOrders === 0 && s.sagaRuns === 0,
-        detail: `${s.unfinishedOrders} unfinished orders, ${s.sagaRuns} saga runs left` + (s.settleMs === null ? "" : `, settled ${s.settleMs} ms after the load`),
+        detail:
+          `${s.unfinishedOrders} unfinished orders, ${s.sagaRuns} saga runs left` + (s.settleMs === null ? "" : `, settled ${s.settleMs} ms after the load`),
       },
       {
         name: `after the ${s.after === "kills" ? "kills" : "run"}: every order event is published and applied by fulfillment`,
@@ -93,7 +94,11 @@ export function judge(findings: Findings): Check[] {
       {
         name: "NATS down: checkouts went on (orders placed meanwhile were confirmed; none failed)",
         passed: confirmed > 0 && (brokerOutage.ordersDuringOutage.FAILED ?? 0) === 0,
-        detail: `${placed} orders placed while NATS was down: ${Object.entries(brokerOutage.ordersDuringOutage).map(([s, n]) => `${s} ${n}`).join(", ") || "none"}; the outbox held up to ${brokerOutage.outboxPeak} events`,
+        detail: `${placed} orders placed while NATS was down: ${
+          Object.entries(brokerOutage.ordersDuringOutage)
+            .map(([s, n]) => `${s} ${n}`)
+            .join(", ") || "none"
+        }; the outbox held up to ${brokerOutage.outboxPeak} events`,
       },
       {
         name: "NATS back: the outbox drained and fulfillment applied every event, without a restart",
@@ -164,7 +169,9 @@ export function formatSummary(report: ChaosReport): string {
     `  ${seconds(report.elapsedMs)} in all; load ${settings.rps} req/s for ${seconds(settings.durationMs)}`,
     "",
     "what it did",
-    `  kills (kill -9): ${kills.length}: ${Object.entries(report.killsByService).map(([s, n]) => `${s} ${n}`).join(", ")}`,
+    `  kills (kill -9): ${kills.length}: ${Object.entries(report.killsByService)
+      .map(([s, n]) => `${s} ${n}`)
+      .join(", ")}`,
     ...kills.map(
       (k) =>
         `    ${String(k.index).padStart(2)}. ${k.service.padEnd(10)} at ${seconds(k.killedAtMs).padStart(7)}  pid ${k.pid} -> ${k.newPid}  ` +
@@ -192,7 +199,11 @@ export function formatSummary(report: ChaosReport): string {
   if (brokerOutage && load.brokerOutage) {
     lines.push(
       `  NATS stopped for ${seconds(brokerOutage.downMs)}`,
-      `    orders placed meanwhile: ${Object.entries(brokerOutage.ordersDuringOutage).map(([s, n]) => `${s} ${n}`).join(", ") || "none"}; the outbox held up to ${brokerOutage.outboxPeak} events`,
+      `    orders placed meanwhile: ${
+        Object.entries(brokerOutage.ordersDuringOutage)
+          .map(([s, n]) => `${s} ${n}`)
+          .join(", ") || "none"
+      }; the outbox held up to ${brokerOutage.outboxPeak} events`,
       `    caught up (outbox empty, every event applied) ${brokerOutage.caughtUpMs === null ? "never" : `${brokerOutage.caughtUpMs} ms`} after NATS was back; restarted: ${brokerOutage.restarted.join(", ") || "none"}`,
       `    calls across the outage (loadgen): ${load.brokerOutage.due} requests, ${load.brokerOutage.errors} errors; ${outcomes(load.brokerOutage)}`,
     );
@@ -208,7 +219,11 @@ export function formatSummary(report: ChaosReport): string {
     `  orders placed after recovery: ${load.after.due}; ${outcomes(load.after)}`,
     "",
     "what it found",
-    `  orders: ${final.checked.orders} (${Object.entries(final.states).map(([s, n]) => `${s} ${n}`).join(", ") || "none"})`,
+    `  orders: ${final.checked.orders} (${
+      Object.entries(final.states)
+        .map(([s, n]) => `${s} ${n}`)
+        .join(", ") || "none"
+    })`,
     ...report.settled.map(
       (s) =>
         `  after the ${s.after === "kills" ? "kills" : "run"}: ${s.settleMs === null ? `NOT settled (${s.unfinishedOrders} orders unfinished, ${s.sagaRuns} saga runs, ${s.eventsOnTheirWay} events on their way)` : `settled ${seconds(s.settleMs)} after the load`}, ` +

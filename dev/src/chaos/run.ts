@@ -82,7 +82,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const begun = performance.now();
   const logDir = path.join(options.outDir, "logs");
   note(`starting Postgres, NATS and the services (logs in ${logDir})`);
-  const shop = await ChaosShop.start({ repoRoot: options.repoRoot, logDir, logLevel: options.logLevel, env: { fulfillment: { FULFILLMENT_ACK_WAIT_MS: CHAOS_ACK_WAIT_MS } } });
+  const shop = await ChaosShop.start({
+    repoRoot: options.repoRoot,
+    logDir,
+    logLevel: options.logLevel,
+    env: { fulfillment: { FULFILLMENT_ACK_WAIT_MS: CHAOS_ACK_WAIT_MS } },
+  });
   const stopOnAbort = () => void shop.close();
   options.signal?.addEventListener("abort", stopOnAbort, { once: true });
   const probes = databaseProbes((name) => shop.address(name), `s${options.seed}`);

@@ -39,7 +39,14 @@ export async function settleAndVerify(shop: ChaosShop, after: string, timeoutMs:
     await sleep(250);
   }
   const settled = unfinishedOrders === 0 && sagaRuns === 0 && verify.pending.length === 0;
-  return { after, settleMs: settled ? Math.round(performance.now() - begun) : null, unfinishedOrders, sagaRuns, eventsOnTheirWay: verify.pending.length, verify };
+  return {
+    after,
+    settleMs: settled ? Math.round(performance.now() - begun) : null,
+    unfinishedOrders,
+    sagaRuns,
+    eventsOnTheirWay: verify.pending.length,
+    verify,
+  };
 }
 
 /** make verify's check of the shop's four databases. */

@@ -143,7 +143,12 @@ export class ChaosShop {
    */
   async arm(name: Victim, env: Record<string, string>): Promise<void> {
     if (this.isRunning(name)) throw new Error(`${name} is running already`);
-    this.mark(name, `starting ${name} with ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+    this.mark(
+      name,
+      `starting ${name} with ${Object.entries(env)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(" ")}`,
+    );
     await this.stack.start(name, env, { mayExitBeforeReady: true });
   }
 

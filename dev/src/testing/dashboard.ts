@@ -50,7 +50,11 @@ export function dashboardQueries(file: string): { panel: string; expr: string }[
  * exports, or a label it does not carry. `include` picks the metrics to
  * hold to these scrapes (the others are another test's).
  */
-export function unexported(queries: { panel: string; expr: string }[], scrapes: Iterable<Exposition>, include: (metric: string) => boolean = () => true): string[] {
+export function unexported(
+  queries: { panel: string; expr: string }[],
+  scrapes: Iterable<Exposition>,
+  include: (metric: string) => boolean = () => true,
+): string[] {
   const exported = new Map<string, Set<string>>();
   for (const exposition of scrapes) {
     for (const family of exposition.families.values()) {

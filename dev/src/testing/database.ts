@@ -29,6 +29,10 @@ export async function createTestDatabase(prefix: string): Promise<TestDatabase> 
 
 function uniqueName(prefix: string): string {
   // Postgres truncates identifiers at 63 bytes; keep the random part intact.
-  const readable = prefix.toLowerCase().replace(/[^a-z0-9_]+/g, "_").slice(0, 40) || "test";
+  const readable =
+    prefix
+      .toLowerCase()
+      .replace(/[^a-z0-9_]+/g, "_")
+      .slice(0, 40) || "test";
   return `${readable}_${randomBytes(6).toString("hex")}`;
 }

@@ -164,7 +164,9 @@ export async function callRaw(channel: Channel, rpc: Rpc, bytes: Uint8Array, opt
     if (!(error instanceof ClientError)) throw error;
     const violations =
       error instanceof RichClientError
-        ? error.extra.filter((d): d is BadRequest => d.$type === BadRequest.$type).flatMap((d) => d.fieldViolations.map(({ field, description }) => ({ field, description })))
+        ? error.extra
+            .filter((d): d is BadRequest => d.$type === BadRequest.$type)
+            .flatMap((d) => d.fieldViolations.map(({ field, description }) => ({ field, description })))
         : [];
     return { code: error.code, details: error.details, violations, responses };
   }
@@ -201,8 +203,27 @@ export interface Vocabulary {
 
 const INT32_EDGES = [0, 1, -1, 2, 19, 20, 21, 99, 100, 101, 1000, 1001, 2 ** 31 - 1, -(2 ** 31)];
 const INT64_EDGES = [
-  0n, 1n, -1n, 50n, 51n, 1000n, 1001n, 3600n, 3601n, 1_000_000n, 1_000_001n, 100_000_000n, 100_000_001n,
-  2n ** 31n, 2n ** 32n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, -(2n ** 53n) - 1n, 2n ** 63n - 1n, -(2n ** 63n),
+  0n,
+  1n,
+  -1n,
+  50n,
+  51n,
+  1000n,
+  1001n,
+  3600n,
+  3601n,
+  1_000_000n,
+  1_000_001n,
+  100_000_000n,
+  100_000_001n,
+  2n ** 31n,
+  2n ** 32n,
+  2n ** 53n - 1n,
+  2n ** 53n,
+  2n ** 53n + 1n,
+  -(2n ** 53n) - 1n,
+  2n ** 63n - 1n,
+  -(2n ** 63n),
 ];
 const ODD_STRINGS = ["", " ", "\u0000", "a\u0000b", "\u{1F600}", "é", "\uFEFF", "../../etc/passwd", "'; DROP TABLE orders; --", "%s%n%x", "null", "0", "-1"];
 
@@ -217,7 +238,10 @@ function stringArbitrary(vocabulary: Vocabulary, fieldName: string): fc.Arbitrar
   const generic = anyString(vocabulary);
   if (!vocabulary.forField) return generic;
   const hinted = pick(() => vocabulary.forField?.(fieldName) ?? []);
-  return fc.oneof(generic, fc.tuple(hinted, generic).map(([hint, other]) => hint ?? other));
+  return fc.oneof(
+    generic,
+    fc.tuple(hinted, generic).map(([hint, other]) => hint ?? other),
+  );
 }
 
 function anyString(vocabulary: Vocabulary): fc.Arbitrary<string> {
@@ -374,7 +398,8 @@ export function int64Fields(schema: DescMessage, value: bigint, depth = 0): { pa
   if (depth > MAX_DEPTH) return found;
   const is64 = (t: ScalarType) => [ScalarType.INT64, ScalarType.UINT64, ScalarType.SINT64, ScalarType.FIXED64, ScalarType.SFIXED64].includes(t);
   const fits = (t: ScalarType) => value >= 0n || ![ScalarType.UINT64, ScalarType.FIXED64].includes(t);
-  const place = (field: DescField, inner: unknown) => (field.oneof ? { [field.oneof.localName]: { case: field.localName, value: inner } } : { [field.localName]: inner });
+  const place = (field: DescField, inner: unknown) =>
+    field.oneof ? { [field.oneof.localName]: { case: field.localName, value: inner } } : { [field.localName]: inner };
   for (const field of schema.fields) {
     if (field.fieldKind === "scalar" && is64(field.scalar) && fits(field.scalar)) {
       found.push({ path: field.name, init: place(field, value) });
@@ -383,7 +408,8 @@ export function int64Fields(schema: DescMessage, value: bigint, depth = 0): { pa
     } else if (field.fieldKind === "message") {
       for (const nested of int64Fields(field.message, value, depth + 1)) found.push({ path: `${field.name}.${nested.path}`, init: place(field, nested.init) });
     } else if (field.fieldKind === "list" && field.listKind === "message") {
-      for (const nested of int64Fields(field.message, value, depth + 1)) found.push({ path: `${field.name}[0].${nested.path}`, init: place(field, [nested.init]) });
+      for (const nested of int64Fields(field.message, value, depth + 1))
+        found.push({ path: `${field.name}[0].${nested.path}`, init: place(field, [nested.init]) });
     }
   }
   return found;

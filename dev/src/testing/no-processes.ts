@@ -11,9 +11,7 @@ import { afterAll } from "vitest";
  * Everything is put back after the file, in case vitest reuses the worker.
  */
 function refuse(): never {
-  throw new Error(
-    "a unit test (*.unit.test.ts) starts no process: name the file *.test.ts to move it to the integration tier (docs/testing.md)",
-  );
+  throw new Error("a unit test (*.unit.test.ts) starts no process: name the file *.test.ts to move it to the integration tier (docs/testing.md)");
 }
 
 const SYNC = ["spawnSync", "execSync", "execFileSync"] as const;

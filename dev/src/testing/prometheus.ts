@@ -142,7 +142,11 @@ function parseValue(text: string, where: string): number {
 function checkHistogram(family: Family): void {
   const series = new Map<string, { buckets: [number, number][]; count?: number }>();
   const keyOf = (labels: Record<string, string>) =>
-    JSON.stringify(Object.entries(labels).filter(([k]) => k !== "le").sort());
+    JSON.stringify(
+      Object.entries(labels)
+        .filter(([k]) => k !== "le")
+        .sort(),
+    );
   for (const sample of family.samples) {
     const entry = series.get(keyOf(sample.labels)) ?? { buckets: [] };
     series.set(keyOf(sample.labels), entry);

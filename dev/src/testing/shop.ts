@@ -28,7 +28,13 @@ const QUICK: Record<ShopService, Record<string, string>> = {
   payment: { SERVICE_VERSION: "v1", DB_POOL_MAX: "20" },
   order: { ORDER_CLIENT_RETRIES: "2", ORDER_RETRY_MAX_MS: "300", ORDER_RECOVERY_INTERVAL_MS: "500", ORDER_MAX_WAIT_MS: "15000", DB_POOL_MAX: "20" },
   // The tests follow a shipment to its end; a crashed consumer's message comes back after 2 s rather than 30.
-  fulfillment: { FULFILLMENT_PACK_AFTER_MS: "300", FULFILLMENT_SHIP_AFTER_MS: "300", FULFILLMENT_POLL_MS: "200", FULFILLMENT_ACK_WAIT_MS: "2000", DB_POOL_MAX: "10" },
+  fulfillment: {
+    FULFILLMENT_PACK_AFTER_MS: "300",
+    FULFILLMENT_SHIP_AFTER_MS: "300",
+    FULFILLMENT_POLL_MS: "200",
+    FULFILLMENT_ACK_WAIT_MS: "2000",
+    DB_POOL_MAX: "10",
+  },
   storefront: { STOREFRONT_JWT_SECRET: SHOP_TOKENS.secret, STOREFRONT_JWT_ISSUER: SHOP_TOKENS.issuer, STOREFRONT_JWT_AUDIENCE: SHOP_TOKENS.audience },
 };
 

@@ -8,12 +8,18 @@ export const fulfillmentConfig = {
   ...serviceConfig,
   ...databaseConfig,
   ...natsConfig,
-  FULFILLMENT_PACK_AFTER_MS: integer(0, 3_600_000, 2_000).describe("How long a new shipment waits before the timer packs it (the window in which a cancellation stops it cheaply)."),
-  FULFILLMENT_SHIP_AFTER_MS: integer(0, 3_600_000, 3_000).describe("How long a packed shipment waits for the carrier; once shipped, a cancellation is recorded as too late."),
+  FULFILLMENT_PACK_AFTER_MS: integer(0, 3_600_000, 2_000).describe(
+    "How long a new shipment waits before the timer packs it (the window in which a cancellation stops it cheaply).",
+  ),
+  FULFILLMENT_SHIP_AFTER_MS: integer(0, 3_600_000, 3_000).describe(
+    "How long a packed shipment waits for the carrier; once shipped, a cancellation is recorded as too late.",
+  ),
   FULFILLMENT_MAX_DELIVERIES: integer(1, 100, 5).describe(
     "Deliveries of an order event that keeps failing (not because the database is away) before it goes to the dead-letter subject meshcart.deadletter.fulfillment.",
   ),
-  FULFILLMENT_ACK_WAIT_MS: integer(1_000, 600_000, 30_000).describe("How long the broker waits for the consumer's acknowledgement before it redelivers an event."),
+  FULFILLMENT_ACK_WAIT_MS: integer(1_000, 600_000, 30_000).describe(
+    "How long the broker waits for the consumer's acknowledgement before it redelivers an event.",
+  ),
   FULFILLMENT_POLL_MS: integer(50, 60_000, 1_000).describe(
     "Longest the shipment timer sleeps while shipments are on their way, and how often WatchShipment re-reads: changes made by this replica are seen at once, other replicas' after this.",
   ),

@@ -1,14 +1,6 @@
 import { AckPolicy, DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
 import { headers as newHeaders } from "@nats-io/transport-node";
-import {
-  SpanAttributes,
-  SpanKind,
-  activeTraceparent,
-  inSpan,
-  isTransientDatabaseError,
-  type BackgroundTask,
-  type Logger,
-} from "@meshcart/lib";
+import { SpanAttributes, SpanKind, activeTraceparent, inSpan, isTransientDatabaseError, type BackgroundTask, type Logger } from "@meshcart/lib";
 import {
   DEAD_LETTERS,
   EventHeaders,
@@ -224,7 +216,10 @@ export class EventConsumer {
           if (!applied.duplicate && applied.outcome !== "unchanged") {
             this.deps.changes.changed(fact.orderId);
             if (applied.outcome === "created") this.deps.created();
-            logger.info({ order_id: fact.orderId, event_id: fact.eventId, outcome, shipment_id: applied.shipment.shipmentId }, `order ${fact.kind}: shipment ${outcome.replaceAll("_", " ")}`);
+            logger.info(
+              { order_id: fact.orderId, event_id: fact.eventId, outcome, shipment_id: applied.shipment.shipmentId },
+              `order ${fact.kind}: shipment ${outcome.replaceAll("_", " ")}`,
+            );
           } else if (applied.duplicate) {
             logger.info({ order_id: fact.orderId, event_id: fact.eventId, attempt }, "order event handled before: nothing to do");
           }
@@ -251,7 +246,9 @@ export class EventConsumer {
     message.nak(delay);
     logger.warn(
       { err: error, subject: message.subject, stream_sequence: message.info.streamSequence, event_id: fact?.eventId, attempt, retry_in_ms: delay },
-      transient ? "order event not handled: the database is away; it comes back" : `order event not handled (attempt ${attempt} of ${this.settings.maxDeliveries})`,
+      transient
+        ? "order event not handled: the database is away; it comes back"
+        : `order event not handled (attempt ${attempt} of ${this.settings.maxDeliveries})`,
     );
   }
 
@@ -283,12 +280,27 @@ export class EventConsumer {
       return;
     }
     await store
-      .recordDeadLetter({ streamSequence: message.info.streamSequence, subject: message.subject, eventId: fact?.eventId, orderId: fact?.orderId, attempts, reason })
+      .recordDeadLetter({
+        streamSequence: message.info.streamSequence,
+        subject: message.subject,
+        eventId: fact?.eventId,
+        orderId: fact?.orderId,
+        attempts,
+        reason,
+      })
       .catch((recordError: unknown) => logger.warn({ err: recordError }, "dead letter published but not recorded in the database"));
     message.term(`dead-lettered after ${attempts} attempts: ${reason}`.slice(0, 256));
     metrics.deadLetters.inc();
     logger.error(
-      { err: error, subject: message.subject, stream_sequence: message.info.streamSequence, event_id: fact?.eventId, order_id: fact?.orderId, attempts, dead_letter_subject: deadLetterSubject(CONSUMER) },
+      {
+        err: error,
+        subject: message.subject,
+        stream_sequence: message.info.streamSequence,
+        event_id: fact?.eventId,
+        order_id: fact?.orderId,
+        attempts,
+        dead_letter_subject: deadLetterSubject(CONSUMER),
+      },
       `order event given up after ${attempts} attempts: dead-lettered`,
     );
   }
@@ -318,7 +330,10 @@ export function readEvent(message: Pick<JsMsg, "subject" | "data">): { fact: Ord
   const base = { eventId: event.eventId, orderId: event.orderId, customerId: event.customerId };
   switch (event.payload?.$case) {
     case "confirmed":
-      return { fact: { kind: "confirmed", ...base, lines: event.payload.value.lines.map((line) => ({ sku: line.sku, quantity: line.quantity })) }, occurredAt: event.occurredAt };
+      return {
+        fact: { kind: "confirmed", ...base, lines: event.payload.value.lines.map((line) => ({ sku: line.sku, quantity: line.quantity })) },
+        occurredAt: event.occurredAt,
+      };
     case "cancelled":
       return { fact: { kind: "cancelled", ...base, reason: event.payload.value.reason }, occurredAt: event.occurredAt };
     default:

@@ -27,7 +27,14 @@ runMain(async () => {
   // The consumer reports its lag to the metrics it is given: the metrics ask it through this.
   const lagOf: { consumer?: EventConsumer } = {};
   const metrics = new FulfillmentMetrics(registry, { counts: () => store.counts(), lag: async () => lagOf.consumer?.lag() }, logger);
-  const timer = shipmentTimer(store, timings, { pendingMs: config.FULFILLMENT_POLL_MS, idleMs: config.FULFILLMENT_IDLE_LOOK_MS }, changes, metrics, logger.child({ component: "shipment-timer" }));
+  const timer = shipmentTimer(
+    store,
+    timings,
+    { pendingMs: config.FULFILLMENT_POLL_MS, idleMs: config.FULFILLMENT_IDLE_LOOK_MS },
+    changes,
+    metrics,
+    logger.child({ component: "shipment-timer" }),
+  );
   const consumerLogger = logger.child({ component: "order-events-consumer" });
   const consumer = new EventConsumer(
     {

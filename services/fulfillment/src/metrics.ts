@@ -37,7 +37,10 @@ export class FulfillmentMetrics {
 
   constructor(
     registry: Registry,
-    sources: { counts: () => Promise<{ byState: Partial<Record<ShipmentState, number>>; lateCancellations: number }>; lag: () => Promise<ConsumerLag | undefined> },
+    sources: {
+      counts: () => Promise<{ byState: Partial<Record<ShipmentState, number>>; lateCancellations: number }>;
+      lag: () => Promise<ConsumerLag | undefined>;
+    },
     logger: Logger,
   ) {
     const registers = [registry];

@@ -135,7 +135,12 @@ export function decide(current: Shipment | undefined, fact: OrderFact, now: Date
       return {
         outcome: "cancel_too_late",
         shipment,
-        entry: entry(shipment, "CANCEL_TOO_LATE", `the order was cancelled after the parcel had left (tracking ${current.trackingNumber ?? "unknown"}): it comes back as a return${reason}`, now),
+        entry: entry(
+          shipment,
+          "CANCEL_TOO_LATE",
+          `the order was cancelled after the parcel had left (tracking ${current.trackingNumber ?? "unknown"}): it comes back as a return${reason}`,
+          now,
+        ),
       };
     }
     case "CANCELLED":
@@ -147,7 +152,13 @@ export function decide(current: Shipment | undefined, fact: OrderFact, now: Date
 export function advance(current: Shipment, now: Date, timings: Timings): { shipment: Shipment; entry: ShipmentHistoryEntry } | undefined {
   switch (current.state) {
     case "PENDING": {
-      const shipment: Shipment = { ...current, state: "PACKED", version: current.version + 1, nextStepAt: new Date(now.getTime() + timings.shipAfterMs), updatedAt: now };
+      const shipment: Shipment = {
+        ...current,
+        state: "PACKED",
+        version: current.version + 1,
+        nextStepAt: new Date(now.getTime() + timings.shipAfterMs),
+        updatedAt: now,
+      };
       return { shipment, entry: entry(shipment, "PACKED", "packed: waiting for the carrier", now) };
     }
     case "PACKED": {

@@ -33,10 +33,7 @@ const INSERT_ENTRY = statement(
   `INSERT INTO shipment_events (shipment_id, sequence, type, state_after, detail, occurred_at, event_id) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 );
 /** The earliest due shipment nobody else is moving, locked. */
-const LOCK_DUE = statement(
-  "fulfillment.lock-due",
-  "SELECT * FROM shipments WHERE next_step_at <= now() ORDER BY next_step_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-);
+const LOCK_DUE = statement("fulfillment.lock-due", "SELECT * FROM shipments WHERE next_step_at <= now() ORDER BY next_step_at LIMIT 1 FOR UPDATE SKIP LOCKED");
 /** In how many milliseconds the earliest shipment is due (by the database's clock, which LOCK_DUE compares with). */
 const NEXT_DUE = statement(
   "fulfillment.next-due",
@@ -150,7 +147,11 @@ export class ShipmentStore {
   }
 
   /** A page of shipments, newest first. */
-  async list(limit: number, state: ShipmentState | undefined, after?: { createdAt: string; shipmentId: string }): Promise<{ shipments: Shipment[]; more: boolean }> {
+  async list(
+    limit: number,
+    state: ShipmentState | undefined,
+    after?: { createdAt: string; shipmentId: string },
+  ): Promise<{ shipments: Shipment[]; more: boolean }> {
     const { rows } = await this.db.query<ShipmentRow>(LIST, [state ?? null, after?.createdAt ?? null, after?.shipmentId ?? null, limit + 1]);
     return { shipments: rows.slice(0, limit).map(toShipment), more: rows.length > limit };
   }
@@ -164,7 +165,14 @@ export class ShipmentStore {
     };
   }
 
-  async recordDeadLetter(letter: { streamSequence: number; subject: string; eventId?: string; orderId?: string; attempts: number; reason: string }): Promise<void> {
+  async recordDeadLetter(letter: {
+    streamSequence: number;
+    subject: string;
+    eventId?: string;
+    orderId?: string;
+    attempts: number;
+    reason: string;
+  }): Promise<void> {
     await this.db.query(DEAD_LETTER, [letter.streamSequence, letter.subject, letter.eventId ?? null, letter.orderId ?? null, letter.attempts, letter.reason]);
   }
 
@@ -186,7 +194,15 @@ export class ShipmentStore {
   }
 
   private async update(client: pg.PoolClient, s: Shipment): Promise<void> {
-    const result = await execute(client, UPDATE_SHIPMENT, [s.shipmentId, s.state, s.version, s.trackingNumber ?? null, s.cancelledTooLate, s.nextStepAt ?? null, s.updatedAt]);
+    const result = await execute(client, UPDATE_SHIPMENT, [
+      s.shipmentId,
+      s.state,
+      s.version,
+      s.trackingNumber ?? null,
+      s.cancelledTooLate,
+      s.nextStepAt ?? null,
+      s.updatedAt,
+    ]);
     // The row is locked: another version means a bug, not a race.
     if (result.rowCount !== 1) throw new Error(`shipment ${s.shipmentId} is not at version ${s.version - 1}`);
   }

@@ -67,7 +67,10 @@ export function shipmentTimer(
             }
             changes.changed(moved.shipment.orderId);
             metrics.steps.inc({ step: moved.entry.type.toLowerCase() });
-            logger.info({ order_id: moved.shipment.orderId, shipment_id: moved.shipment.shipmentId, state: moved.shipment.state }, `shipment ${moved.shipment.state.toLowerCase()}`);
+            logger.info(
+              { order_id: moved.shipment.orderId, shipment_id: moved.shipment.shipmentId, state: moved.shipment.state },
+              `shipment ${moved.shipment.state.toLowerCase()}`,
+            );
             if (signal.aborted) return;
           }
         } catch (error) {

@@ -60,7 +60,12 @@ describe("a confirmed order is shipped, through the broker", () => {
 
     const details = await storefrontOf(shop).getOrderDetails({ orderId: order.orderId }, { metadata: await as(customer) });
     expect(details.shipmentStatus?.code).toBe(Status.OK);
-    expect(details.shipment).toMatchObject({ shipmentId: shipped.shipmentId, status: "SHIPPED", trackingNumber: shipped.trackingNumber, cancelledTooLate: false });
+    expect(details.shipment).toMatchObject({
+      shipmentId: shipped.shipmentId,
+      status: "SHIPPED",
+      trackingNumber: shipped.trackingNumber,
+      cancelledTooLate: false,
+    });
 
     // The order's one event in the stream: its confirmation, under its event id, with the trace context.
     const events = await probe.orderEvents(order.orderId);
@@ -102,7 +107,9 @@ describe("cancellations", () => {
   it("a cancellation after the parcel left is recorded on the shipment as too late, not lost", async () => {
     const customer = unique("late");
     const order = await place(customer);
-    await eventually("the shipment to be shipped", async () => ((await shipmentOf(order.orderId).catch(() => undefined))?.state === ShipmentState.SHIPMENT_STATE_SHIPPED ? true : undefined));
+    await eventually("the shipment to be shipped", async () =>
+      (await shipmentOf(order.orderId).catch(() => undefined))?.state === ShipmentState.SHIPMENT_STATE_SHIPPED ? true : undefined,
+    );
     await storefrontOf(shop).cancelOrder({ orderId: order.orderId, reason: "changed my mind" }, { metadata: await as(customer) });
     const shipment = await eventually("the late cancellation to be recorded", async () => {
       const s = await shipmentOf(order.orderId);

@@ -50,14 +50,18 @@ async function place(customer: string) {
 /** The order of a customer, read from order's database (the service may be dead). */
 async function orderIdOf(customer: string): Promise<string> {
   return eventually(`the order of ${customer}`, async () => {
-    const { rows } = await shop.sql("order").query<{ order_id: string; state: string }>("SELECT order_id, state FROM orders WHERE customer_id = $1", [customer]);
+    const { rows } = await shop
+      .sql("order")
+      .query<{ order_id: string; state: string }>("SELECT order_id, state FROM orders WHERE customer_id = $1", [customer]);
     return rows[0]?.state === "CONFIRMED" ? rows[0].order_id : undefined;
   });
 }
 
 async function shipped(orderId: string) {
   return eventually(`order ${orderId}'s shipment`, async () => {
-    const { shipment } = await fulfillmentOf(shop).getShipment({ orderId }).catch(() => ({ shipment: undefined }));
+    const { shipment } = await fulfillmentOf(shop)
+      .getShipment({ orderId })
+      .catch(() => ({ shipment: undefined }));
     return shipment && shipment.state !== ShipmentState.SHIPMENT_STATE_PENDING ? shipment : undefined;
   });
 }
@@ -99,7 +103,9 @@ describe("order dies around the publication", () => {
 
     await shop.restart("order", { ORDER_OUTBOX_CRASH_POINT: "" });
     await eventually("the event to be marked published", async () => {
-      const marked = await shop.sql("order").query("SELECT 1 FROM order_events WHERE order_id = $1 AND type = 'ORDER_CONFIRMED' AND published_at IS NOT NULL", [orderId]);
+      const marked = await shop
+        .sql("order")
+        .query("SELECT 1 FROM order_events WHERE order_id = $1 AND type = 'ORDER_CONFIRMED' AND published_at IS NOT NULL", [orderId]);
       return marked.rowCount === 1 ? true : undefined;
     });
     // The republication was recognised by the stream (Nats-Msg-Id) and counted as such.
@@ -141,11 +147,17 @@ describe("fulfillment dies mid-handling", () => {
     copy.set("Nats-Msg-Id", `${original!.msgId}.again`);
     await jetstream(probe.connection).publish("meshcart.orders.confirmed", OrderEvent.encode(original!.event).finish(), { headers: copy });
     await eventually("the copy to be handled", async () => {
-      const { rows } = await shop.sql("fulfillment").query("SELECT count(*)::int AS n FROM shipment_events e JOIN shipments s USING (shipment_id) WHERE s.order_id = $1", [order.orderId]);
+      const { rows } = await shop
+        .sql("fulfillment")
+        .query("SELECT count(*)::int AS n FROM shipment_events e JOIN shipments s USING (shipment_id) WHERE s.order_id = $1", [order.orderId]);
       const m = await metrics("fulfillment");
       return m.sum("meshcart_fulfillment_events_total", { kind: "confirmed", outcome: "duplicate" }) >= 2 ? rows : undefined;
     });
-    const { rows } = await shop.sql("fulfillment").query("SELECT count(*)::int AS n FROM shipment_events e JOIN shipments s USING (shipment_id) WHERE s.order_id = $1 AND e.type = 'CREATED'", [order.orderId]);
+    const { rows } = await shop
+      .sql("fulfillment")
+      .query("SELECT count(*)::int AS n FROM shipment_events e JOIN shipments s USING (shipment_id) WHERE s.order_id = $1 AND e.type = 'CREATED'", [
+        order.orderId,
+      ]);
     expect(rows).toEqual([{ n: 1 }]);
   });
 });
@@ -155,7 +167,9 @@ describe("a poison message", () => {
     const poison = new TextEncoder().encode("not an order event");
     const ack = await jetstream(probe.connection).publish("meshcart.orders.confirmed", poison, { msgID: unique("poison") });
     const letter = await eventually("the dead letter", async () => {
-      const { rows } = await shop.sql("fulfillment").query("SELECT stream_sequence, subject, attempts, reason FROM dead_letters WHERE stream_sequence = $1", [ack.seq]);
+      const { rows } = await shop
+        .sql("fulfillment")
+        .query("SELECT stream_sequence, subject, attempts, reason FROM dead_letters WHERE stream_sequence = $1", [ack.seq]);
       return rows[0];
     });
     expect(letter).toMatchObject({ subject: "meshcart.orders.confirmed", attempts: MAX_DELIVERIES });

@@ -29,11 +29,14 @@ beforeAll(async () => {
   shop = await Shop.start({ prefix: "events_metrics" });
   const storefront = storefrontOf(shop);
   const place = async (customer: string, paymentMethod: string) =>
-    (await storefront.placeOrder({ requestId: unique("req"), items: [{ sku: "MESH-MUG", quantity: 1 }], paymentMethod }, { metadata: await as(customer) })).order!;
+    (await storefront.placeOrder({ requestId: unique("req"), items: [{ sku: "MESH-MUG", quantity: 1 }], paymentMethod }, { metadata: await as(customer) }))
+      .order!;
   const shipped = await place("metrics-a", "pm_card_visa");
   const cancelled = await place("metrics-b", "pm_card_visa");
   await place("metrics-c", "pm_card_declined");
-  await eventually("the first shipment shipped", async () => ((await fulfillmentOf(shop).getShipment({ orderId: shipped.orderId })).shipment?.state === ShipmentState.SHIPMENT_STATE_SHIPPED ? true : undefined));
+  await eventually("the first shipment shipped", async () =>
+    (await fulfillmentOf(shop).getShipment({ orderId: shipped.orderId })).shipment?.state === ShipmentState.SHIPMENT_STATE_SHIPPED ? true : undefined,
+  );
   await eventually("the second shipment", async () => (await fulfillmentOf(shop).getShipment({ orderId: cancelled.orderId })).shipment);
   await storefront.cancelOrder({ orderId: cancelled.orderId, reason: "metrics" }, { metadata: await as("metrics-b") });
   await eventually("every event applied", async () => ((await shop.verify()).pending.length === 0 ? true : undefined));
@@ -65,7 +68,12 @@ describe("the event path's metrics", () => {
         fulfillment.sum("meshcart_fulfillment_events_total", { kind: "cancelled", outcome: "cancel_too_late" }),
     ).toBe(1);
     expect(fulfillment.sum("meshcart_fulfillment_shipments")).toBe(2);
-    expect(fulfillment.samples("meshcart_fulfillment_shipments").map((s) => s.labels.state).sort()).toEqual(["CANCELLED", "PACKED", "PENDING", "SHIPPED"]);
+    expect(
+      fulfillment
+        .samples("meshcart_fulfillment_shipments")
+        .map((s) => s.labels.state)
+        .sort(),
+    ).toEqual(["CANCELLED", "PACKED", "PENDING", "SHIPPED"]);
     expect(fulfillment.sum("meshcart_fulfillment_dead_letters_total")).toBe(0);
     expect(fulfillment.sum("meshcart_fulfillment_consumer_pending_messages")).toBe(0);
     expect(fulfillment.sum("meshcart_fulfillment_broker_connected")).toBe(1);

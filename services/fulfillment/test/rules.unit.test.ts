@@ -112,16 +112,37 @@ describe("reading an order event off the wire", () => {
 
   it("reads a confirmation and a cancellation", () => {
     expect(readEvent({ subject: "meshcart.orders.confirmed", data: encode({ payload: confirmation }) })).toEqual({ fact: confirmed, occurredAt: now });
-    expect(readEvent({ subject: "meshcart.orders.cancelled", data: encode({ eventId: "ord_1.8", payload: { $case: "cancelled", value: { reason: "changed my mind" } } }) }).fact).toEqual(cancelled);
+    expect(
+      readEvent({
+        subject: "meshcart.orders.cancelled",
+        data: encode({ eventId: "ord_1.8", payload: { $case: "cancelled", value: { reason: "changed my mind" } } }),
+      }).fact,
+    ).toEqual(cancelled);
   });
 
   it.each([
-    ["bytes that are not an OrderEvent", { subject: "meshcart.orders.confirmed", data: new Uint8Array([0xff, 0xff, 0xff]) }, /not a meshcart.events.v1.OrderEvent/],
+    [
+      "bytes that are not an OrderEvent",
+      { subject: "meshcart.orders.confirmed", data: new Uint8Array([0xff, 0xff, 0xff]) },
+      /not a meshcart.events.v1.OrderEvent/,
+    ],
     ["an event without an id", { subject: "meshcart.orders.confirmed", data: encode({ eventId: "", payload: confirmation }) }, /event_id is empty/],
     ["an event without a payload", { subject: "meshcart.orders.confirmed", data: encode({}) }, /no payload/],
-    ["a payload on the wrong subject", { subject: "meshcart.orders.cancelled", data: encode({ payload: confirmation }) }, /a confirmed event on meshcart.orders.cancelled/],
-    ["a confirmation without lines", { subject: "meshcart.orders.confirmed", data: encode({ payload: { ...confirmation, value: { ...confirmation.value, lines: [] } } }) }, /without lines/],
-    ["a kind fulfillment does not act on", { subject: "meshcart.orders.rejected", data: encode({ payload: { $case: "rejected", value: { reason: "declined" } } }) }, /does not act on rejected/],
+    [
+      "a payload on the wrong subject",
+      { subject: "meshcart.orders.cancelled", data: encode({ payload: confirmation }) },
+      /a confirmed event on meshcart.orders.cancelled/,
+    ],
+    [
+      "a confirmation without lines",
+      { subject: "meshcart.orders.confirmed", data: encode({ payload: { ...confirmation, value: { ...confirmation.value, lines: [] } } }) },
+      /without lines/,
+    ],
+    [
+      "a kind fulfillment does not act on",
+      { subject: "meshcart.orders.rejected", data: encode({ payload: { $case: "rejected", value: { reason: "declined" } } }) },
+      /does not act on rejected/,
+    ],
   ])("refuses %s as an event that can never be applied", (_what, message, why) => {
     expect(() => readEvent(message)).toThrow(InvalidEventError);
     expect(() => readEvent(message)).toThrow(why);

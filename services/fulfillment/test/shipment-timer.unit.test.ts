@@ -25,7 +25,14 @@ afterEach(() => {
 function timerOver(due: { inMs: number | undefined }) {
   const store = { nextDueInMs: vi.fn(async () => due.inMs), advanceOne: vi.fn(async () => undefined) };
   const metrics = { steps: { inc: vi.fn() } } as unknown as FulfillmentMetrics;
-  const timer = shipmentTimer(store as unknown as ShipmentStore, { packAfterMs: 0, shipAfterMs: 0 }, { pendingMs: 1_000, idleMs: 60_000 }, new ShipmentChanges(), metrics, logger);
+  const timer = shipmentTimer(
+    store as unknown as ShipmentStore,
+    { packAfterMs: 0, shipAfterMs: 0 },
+    { pendingMs: 1_000, idleMs: 60_000 },
+    new ShipmentChanges(),
+    metrics,
+    logger,
+  );
   const stop = new AbortController();
   const running = timer.run(stop.signal);
   return {

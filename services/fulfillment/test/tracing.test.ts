@@ -50,7 +50,9 @@ describe("an order's trace across the broker", () => {
       { metadata },
     );
     const orderId = order!.orderId;
-    await eventually("the shipment to be shipped", async () => ((await fulfillmentOf(shop).getShipment({ orderId })).shipment?.trackingNumber ? true : undefined));
+    await eventually("the shipment to be shipped", async () =>
+      (await fulfillmentOf(shop).getShipment({ orderId })).shipment?.trackingNumber ? true : undefined,
+    );
 
     const trace = await receiver.waitFor("fulfillment's handling in the order's trace", (spans) => {
       const mine = spans.filter((s) => s.traceId === traceId);

@@ -342,15 +342,7 @@ export class Inventory {
       created: Omit<ReservationRow, "lines"> | null;
       lines: PricedLine[];
       verdict: { all_found: boolean; all_enough: boolean; one_currency: boolean; currency_code: string | null; total: number };
-    }>(RESERVE, [
-      reservationId,
-      items.map((i) => i.sku),
-      items.map((i) => i.quantity),
-      digest,
-      ttlMs,
-      bounds.minMinor ?? null,
-      bounds.maxMinor ?? null,
-    ]);
+    }>(RESERVE, [reservationId, items.map((i) => i.sku), items.map((i) => i.quantity), digest, ttlMs, bounds.minMinor ?? null, bounds.maxMinor ?? null]);
     const result = rows[0]!;
     if (result.existing) return replayed(reservationId, result.existing, digest);
     if (result.created) {
@@ -408,10 +400,12 @@ export class Inventory {
   }
 
   async restock(restockId: string, sku: string, quantity: number): Promise<Product> {
-    const query = () => this.db.query<ProductRow & { outcome: "delivered" | "earlier"; previous_sku: string | null; previous_quantity: number | null }>(
-      RESTOCK,
-      [restockId, sku, quantity],
-    );
+    const query = () =>
+      this.db.query<ProductRow & { outcome: "delivered" | "earlier"; previous_sku: string | null; previous_quantity: number | null }>(RESTOCK, [
+        restockId,
+        sku,
+        quantity,
+      ]);
     let { rows } = await query();
     // A racing delivery with the same id won: read it now that it is committed.
     if (rows.length === 0) ({ rows } = await query());

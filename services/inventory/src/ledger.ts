@@ -142,9 +142,7 @@ export function ledgerViolations(stock: StockCounters): string[] {
     if (!Number.isSafeInteger(value) || value < 0) problems.push(`${name} is ${value}`);
   }
   if (stock.initial + stock.restocked !== stock.onHand + stock.sold) {
-    problems.push(
-      `initial + restocked (${stock.initial + stock.restocked}) != on_hand + sold (${stock.onHand + stock.sold})`,
-    );
+    problems.push(`initial + restocked (${stock.initial + stock.restocked}) != on_hand + sold (${stock.onHand + stock.sold})`);
   }
   if (stock.reserved > stock.onHand) problems.push(`reserved (${stock.reserved}) > on_hand (${stock.onHand})`);
   return problems;
@@ -174,10 +172,7 @@ export function decide(state: ReservationState, action: ReservationAction, holdE
       if (state === "RELEASED" || state === "EXPIRED") return { kind: "replay" };
       return {
         kind: "refuse",
-        reason:
-          state === "COMMITTED"
-            ? "reservation is committed: return its stock instead"
-            : `reservation is ${state.toLowerCase()} and cannot be released`,
+        reason: state === "COMMITTED" ? "reservation is committed: return its stock instead" : `reservation is ${state.toLowerCase()} and cannot be released`,
       };
     case "return":
       if (state === "COMMITTED") return { kind: "apply", to: "RETURNED" };

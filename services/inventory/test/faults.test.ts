@@ -2,11 +2,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClientError, Status, createChannel, createClient, type Channel } from "nice-grpc";
-import {
-  InventoryServiceDefinition,
-  ReservationState,
-  type InventoryServiceClient,
-} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { InventoryServiceDefinition, ReservationState, type InventoryServiceClient } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { freePort } from "../../../dev/src/net.js";
 import { startService, type ServiceProcess } from "../../../dev/src/processes.js";
 import { parseExposition } from "../../../dev/src/testing/prometheus.js";

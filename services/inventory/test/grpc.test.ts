@@ -2,12 +2,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createChannel, createClientFactory, Status, type Channel } from "nice-grpc";
-import {
-  BadRequest,
-  PreconditionFailure,
-  RichClientError,
-  errorDetailsClientMiddleware,
-} from "nice-grpc-error-details";
+import { BadRequest, PreconditionFailure, RichClientError, errorDetailsClientMiddleware } from "nice-grpc-error-details";
 import { HealthDefinition } from "nice-grpc-server-health";
 import { createTestDatabase, type TestDatabase } from "../../../dev/src/testing/database.js";
 import { startService, type ServiceProcess } from "../../../dev/src/processes.js";
@@ -98,9 +93,7 @@ async function refusal(call: Promise<unknown>): Promise<Refusal> {
   const extra = error instanceof RichClientError ? error.extra : [];
   return {
     code: code as Status,
-    fields: extra
-      .filter((d): d is BadRequest => d.$type === BadRequest.$type)
-      .flatMap((d) => d.fieldViolations.map((v) => v.field)),
+    fields: extra.filter((d): d is BadRequest => d.$type === BadRequest.$type).flatMap((d) => d.fieldViolations.map((v) => v.field)),
     preconditions: extra
       .filter((d): d is PreconditionFailure => d.$type === PreconditionFailure.$type)
       .flatMap((d) => d.violations.map((v) => ({ type: v.type, subject: v.subject }))),
@@ -243,9 +236,7 @@ describe("ReserveStock", () => {
   });
 
   it("honours a TTL the caller names", async () => {
-    const { reservation } = await client.reserveStock(
-      reserveRequest([{ sku: "MESH-TSHIRT", quantity: 1 }], { ttl: { seconds: 45, nanos: 0 } }),
-    );
+    const { reservation } = await client.reserveStock(reserveRequest([{ sku: "MESH-TSHIRT", quantity: 1 }], { ttl: { seconds: 45, nanos: 0 } }));
     expect(reservation!.expiresAt!.getTime() - reservation!.createdAt!.getTime()).toBe(45_000);
   });
 
@@ -261,9 +252,7 @@ describe("ReserveStock", () => {
   it("ALREADY_EXISTS for a used id with other items, and nothing changes", async () => {
     const request = reserveRequest([{ sku: "MESH-CAP", quantity: 1 }]);
     const { reservation } = await client.reserveStock(request);
-    const result = await refusedWithoutEffect(() =>
-      client.reserveStock({ ...request, items: [{ sku: "MESH-CAP", quantity: 2 }] }),
-    );
+    const result = await refusedWithoutEffect(() => client.reserveStock({ ...request, items: [{ sku: "MESH-CAP", quantity: 2 }] }));
     expect(result.code).toBe(Status.ALREADY_EXISTS);
     expect((await client.getReservation({ reservationId: request.reservationId })).reservation).toEqual(reservation);
   });
@@ -305,7 +294,9 @@ describe("ReserveStock", () => {
       expect((await refusal(client.getReservation({ reservationId: request.reservationId }))).code).toBe(Status.NOT_FOUND);
     }
     // The bounds themselves are accepted.
-    const { reservation } = await client.reserveStock(reserveRequest([{ sku: "MESH-MUG", quantity: 3 }], { minTotalMinorUnits: 3 * price, maxTotalMinorUnits: 3 * price }));
+    const { reservation } = await client.reserveStock(
+      reserveRequest([{ sku: "MESH-MUG", quantity: 3 }], { minTotalMinorUnits: 3 * price, maxTotalMinorUnits: 3 * price }),
+    );
     expect(reservation!.total!.minorUnits).toBe(3 * price);
     await client.releaseReservation({ reservationId: reservation!.reservationId });
   });
@@ -367,7 +358,14 @@ describe("ReserveStock", () => {
     },
     {
       name: "several problems at once",
-      request: () => reserveRequest([{ sku: "MESH-TSHIRT", quantity: 0 }, { sku: "x y", quantity: 5000 }], { reservationId: "" }),
+      request: () =>
+        reserveRequest(
+          [
+            { sku: "MESH-TSHIRT", quantity: 0 },
+            { sku: "x y", quantity: 5000 },
+          ],
+          { reservationId: "" },
+        ),
       fields: ["reservation_id", "items[0].quantity", "items[1].sku", "items[1].quantity"],
     },
   ];
@@ -384,7 +382,10 @@ describe("ReserveStock", () => {
     const big = await client.reserveStock(reserveRequest([{ sku: "MESH-NOTEBOOK", quantity: 1000 }], { reservationId: "r".repeat(127) + "z" }));
     expect(big.reservation!.lines[0]!.quantity).toBe(1000);
     await client.releaseReservation({ reservationId: big.reservation!.reservationId });
-    for (const ttl of [{ seconds: 1, nanos: 0 }, { seconds: 3600, nanos: 0 }]) {
+    for (const ttl of [
+      { seconds: 1, nanos: 0 },
+      { seconds: 3600, nanos: 0 },
+    ]) {
       const { reservation } = await client.reserveStock(reserveRequest([{ sku: "MESH-NOTEBOOK", quantity: 1 }], { ttl }));
       await client.releaseReservation({ reservationId: reservation!.reservationId });
     }
@@ -437,9 +438,7 @@ describe("commit, release, return", () => {
 
   it("ReturnStock of a held reservation is FAILED_PRECONDITION", async () => {
     const { reservation } = await client.reserveStock(reserveRequest([{ sku: "MESH-SOCKS", quantity: 1 }]));
-    expect((await refusedWithoutEffect(() => client.returnStock({ reservationId: reservation!.reservationId }))).code).toBe(
-      Status.FAILED_PRECONDITION,
-    );
+    expect((await refusedWithoutEffect(() => client.returnStock({ reservationId: reservation!.reservationId }))).code).toBe(Status.FAILED_PRECONDITION);
   });
 
   it("NOT_FOUND for an unknown reservation on every call", async () => {
@@ -483,9 +482,7 @@ describe("Restock", () => {
   });
 
   it("NOT_FOUND for an unknown SKU, and nothing is written", async () => {
-    expect((await refusedWithoutEffect(() => client.restock({ restockId: newId("rst"), sku: "NO-SUCH-SKU", quantity: 1 }))).code).toBe(
-      Status.NOT_FOUND,
-    );
+    expect((await refusedWithoutEffect(() => client.restock({ restockId: newId("rst"), sku: "NO-SUCH-SKU", quantity: 1 }))).code).toBe(Status.NOT_FOUND);
   });
 
   it.each([
@@ -497,9 +494,7 @@ describe("Restock", () => {
     { name: "a malformed SKU", request: { sku: "MESH MUG" }, fields: ["sku"] },
     { name: "everything wrong", request: { restockId: "a b", sku: "", quantity: 0 }, fields: ["restock_id", "sku", "quantity"] },
   ])("INVALID_ARGUMENT for $name, and nothing is written", async ({ request, fields }) => {
-    const result = await refusedWithoutEffect(() =>
-      client.restock({ restockId: newId("rst"), sku: "MESH-BOTTLE", quantity: 1, ...request }),
-    );
+    const result = await refusedWithoutEffect(() => client.restock({ restockId: newId("rst"), sku: "MESH-BOTTLE", quantity: 1, ...request }));
     expect(result.code).toBe(Status.INVALID_ARGUMENT);
     expect(result.fields.sort()).toEqual([...fields].sort());
   });
@@ -510,9 +505,7 @@ describe("Restock", () => {
 describe("expiry", () => {
   it("the service releases a hold whose TTL ran out, and it can no longer be committed", async () => {
     const before = await stock("MESH-HOODIE");
-    const { reservation } = await client.reserveStock(
-      reserveRequest([{ sku: "MESH-HOODIE", quantity: 3 }], { ttl: { seconds: 1, nanos: 0 } }),
-    );
+    const { reservation } = await client.reserveStock(reserveRequest([{ sku: "MESH-HOODIE", quantity: 3 }], { ttl: { seconds: 1, nanos: 0 } }));
     const reservationId = reservation!.reservationId;
     expect(await stock("MESH-HOODIE")).toMatchObject({ reserved: before.reserved + 3 });
 

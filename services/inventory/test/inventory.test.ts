@@ -67,17 +67,13 @@ async function stockOf(sku: string): Promise<StockCounters> {
 
 /** Moves a reservation's deadline into the past, as if its TTL ran out. */
 async function backdate(reservationId: string): Promise<void> {
-  const result = await db.query("UPDATE reservations SET expires_at = now() - interval '1 second' WHERE reservation_id = $1", [
-    reservationId,
-  ]);
+  const result = await db.query("UPDATE reservations SET expires_at = now() - interval '1 second' WHERE reservation_id = $1", [reservationId]);
   expect(result.rowCount).toBe(1);
 }
 
 async function reservationRows(reservationId: string): Promise<{ reservations: number; lines: number }> {
   const r = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM reservations WHERE reservation_id = $1", [reservationId]);
-  const l = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM reservation_lines WHERE reservation_id = $1", [
-    reservationId,
-  ]);
+  const l = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM reservation_lines WHERE reservation_id = $1", [reservationId]);
   return { reservations: r.rows[0]!.n, lines: l.rows[0]!.n };
 }
 
@@ -192,9 +188,7 @@ describe("catalogue", () => {
   it("seed leaves existing products as they are", async () => {
     const sku = await addProduct(10, 500);
     await inventory.reserve(unique("seed"), [{ sku, quantity: 4 }], 60_000);
-    const added = await inventory.seed([
-      { sku, name: "other", description: "", currencyCode: "EUR", unitPriceMinor: 1, initialStock: 999 },
-    ]);
+    const added = await inventory.seed([{ sku, name: "other", description: "", currencyCode: "EUR", unitPriceMinor: 1, initialStock: 999 }]);
     expect(added).toBe(0);
     const product = await inventory.getProduct(sku);
     expect(product.unitPriceMinor).toBe(500);
@@ -408,12 +402,7 @@ describe("reserve", () => {
 
   it("an unknown reservation is NotFoundError for every call", async () => {
     const id = unique("missing");
-    for (const call of [
-      () => inventory.getReservation(id),
-      () => inventory.commit(id),
-      () => inventory.release(id),
-      () => inventory.returnStock(id),
-    ]) {
+    for (const call of [() => inventory.getReservation(id), () => inventory.commit(id), () => inventory.release(id), () => inventory.returnStock(id)]) {
       const error = await rejection(call());
       expect(error).toBeInstanceOf(NotFoundError);
       expect(error).toMatchObject({ resource: "reservation", id });
@@ -625,10 +614,7 @@ describe("concurrency", () => {
     expect(rejected).toHaveLength(30);
     for (const error of rejected) expect(error).toBeInstanceOf(RefusedError);
     expect(await stockOf(sku)).toEqual({ initial: 10, restocked: 0, onHand: 10, reserved: 10, sold: 0 });
-    const { rows } = await db.query<{ n: number }>(
-      "SELECT count(*)::int AS n FROM reservation_lines WHERE sku = $1",
-      [sku],
-    );
+    const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM reservation_lines WHERE sku = $1", [sku]);
     expect(rows[0]!.n).toBe(10);
   });
 
@@ -674,9 +660,7 @@ describe("concurrency", () => {
   it("10 racing duplicates of a reserve hold once", async () => {
     const sku = await addProduct(10, 100);
     const id = unique("dup");
-    const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => via(i).reserve(id, [{ sku, quantity: 4 }], 60_000)),
-    );
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => via(i).reserve(id, [{ sku, quantity: 4 }], 60_000)));
     for (const r of results) expect(r).toEqual(results[0]);
     expect(await stockOf(sku)).toMatchObject({ reserved: 4 });
     expect(await reservationRows(id)).toEqual({ reservations: 1, lines: 1 });
@@ -685,9 +669,7 @@ describe("concurrency", () => {
   it("racing reserves of one id with two different payloads: one wins, the others get ConflictError", async () => {
     const sku = await addProduct(100);
     const id = unique("dup");
-    const results = await Promise.allSettled(
-      Array.from({ length: 10 }, (_, i) => via(i).reserve(id, [{ sku, quantity: i % 2 === 0 ? 2 : 3 }], 60_000)),
-    );
+    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => via(i).reserve(id, [{ sku, quantity: i % 2 === 0 ? 2 : 3 }], 60_000)));
     const won = (await inventory.getReservation(id)).lines[0]!.quantity;
     results.forEach((r, i) => {
       if ((i % 2 === 0 ? 2 : 3) === won) expect(r.status).toBe("fulfilled");
@@ -759,9 +741,7 @@ describe("concurrency", () => {
       }
     });
     expect(await stockOf(sku)).toEqual(
-      final === "COMMITTED"
-        ? { initial: 10, restocked: 0, onHand: 6, reserved: 0, sold: 4 }
-        : { initial: 10, restocked: 0, onHand: 10, reserved: 0, sold: 0 },
+      final === "COMMITTED" ? { initial: 10, restocked: 0, onHand: 6, reserved: 0, sold: 4 } : { initial: 10, restocked: 0, onHand: 10, reserved: 0, sold: 0 },
     );
   });
 
@@ -818,11 +798,8 @@ describe("concurrency", () => {
       await other.query("SELECT 1 FROM products WHERE sku = $1 FOR UPDATE", [first]);
       call = act(new Inventory(pool));
       call.catch(() => undefined); // awaited below
-      for (const deadline = Date.now() + 20_000; ; ) {
-        const { rowCount } = await db.query(
-          "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
-          [name],
-        );
+      for (const deadline = Date.now() + 20_000; ;) {
+        const { rowCount } = await db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [name]);
         if (rowCount) break;
         if (Date.now() > deadline) throw new Error("the call never waited for the locked product");
         await sleep(20);
@@ -902,11 +879,7 @@ describe("concurrency", () => {
     const ids = Array.from({ length: 10 }, () => unique("late"));
     for (const id of ids) await inventory.reserve(id, [{ sku, quantity: 3 }], 60_000);
     await db.query("UPDATE reservations SET expires_at = now() - interval '1 second' WHERE reservation_id = ANY($1::text[])", [ids]);
-    const results = await Promise.allSettled([
-      ...ids.map((id, i) => via(i).commit(id)),
-      replica.expireDue(100),
-      inventory.expireDue(100),
-    ]);
+    const results = await Promise.allSettled([...ids.map((id, i) => via(i).commit(id)), replica.expireDue(100), inventory.expireDue(100)]);
     const commits = results.slice(0, ids.length);
     for (const r of commits) {
       expect(r.status).toBe("rejected");

@@ -145,7 +145,10 @@ describe("decide", () => {
   const actions: ReservationAction[] = ["commit", "release", "return"];
 
   /** The full table: [state, action, holdExpired] → expected kind (and target state). */
-  const expected: Record<ReservationAction, Record<ReservationState, [Decision["kind"] | `apply:${ReservationState}`, Decision["kind"] | `apply:${ReservationState}`]>> = {
+  const expected: Record<
+    ReservationAction,
+    Record<ReservationState, [Decision["kind"] | `apply:${ReservationState}`, Decision["kind"] | `apply:${ReservationState}`]>
+  > = {
     //            [not expired,          expired]
     commit: {
       HELD: ["apply:COMMITTED", "expire"],
@@ -171,9 +174,7 @@ describe("decide", () => {
     },
   };
 
-  const cases = states.flatMap((state) =>
-    actions.flatMap((action) => [false, true].map((expired) => ({ state, action, expired }))),
-  );
+  const cases = states.flatMap((state) => actions.flatMap((action) => [false, true].map((expired) => ({ state, action, expired }))));
 
   it("covers all 30 combinations", () => {
     expect(cases).toHaveLength(30);
@@ -202,10 +203,7 @@ describe("decide", () => {
 
 describe("ledger properties", () => {
   type Hold = { quantity: number; state: "HELD" | "COMMITTED" | "RELEASED" | "RETURNED" };
-  type Step =
-    | { op: "reserve"; quantity: number }
-    | { op: "commit" | "release" | "return"; pick: number }
-    | { op: "restock"; quantity: number };
+  type Step = { op: "reserve"; quantity: number } | { op: "commit" | "release" | "return"; pick: number } | { op: "restock"; quantity: number };
 
   const step: fc.Arbitrary<Step> = fc.oneof(
     fc.record({ op: fc.constant("reserve" as const), quantity: fc.integer({ min: 1, max: 40 }) }),

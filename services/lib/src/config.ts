@@ -18,10 +18,7 @@ export class ConfigError extends Error {
 
 const SECRET_NAME = /SECRET|PASSWORD|TOKEN/;
 
-export function loadConfig<S extends ConfigShape>(
-  shape: S,
-  env: Record<string, string | undefined> = process.env,
-): Config<S> {
+export function loadConfig<S extends ConfigShape>(shape: S, env: Record<string, string | undefined> = process.env): Config<S> {
   const input: Record<string, string | undefined> = {};
   for (const key of Object.keys(shape)) {
     // An empty variable means "not set": Kubernetes and shells produce them
@@ -78,9 +75,7 @@ export function text(fallback?: string) {
 }
 
 export function postgresUrl() {
-  return z
-    .string({ error: "must be set to a postgres:// URL" })
-    .refine((v) => /^postgres(ql)?:\/\/.+/.test(v), "must be a postgres:// URL");
+  return z.string({ error: "must be set to a postgres:// URL" }).refine((v) => /^postgres(ql)?:\/\/.+/.test(v), "must be a postgres:// URL");
 }
 
 export const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -99,24 +94,16 @@ export const serviceConfig = {
     .describe(`Log level: ${logLevels.join(", ")}.`),
   SERVICE_VERSION: text("dev").describe("Version reported in logs, traces and responses (served_by)."),
   DEPLOYMENT_ENVIRONMENT: text("local").describe("Environment name reported in logs and traces."),
-  POD_NAME: text()
-    .optional()
-    .describe("This instance's name (the pod name in Kubernetes): payment's served_by, order's saga leases; host-based when unset."),
-  POD_NAMESPACE: text()
-    .optional()
-    .describe("The Kubernetes namespace (downward API), reported in traces as k8s.namespace.name."),
+  POD_NAME: text().optional().describe("This instance's name (the pod name in Kubernetes): payment's served_by, order's saga leases; host-based when unset."),
+  POD_NAMESPACE: text().optional().describe("The Kubernetes namespace (downward API), reported in traces as k8s.namespace.name."),
   // At least 64 KiB: reflection answers (grpcurl describe) must fit.
   GRPC_MAX_MESSAGE_BYTES: integer(64 * 1024, 64 * 1024 * 1024, 1024 * 1024).describe(
     "Largest gRPC message accepted or sent, in bytes; larger ones are refused with RESOURCE_EXHAUSTED.",
   ),
   // Kubernetes and the mesh need a moment to stop routing to a terminating
   // pod; calls that still arrive meanwhile are served, not refused.
-  SHUTDOWN_DRAIN_DELAY_MS: integer(0, 60_000, 0).describe(
-    "After SIGTERM, how long to keep serving while reporting not ready.",
-  ),
-  SHUTDOWN_TIMEOUT_MS: integer(100, 120_000, 10_000).describe(
-    "Upper bound for in-flight calls to finish after the drain delay; then they are cancelled.",
-  ),
+  SHUTDOWN_DRAIN_DELAY_MS: integer(0, 60_000, 0).describe("After SIGTERM, how long to keep serving while reporting not ready."),
+  SHUTDOWN_TIMEOUT_MS: integer(100, 120_000, 10_000).describe("Upper bound for in-flight calls to finish after the drain delay; then they are cancelled."),
 } satisfies ConfigShape;
 
 /** Variables of a service that owns a database. */
@@ -124,7 +111,5 @@ export const databaseConfig = {
   DATABASE_URL: postgresUrl().describe("The service's own Postgres database (required)."),
   DB_POOL_MAX: integer(1, 100, 10).describe("Connections in the pool."),
   DB_STATEMENT_TIMEOUT_MS: integer(100, 600_000, 5_000).describe("Server-side bound for any one statement."),
-  DB_HEALTH_INTERVAL_MS: integer(100, 60_000, 1_000).describe(
-    "How often the database is pinged; health and readiness follow the answer.",
-  ),
+  DB_HEALTH_INTERVAL_MS: integer(100, 60_000, 1_000).describe("How often the database is pinged; health and readiness follow the answer."),
 } satisfies ConfigShape;

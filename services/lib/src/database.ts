@@ -30,11 +30,7 @@ export function statement(name: string, text: string): Statement {
 }
 
 /** Runs a statement (prepared when it is a Statement) on a pool or on a transaction's client. */
-export function execute<R extends pg.QueryResultRow = pg.QueryResultRow>(
-  sql: Sql,
-  query: string | Statement,
-  values?: unknown[],
-): Promise<pg.QueryResult<R>> {
+export function execute<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: Sql, query: string | Statement, values?: unknown[]): Promise<pg.QueryResult<R>> {
   return typeof query === "string" ? sql.query<R>(query, values) : sql.query<R>({ name: query.name, text: query.text, values });
 }
 
@@ -75,14 +71,25 @@ const RETRYABLE_TRANSACTION_CODES = new Set(["40001", "40P01"]);
  * request is wrong: they become UNAVAILABLE so a caller may retry.
  */
 const TRANSIENT_CODES = new Set([
-  "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENOTFOUND", "EAI_AGAIN",
-  "57P01", "57P02", "57P03", "53300", "57014", "08000", "08001", "08003", "08004", "08006",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "57P01",
+  "57P02",
+  "57P03",
+  "53300",
+  "57014",
+  "08000",
+  "08001",
+  "08003",
+  "08004",
+  "08006",
 ]);
-const TRANSIENT_MESSAGES = [
-  "Connection terminated",
-  "Client has encountered a connection error",
-  "Connection closed",
-];
+const TRANSIENT_MESSAGES = ["Connection terminated", "Client has encountered a connection error", "Connection closed"];
 
 /**
  * pg-pool's answer when every connection of the pool stayed in use for its
@@ -168,10 +175,7 @@ export class Database {
    * with a short jittered backoff: `work` must therefore be free of side
    * effects outside the database.
    */
-  async transaction<T>(
-    work: (client: pg.PoolClient) => Promise<T>,
-    options: { isolation?: Isolation; attempts?: number } = {},
-  ): Promise<T> {
+  async transaction<T>(work: (client: pg.PoolClient) => Promise<T>, options: { isolation?: Isolation; attempts?: number } = {}): Promise<T> {
     const isolation = options.isolation ?? "read committed";
     const attempts = options.attempts ?? 8;
     for (let attempt = 1; ; attempt++) {

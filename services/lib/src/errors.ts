@@ -52,11 +52,7 @@ export type PreconditionViolation = Pick<PreconditionFailure_Violation, "type" |
 
 /** A business refusal: the request was well formed but cannot be done now. */
 export function failedPrecondition(message: string, violations: PreconditionViolation[] = []): RichServerError {
-  return new RichServerError(
-    Status.FAILED_PRECONDITION,
-    message,
-    violations.length ? [PreconditionFailure.fromPartial({ violations })] : [],
-  );
+  return new RichServerError(Status.FAILED_PRECONDITION, message, violations.length ? [PreconditionFailure.fromPartial({ violations })] : []);
 }
 
 /** An idempotency key reused with a different payload. */

@@ -66,14 +66,8 @@ function milliseconds() {
 
 const ruleObject = z
   .strictObject({
-    rate: z
-      .number({ error: "must be a number from 0 to 1" })
-      .min(0, "must be a number from 0 to 1")
-      .max(1, "must be a number from 0 to 1")
-      .default(0),
-    code: z
-      .enum(FAULT_CODES, { error: `must be a gRPC status name: ${FAULT_CODES.join(", ")}` })
-      .default("UNAVAILABLE"),
+    rate: z.number({ error: "must be a number from 0 to 1" }).min(0, "must be a number from 0 to 1").max(1, "must be a number from 0 to 1").default(0),
+    code: z.enum(FAULT_CODES, { error: `must be a gRPC status name: ${FAULT_CODES.join(", ")}` }).default("UNAVAILABLE"),
     latencyMs: milliseconds(),
     jitterMs: milliseconds(),
     mode: z.enum(FAULT_MODES, { error: 'must be "before" or "after-commit"' }).default("before"),
@@ -282,10 +276,7 @@ export class FaultInjector {
 
   private announce(by: string): void {
     const active = Object.keys(this.rules).length > 0;
-    this.logger[active ? "warn" : "info"](
-      { faults: this.rules, by },
-      active ? `fault injection on: ${describeRules(this.rules)}` : "fault injection off",
-    );
+    this.logger[active ? "warn" : "info"]({ faults: this.rules, by }, active ? `fault injection on: ${describeRules(this.rules)}` : "fault injection off");
   }
 
   /** The rule for a call's method path; undefined for methods that are not the service's (health, reflection). */
@@ -391,10 +382,7 @@ export interface FaultControl {
  *
  * Answers are JSON: the replica's state, or {"error", "problems"} with 400.
  */
-export async function startFaultControl(
-  injector: FaultInjector,
-  options: { port: number; host?: string; logger: Logger },
-): Promise<FaultControl> {
+export async function startFaultControl(injector: FaultInjector, options: { port: number; host?: string; logger: Logger }): Promise<FaultControl> {
   const server = createServer((request, response) => {
     handle(injector, request, response).catch((error: unknown) => {
       options.logger.error({ err: error }, "fault control request failed");

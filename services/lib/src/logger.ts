@@ -45,25 +45,25 @@ export interface LoggerOptions {
  */
 export function createLogger(options: LoggerOptions): Logger {
   const settings = {
-      level: options.level,
-      base: { service: options.service, version: options.version },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-      // Every line written while a request is served (or a saga step
-      // runs) carries its correlation id and the trace and span it belongs
-      // to, without each call site having to pass them.
-      mixin() {
-        if (options.context === false) return {};
-        const request = currentRequest();
-        return {
-          ...(request ? { correlation_id: request.correlationId } : {}),
-          ...(request?.method ? { grpc_method: request.method } : {}),
-          ...activeTraceIds(),
-        };
-      },
-      // Secrets, tokens and payment details never reach a log line, even
-      // when a whole object is logged by mistake.
-      redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
+    level: options.level,
+    base: { service: options.service, version: options.version },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+    // Every line written while a request is served (or a saga step
+    // runs) carries its correlation id and the trace and span it belongs
+    // to, without each call site having to pass them.
+    mixin() {
+      if (options.context === false) return {};
+      const request = currentRequest();
+      return {
+        ...(request ? { correlation_id: request.correlationId } : {}),
+        ...(request?.method ? { grpc_method: request.method } : {}),
+        ...activeTraceIds(),
+      };
+    },
+    // Secrets, tokens and payment details never reach a log line, even
+    // when a whole object is logged by mistake.
+    redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
   } satisfies pino.LoggerOptions;
   // Synchronous writes, so the last lines before an exit are never lost or
   // reordered: pino's default destination is asynchronous, and its exit

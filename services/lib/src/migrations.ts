@@ -52,9 +52,7 @@ export async function migrate(db: Database, directory: string, logger: Logger): 
         checksum text NOT NULL,
         applied_at timestamptz NOT NULL DEFAULT now()
       )`);
-      const { rows } = await client.query<{ version: string; checksum: string; name: string }>(
-        "SELECT version, checksum, name FROM schema_migrations",
-      );
+      const { rows } = await client.query<{ version: string; checksum: string; name: string }>("SELECT version, checksum, name FROM schema_migrations");
       const applied = new Map(rows.map((r) => [r.version, r]));
       const newlyApplied: string[] = [];
       for (const migration of migrations) {

@@ -22,10 +22,7 @@ const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  * makes it visible to logs, outbound calls and the call's span for the
  * rest of the call.
  */
-export async function* requestContextMiddleware<Request, Response>(
-  call: ServerMiddlewareCall<Request, Response>,
-  context: CallContext,
-) {
+export async function* requestContextMiddleware<Request, Response>(call: ServerMiddlewareCall<Request, Response>, context: CallContext) {
   const given = context.metadata.get(CORRELATION_HEADER);
   const correlationId = typeof given === "string" && CORRELATION_ID.test(given) ? given : randomUUID();
   context.header.set(CORRELATION_HEADER, correlationId);
@@ -65,10 +62,7 @@ export async function* traceContextMiddleware<Request, Response>(call: ServerMid
  * runs.
  */
 export function errorBoundaryMiddleware(logger: Logger) {
-  return async function* errorBoundary<Request, Response>(
-    call: ServerMiddlewareCall<Request, Response>,
-    context: CallContext,
-  ) {
+  return async function* errorBoundary<Request, Response>(call: ServerMiddlewareCall<Request, Response>, context: CallContext) {
     const started = performance.now();
     try {
       if (!call.requestStream) refuseUndecodable(call.request);

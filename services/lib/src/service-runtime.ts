@@ -27,7 +27,6 @@ import {
   traceContextMiddleware,
 } from "./server-middleware.js";
 
-
 export interface ServiceRegistration {
   definition: CompatServiceDefinition & { fullName: string };
   // nice-grpc checks implementations against definitions at the call site.
@@ -132,10 +131,7 @@ export async function startServiceRuntime(options: RuntimeOptions): Promise<Serv
     server.add(decodeRequestsSafely(definition), implementation as never);
   }
   server.add(HealthDefinition, HealthServiceImpl(health));
-  server.add(
-    ServerReflectionService,
-    ServerReflection(readFileSync(descriptorSetPath()), [...serviceNames, HealthDefinition.fullName]),
-  );
+  server.add(ServerReflectionService, ServerReflection(readFileSync(descriptorSetPath()), [...serviceNames, HealthDefinition.fullName]));
 
   if (options.database) registerDatabaseMetrics(registry, options.database, () => databaseHealthy);
   const admin = createAdminServer({ live: () => true, ready: isReady }, registry);
@@ -242,12 +238,7 @@ async function drainAndStop(parts: StopParts): Promise<void> {
   logger.info({ duration_ms: Math.round(performance.now() - begun), outcome }, "stopped");
 }
 
-async function watchDatabase(
-  database: Database,
-  intervalMs: number,
-  signal: AbortSignal,
-  report: (healthy: boolean) => void,
-): Promise<void> {
+async function watchDatabase(database: Database, intervalMs: number, signal: AbortSignal, report: (healthy: boolean) => void): Promise<void> {
   while (!signal.aborted) {
     await sleep(intervalMs, signal);
     if (signal.aborted) return;

@@ -28,14 +28,7 @@ import { GrpcInstrumentation } from "@opentelemetry/instrumentation-grpc";
 import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
 import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
 import { NodeSDK } from "@opentelemetry/sdk-node";
-import {
-  AlwaysOffSampler,
-  BatchSpanProcessor,
-  NoopSpanProcessor,
-  type ReadableSpan,
-  type SpanExporter,
-  type SpanProcessor,
-} from "@opentelemetry/sdk-trace";
+import { AlwaysOffSampler, BatchSpanProcessor, NoopSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from "@opentelemetry/sdk-trace";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
 import { logLevels } from "./config.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -159,7 +152,10 @@ function start(service: string, env: Env, logger: Logger): TelemetryState {
 
 /** The span exporter the environment asks for; undefined when spans are not to be exported. */
 function exporterFrom(env: Env, complaints: Complaints): { exporter: CountingExporter; endpoint: string; protocol: string } | undefined {
-  const names = (env.OTEL_TRACES_EXPORTER ?? "").split(",").map((n) => n.trim()).filter(Boolean);
+  const names = (env.OTEL_TRACES_EXPORTER ?? "")
+    .split(",")
+    .map((n) => n.trim())
+    .filter(Boolean);
   if (names.includes("none")) return undefined;
   for (const name of names) {
     if (name !== "otlp") complaints.say(`OTEL_TRACES_EXPORTER "${name}" is not supported here; only otlp and none are`);

@@ -99,11 +99,7 @@ export class Violations {
    * (the contracts' are ITEM_LINES, limits.ts). Field paths follow the proto
    * names, e.g. `items[2].quantity`.
    */
-  itemLines(
-    field: string,
-    items: readonly { sku: string; quantity: number }[],
-    limits: { maxLines: number; maxQuantity: number },
-  ): this {
+  itemLines(field: string, items: readonly { sku: string; quantity: number }[], limits: { maxLines: number; maxQuantity: number }): this {
     if (items.length === 0) return this.add(field, "must contain at least one item");
     if (items.length > limits.maxLines) return this.add(field, `must contain at most ${limits.maxLines} items`);
     const seen = new Set<string>();

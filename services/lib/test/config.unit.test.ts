@@ -1,15 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  ConfigError,
-  boolean,
-  databaseConfig,
-  integer,
-  loadConfig,
-  port,
-  postgresUrl,
-  serviceConfig,
-  text,
-} from "../src/config.js";
+import { ConfigError, boolean, databaseConfig, integer, loadConfig, port, postgresUrl, serviceConfig, text } from "../src/config.js";
 
 /** The ConfigError a load throws; fails the test when nothing is thrown. */
 function configError(load: () => unknown): ConfigError {
@@ -115,12 +105,8 @@ describe("loadConfig", () => {
     expect(error.problems).toHaveLength(7);
     expect(byVariable.get("GRPC_PORT")).toBe('GRPC_PORT: must be an integer from 1 to 65535 (got "abc")');
     expect(byVariable.get("ADMIN_PORT")).toBe('ADMIN_PORT: must be an integer from 1 to 65535 (got "70000")');
-    expect(byVariable.get("LOG_LEVEL")).toBe(
-      'LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent (got "loud")',
-    );
-    expect(byVariable.get("GRPC_MAX_MESSAGE_BYTES")).toBe(
-      `GRPC_MAX_MESSAGE_BYTES: must be an integer from 65536 to ${64 * 1024 * 1024} (got "12.5")`,
-    );
+    expect(byVariable.get("LOG_LEVEL")).toBe('LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent (got "loud")');
+    expect(byVariable.get("GRPC_MAX_MESSAGE_BYTES")).toBe(`GRPC_MAX_MESSAGE_BYTES: must be an integer from 65536 to ${64 * 1024 * 1024} (got "12.5")`);
     expect(byVariable.get("SHUTDOWN_TIMEOUT_MS")).toBe('SHUTDOWN_TIMEOUT_MS: must be an integer from 100 to 120000 (got "10")');
     expect(byVariable.get("DB_POOL_MAX")).toBe('DB_POOL_MAX: must be an integer from 1 to 100 (got "0")');
     expect(byVariable.get("DATABASE_URL")).toBe("DATABASE_URL: must be set to a postgres:// URL (not set)");
@@ -138,25 +124,17 @@ describe("variable kinds", () => {
     expect(loadConfig(shape, { N: "1" }).N).toBe(1);
     expect(loadConfig(shape, { N: "10" }).N).toBe(10);
     for (const bad of ["0", "11", "-3", "2.5", "ten", "NaN"]) {
-      expect(configError(() => loadConfig(shape, { N: bad })).problems).toEqual([
-        `N: must be an integer from 1 to 10 (got ${JSON.stringify(bad)})`,
-      ]);
+      expect(configError(() => loadConfig(shape, { N: bad })).problems).toEqual([`N: must be an integer from 1 to 10 (got ${JSON.stringify(bad)})`]);
     }
-    expect(configError(() => loadConfig({ N: integer(1, 10) }, {})).problems).toEqual([
-      "N: must be an integer from 1 to 10 (not set)",
-    ]);
+    expect(configError(() => loadConfig({ N: integer(1, 10) }, {})).problems).toEqual(["N: must be an integer from 1 to 10 (not set)"]);
   });
 
   it("port: 1 to 65535", () => {
     const shape = { P: port(8080) };
     expect(loadConfig(shape, {}).P).toBe(8080);
     expect(loadConfig(shape, { P: "65535" }).P).toBe(65535);
-    expect(configError(() => loadConfig(shape, { P: "0" })).problems).toEqual([
-      'P: must be an integer from 1 to 65535 (got "0")',
-    ]);
-    expect(configError(() => loadConfig(shape, { P: "65536" })).problems).toEqual([
-      'P: must be an integer from 1 to 65535 (got "65536")',
-    ]);
+    expect(configError(() => loadConfig(shape, { P: "0" })).problems).toEqual(['P: must be an integer from 1 to 65535 (got "0")']);
+    expect(configError(() => loadConfig(shape, { P: "65536" })).problems).toEqual(['P: must be an integer from 1 to 65535 (got "65536")']);
   });
 
   it("boolean: true/false/1/0 only, with its default", () => {
@@ -168,9 +146,7 @@ describe("variable kinds", () => {
     expect(loadConfig({ B: boolean(true) }, { B: "false" }).B).toBe(false);
     expect(loadConfig({ B: boolean(true) }, { B: "0" }).B).toBe(false);
     for (const bad of ["yes", "TRUE", "on", "2"]) {
-      expect(configError(() => loadConfig({ B: boolean(false) }, { B: bad })).problems).toEqual([
-        `B: must be "true" or "false" (got ${JSON.stringify(bad)})`,
-      ]);
+      expect(configError(() => loadConfig({ B: boolean(false) }, { B: bad })).problems).toEqual([`B: must be "true" or "false" (got ${JSON.stringify(bad)})`]);
     }
   });
 
@@ -186,9 +162,7 @@ describe("variable kinds", () => {
     expect(loadConfig({ U: postgresUrl() }, { U: "postgres://u:p@db:5432/x" }).U).toBe("postgres://u:p@db:5432/x");
     expect(loadConfig({ U: postgresUrl() }, { U: "postgresql://db/x" }).U).toBe("postgresql://db/x");
     for (const bad of ["mysql://db/x", "postgres://", "db:5432", "http://postgres://x"]) {
-      expect(configError(() => loadConfig({ U: postgresUrl() }, { U: bad })).problems).toEqual([
-        `U: must be a postgres:// URL (got ${JSON.stringify(bad)})`,
-      ]);
+      expect(configError(() => loadConfig({ U: postgresUrl() }, { U: bad })).problems).toEqual([`U: must be a postgres:// URL (got ${JSON.stringify(bad)})`]);
     }
   });
 

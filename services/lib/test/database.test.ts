@@ -13,10 +13,7 @@ import { Database, execute, isTransientDatabaseError, isUniqueViolation, stateme
 import type { Logger } from "../src/logger.js";
 import { migrate, readMigrations } from "../src/migrations.js";
 import { startServiceRuntime } from "../src/service-runtime.js";
-import {
-  InventoryServiceDefinition,
-  type InventoryServiceImplementation,
-} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { InventoryServiceDefinition, type InventoryServiceImplementation } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { sleep } from "../src/sleep.js";
 import { TcpRelay, capturedLogger, deferred, eventually, freePort, state, type LogLine } from "./helpers.js";
 
@@ -326,12 +323,8 @@ describe("Database", () => {
   });
 
   it("reads bigint columns as numbers, and refuses one beyond the safe integer range", async () => {
-    expect((await db.query("SELECT 42::int8 AS n, -9007199254740991::int8 AS low")).rows).toEqual([
-      { n: 42, low: -9007199254740991 },
-    ]);
-    await expect(db.query("SELECT 9007199254740993::int8 AS n")).rejects.toThrow(
-      "bigint 9007199254740993 exceeds the safe integer range",
-    );
+    expect((await db.query("SELECT 42::int8 AS n, -9007199254740991::int8 AS low")).rows).toEqual([{ n: 42, low: -9007199254740991 }]);
+    await expect(db.query("SELECT 9007199254740993::int8 AS n")).rejects.toThrow("bigint 9007199254740993 exceeds the safe integer range");
     // The connection that read it is still good.
     expect((await db.query("SELECT 1::int8 AS n")).rows).toEqual([{ n: 1 }]);
   });
@@ -467,8 +460,7 @@ describe("a service with a database", () => {
     const health = createClient(HealthDefinition, channel);
     const inventory = createClient(InventoryServiceDefinition, channel);
     const readyz = async () => (await fetch(`http://127.0.0.1:${runtime.adminPort}/readyz`)).status;
-    const statuses = async () =>
-      [(await health.check({ service: "" })).status, (await health.check({ service: InventoryServiceDefinition.fullName })).status];
+    const statuses = async () => [(await health.check({ service: "" })).status, (await health.check({ service: InventoryServiceDefinition.fullName })).status];
     try {
       expect(await readyz()).toBe(200);
       expect(await statuses()).toEqual([HealthCheckResponse_ServingStatus.SERVING, HealthCheckResponse_ServingStatus.SERVING]);
@@ -477,10 +469,7 @@ describe("a service with a database", () => {
       await relay.pause();
       await eventually(async () => ((await readyz()) === 503 ? true : undefined), 10_000, "not ready");
       expect(runtime.isReady()).toBe(false);
-      expect(await statuses()).toEqual([
-        HealthCheckResponse_ServingStatus.NOT_SERVING,
-        HealthCheckResponse_ServingStatus.NOT_SERVING,
-      ]);
+      expect(await statuses()).toEqual([HealthCheckResponse_ServingStatus.NOT_SERVING, HealthCheckResponse_ServingStatus.NOT_SERVING]);
       // The error boundary turns the connection error into a retryable status.
       let error: unknown;
       try {
@@ -641,8 +630,8 @@ describe("openDatabase", () => {
     const directory = await migrationsDirectory({});
     const controller = new AbortController();
     controller.abort();
-    await expect(
-      openDatabase("lib-test", config(withPort(testDb.url, await freePort())), directory, logger, controller.signal),
-    ).rejects.toThrow("stopped while waiting for the database");
+    await expect(openDatabase("lib-test", config(withPort(testDb.url, await freePort())), directory, logger, controller.signal)).rejects.toThrow(
+      "stopped while waiting for the database",
+    );
   });
 });

@@ -155,7 +155,10 @@ describe("the fault-control endpoint", () => {
     expect((await fetch(url("/faults"), { method: "PUT", body: "x".repeat(70 * 1024) })).status).toBe(413);
     const bad = await fetch(url("/faults/Nope"), { method: "PUT", body: "0.5" });
     expect(bad.status).toBe(400);
-    expect(await bad.json()).toMatchObject({ error: "invalid fault rules; nothing changed", problems: [expect.stringContaining("Nope: payment has no such method")] });
+    expect(await bad.json()).toMatchObject({
+      error: "invalid fault rules; nothing changed",
+      problems: [expect.stringContaining("Nope: payment has no such method")],
+    });
   });
 
   it("stops with the service (its background task)", async () => {

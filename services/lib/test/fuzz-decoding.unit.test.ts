@@ -111,7 +111,11 @@ describe("requests the generated code cannot decode", () => {
     const reserve = rpc("ReserveStock");
     const bytes = encode(reserve.input, {
       reservationId: "r-2",
-      items: [{ sku: "A", quantity: 1n }, { sku: "B", quantity: 2n ** 63n - 1n }, { sku: "C", quantity: -(2n ** 63n) }],
+      items: [
+        { sku: "A", quantity: 1n },
+        { sku: "B", quantity: 2n ** 63n - 1n },
+        { sku: "C", quantity: -(2n ** 63n) },
+      ],
       ttl: { seconds: TOO_BIG },
     });
     const outcome = await callRaw(channel, reserve, bytes);
@@ -131,7 +135,9 @@ describe("requests the generated code cannot decode", () => {
   it("bytes that are no message are INVALID_ARGUMENT about the request as a whole", async () => {
     const outcome = await callRaw(channel, rpc("GetProduct"), Uint8Array.from([0x0a, 0xff, 0xff, 0xff, 0x0f]));
     expect(outcome.code).toBe(Status.INVALID_ARGUMENT);
-    expect(outcome.violations).toEqual([{ field: "", description: expect.stringMatching(/^is not a valid meshcart\.inventory\.v1\.GetProductRequest message/) }]);
+    expect(outcome.violations).toEqual([
+      { field: "", description: expect.stringMatching(/^is not a valid meshcart\.inventory\.v1\.GetProductRequest message/) },
+    ]);
     expect(outcome.details).toMatch(/^request is not a valid/);
     await healthy();
   });

@@ -10,19 +10,8 @@ import { Registry } from "../src/metrics.js";
 import { runInRequest } from "../src/request-context.js";
 import { startServiceRuntime, type ServiceRuntime } from "../src/service-runtime.js";
 import { resourceAttributes } from "../src/telemetry.js";
-import {
-  SpanAttributes,
-  activeTraceIds,
-  activeTraceparent,
-  contextFromTraceparent,
-  inSpan,
-  linkTo,
-  setTraceContextCarrier,
-} from "../src/tracing.js";
-import {
-  InventoryServiceDefinition,
-  type InventoryServiceImplementation,
-} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { SpanAttributes, activeTraceIds, activeTraceparent, contextFromTraceparent, inSpan, linkTo, setTraceContextCarrier } from "../src/tracing.js";
+import { InventoryServiceDefinition, type InventoryServiceImplementation } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { parseExposition } from "../../../dev/src/testing/prometheus.js";
 import { capturedLogger, freePort } from "./helpers.js";
 
@@ -234,9 +223,11 @@ describe("trace context kept for later", () => {
 
   it("records a failure on the span and passes it on", async () => {
     spans.reset();
-    await expect(inSpan("fails", { attributes: { [SpanAttributes.orderId]: "ord_1" } }, async () => {
-      throw new Error("boom");
-    })).rejects.toThrow("boom");
+    await expect(
+      inSpan("fails", { attributes: { [SpanAttributes.orderId]: "ord_1" } }, async () => {
+        throw new Error("boom");
+      }),
+    ).rejects.toThrow("boom");
     const failed = spans.getFinishedSpans()[0]!;
     expect(failed.status).toMatchObject({ code: 2, message: "boom" });
     expect(failed.attributes[SpanAttributes.orderId]).toBe("ord_1");

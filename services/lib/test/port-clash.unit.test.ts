@@ -12,9 +12,9 @@ describe("port clash", () => {
       loadConfig(serviceConfig, { GRPC_PORT: String(grpcPort), ADMIN_PORT: String(adminPort), SHUTDOWN_TIMEOUT_MS: "1000" });
     const first = await startServiceRuntime({ name: "first", config: config(await freePort()), logger: quiet, services: [], host: "127.0.0.1" });
     try {
-      await expect(
-        startServiceRuntime({ name: "second", config: config(await freePort()), logger: quiet, services: [], host: "127.0.0.1" }),
-      ).rejects.toThrow(/in use|EADDRINUSE|No address added/i);
+      await expect(startServiceRuntime({ name: "second", config: config(await freePort()), logger: quiet, services: [], host: "127.0.0.1" })).rejects.toThrow(
+        /in use|EADDRINUSE|No address added/i,
+      );
     } finally {
       await first.shutdown("test");
     }

@@ -56,10 +56,7 @@ function startFixture(env: Record<string, string>, script = FIXTURE): Child {
 async function exitOf(child: Child, timeoutMs = 15_000) {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`fixture did not exit; stdout:\n${child.stdout()}\nstderr:\n${child.stderr()}`)),
-      timeoutMs,
-    );
+    timer = setTimeout(() => reject(new Error(`fixture did not exit; stdout:\n${child.stdout()}\nstderr:\n${child.stderr()}`)), timeoutMs);
   });
   try {
     return await Promise.race([child.exited, timeout]);

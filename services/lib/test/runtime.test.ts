@@ -4,48 +4,21 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import {
-  ClientError,
-  Metadata,
-  ServerError,
-  Status,
-  createChannel,
-  createClient,
-  createClientFactory,
-  type Channel,
-  type Client,
-} from "nice-grpc";
-import {
-  RichClientError,
-  errorDetailsClientMiddleware,
-  type BadRequest,
-  type PreconditionFailure,
-} from "nice-grpc-error-details";
+import { ClientError, Metadata, ServerError, Status, createChannel, createClient, createClientFactory, type Channel, type Client } from "nice-grpc";
+import { RichClientError, errorDetailsClientMiddleware, type BadRequest, type PreconditionFailure } from "nice-grpc-error-details";
 import { HealthDefinition } from "nice-grpc-server-health";
 import { HealthCheckResponse_ServingStatus } from "nice-grpc-server-health/lib/proto/grpc/health/v1/health.js";
 import { ServerReflectionService } from "nice-grpc-server-reflection";
-import {
-  ServerReflectionRequest,
-  type ServerReflectionResponse,
-} from "nice-grpc-server-reflection/lib/proto/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflectionRequest, type ServerReflectionResponse } from "nice-grpc-server-reflection/lib/proto/grpc/reflection/v1/reflection_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig, serviceConfig } from "../src/config.js";
 import type { Logger } from "../src/logger.js";
-import {
-  ConflictError,
-  NotFoundError,
-  RefusedError,
-  StillRunningError,
-  UnavailableError,
-} from "../src/domain-errors.js";
+import { ConflictError, NotFoundError, RefusedError, StillRunningError, UnavailableError } from "../src/domain-errors.js";
 import { decodePageToken } from "../src/pagination.js";
 import type { BackgroundTask } from "../src/background-task.js";
 import { startServiceRuntime, type ServiceRuntime } from "../src/service-runtime.js";
 import { validate } from "../src/validation.js";
-import {
-  InventoryServiceDefinition,
-  type InventoryServiceImplementation,
-} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { InventoryServiceDefinition, type InventoryServiceImplementation } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { capturedLogger, deferred, eventually, state, type Deferred, type LogLine } from "./helpers.js";
 import { sleep } from "../src/sleep.js";
 
@@ -109,9 +82,7 @@ function fakeInventory(logger: Logger, slow: () => SlowGate): InventoryServiceIm
         case "not-found":
           throw new NotFoundError("reservation", "r-404");
         case "refused":
-          throw new RefusedError("reservation r-1 is committed", [
-            { type: "STATE", subject: "r-1", description: "committed reservations cannot be released" },
-          ]);
+          throw new RefusedError("reservation r-1 is committed", [{ type: "STATE", subject: "r-1", description: "committed reservations cannot be released" }]);
         case "conflict":
           throw new ConflictError("restock r-1 was used for another SKU");
         case "unavailable":
@@ -158,9 +129,7 @@ async function startHarness(env: Record<string, string> = {}, background: Backgr
     services: [{ definition: InventoryServiceDefinition, implementation: fakeInventory(logger, () => harness.slow) }],
   });
   harness.channel = createChannel(`127.0.0.1:${harness.runtime.grpcPort}`);
-  harness.inventory = createClientFactory()
-    .use(errorDetailsClientMiddleware)
-    .create(InventoryServiceDefinition, harness.channel);
+  harness.inventory = createClientFactory().use(errorDetailsClientMiddleware).create(InventoryServiceDefinition, harness.channel);
   harness.health = createClient(HealthDefinition, harness.channel);
   harness.admin = (path, init) => fetch(`http://127.0.0.1:${harness.runtime.adminPort}${path}`, init);
   harness.close = async () => {
@@ -260,9 +229,7 @@ describe("service runtime over gRPC", () => {
     expect(samples.get("process_start_time_seconds")?.[0]).toBeGreaterThan(1_600_000_000);
     expect(samples.get("nodejs_heap_size_used_bytes")?.[0]).toBeGreaterThan(0);
     // The same registry the runtime exposes to the service for its own metrics.
-    expect(await h.runtime.registry.getSingleMetricAsString("process_resident_memory_bytes")).toContain(
-      "process_resident_memory_bytes",
-    );
+    expect(await h.runtime.registry.getSingleMetricAsString("process_resident_memory_bytes")).toContain("process_resident_memory_bytes");
   });
 
   it("describes its services over reflection to a client library", async () => {
@@ -274,7 +241,10 @@ describe("service runtime over gRPC", () => {
     inventory.setFileContainingSymbol(`${SERVICE}.GetProduct`);
     const [list, healthFile, inventoryFile] = await reflect(h.channel, [listing, health, inventory]);
 
-    const names = list!.getListServicesResponse()!.getServiceList().map((s) => s.getName());
+    const names = list!
+      .getListServicesResponse()!
+      .getServiceList()
+      .map((s) => s.getName());
     expect(names.sort()).toEqual([HealthDefinition.fullName, SERVICE].sort());
 
     const filesOf = (response: ServerReflectionResponse | undefined) => {
@@ -292,9 +262,7 @@ describe("service runtime over gRPC", () => {
     const inventoryFiles = filesOf(inventoryFile);
     const inventoryProto = inventoryFiles.find((f) => f.name === "meshcart/inventory/v1/inventory.proto");
     expect(inventoryProto?.package).toBe("meshcart.inventory.v1");
-    expect(inventoryProto?.service[0]?.method.map((m) => m.name)).toEqual(
-      Object.values(InventoryServiceDefinition.methods).map((m) => m.name),
-    );
+    expect(inventoryProto?.service[0]?.method.map((m) => m.name)).toEqual(Object.values(InventoryServiceDefinition.methods).map((m) => m.name));
   });
 
   it("lists and describes its services to grpcurl (or a reflection client when grpcurl is not installed)", async () => {
@@ -303,7 +271,10 @@ describe("service runtime over gRPC", () => {
       const listing = new ServerReflectionRequest();
       listing.setListServices("*");
       const [list] = await reflect(h.channel, [listing]);
-      const names = list!.getListServicesResponse()!.getServiceList().map((s) => s.getName());
+      const names = list!
+        .getListServicesResponse()!
+        .getServiceList()
+        .map((s) => s.getName());
       expect(names).toContain(SERVICE);
       expect(names).toContain(HealthDefinition.fullName);
       return;
@@ -321,14 +292,7 @@ describe("service runtime over gRPC", () => {
     expect(healthDescription).toContain("rpc Watch");
 
     // The descriptors served match what the server speaks: grpcurl can call it.
-    const { stdout: answer } = await grpcurl(
-      "-rpc-header",
-      "x-request-id: grpcurl-1",
-      "-d",
-      '{"sku": "MESH-MUG"}',
-      target,
-      `${SERVICE}/GetProduct`,
-    );
+    const { stdout: answer } = await grpcurl("-rpc-header", "x-request-id: grpcurl-1", "-d", '{"sku": "MESH-MUG"}', target, `${SERVICE}/GetProduct`);
     expect(JSON.parse(answer)).toEqual({ product: { sku: "MESH-MUG", name: "Product MESH-MUG" } });
   });
 
@@ -351,9 +315,7 @@ describe("service runtime over gRPC", () => {
       ["items[1].quantity", "must be a whole number from 1 to 1000"],
       ["items[1].sku", "duplicate SKU MESH-MUG"],
     ]);
-    expect(error.details).toBe(
-      "reservation_id: is required; items[1].quantity: must be a whole number from 1 to 1000; items[1].sku: duplicate SKU MESH-MUG",
-    );
+    expect(error.details).toBe("reservation_id: is required; items[1].quantity: must be a whole number from 1 to 1000; items[1].sku: duplicate SKU MESH-MUG");
 
     const forged = await rejection(h.inventory.listProducts({ pageToken: "forged!" }));
     expect(forged.code).toBe(Status.INVALID_ARGUMENT);
@@ -373,9 +335,7 @@ describe("service runtime over gRPC", () => {
   });
 
   it("answers an unexpected error as INTERNAL without its message, and logs it with the correlation id", async () => {
-    const error = await rejection(
-      h.inventory.getProduct({ sku: "boom" }, { metadata: Metadata({ "x-request-id": "req-boom" }) }),
-    );
+    const error = await rejection(h.inventory.getProduct({ sku: "boom" }, { metadata: Metadata({ "x-request-id": "req-boom" }) }));
     expect(error.code).toBe(Status.INTERNAL);
     expect(error.details).toBe("internal error");
     expect(error.message).not.toContain("hunter2");
@@ -391,12 +351,8 @@ describe("service runtime over gRPC", () => {
     expect(await refusal("not-found")).toMatchObject({ code: Status.NOT_FOUND, details: "reservation r-404 not found" });
     const refused = await refusal("refused");
     expect(refused).toMatchObject({ code: Status.FAILED_PRECONDITION, details: "reservation r-1 is committed" });
-    const failure = (refused as RichClientError).extra.find(
-      (d): d is PreconditionFailure => d.$type === "google.rpc.PreconditionFailure",
-    );
-    expect(failure?.violations.map((v) => [v.type, v.subject, v.description])).toEqual([
-      ["STATE", "r-1", "committed reservations cannot be released"],
-    ]);
+    const failure = (refused as RichClientError).extra.find((d): d is PreconditionFailure => d.$type === "google.rpc.PreconditionFailure");
+    expect(failure?.violations.map((v) => [v.type, v.subject, v.description])).toEqual([["STATE", "r-1", "committed reservations cannot be released"]]);
     expect(await refusal("conflict")).toMatchObject({ code: Status.ALREADY_EXISTS, details: "restock r-1 was used for another SKU" });
     expect(await refusal("unavailable")).toMatchObject({ code: Status.UNAVAILABLE, details: "payment service away" });
     expect(await refusal("still-running")).toMatchObject({ code: Status.DEADLINE_EXCEEDED, details: "payment still pending" });
@@ -412,10 +368,7 @@ describe("service runtime over gRPC", () => {
   describe("correlation id", () => {
     it("echoes a given x-request-id in the response headers", async () => {
       let header: Metadata | undefined;
-      await h.inventory.getProduct(
-        { sku: "A" },
-        { metadata: Metadata({ "x-request-id": "order-42:checkout" }), onHeader: (m) => (header = m) },
-      );
+      await h.inventory.getProduct({ sku: "A" }, { metadata: Metadata({ "x-request-id": "order-42:checkout" }), onHeader: (m) => (header = m) });
       expect(header?.get("x-request-id")).toBe("order-42:checkout");
     });
 
@@ -449,9 +402,7 @@ describe("service runtime over gRPC", () => {
 
     it("is carried by every log line written inside a handler, even with concurrent calls", async () => {
       const ids = Array.from({ length: 20 }, (_, i) => i);
-      await Promise.all(
-        ids.map((i) => h.inventory.getProduct({ sku: `SKU-${i}` }, { metadata: Metadata({ "x-request-id": `req-${i}` }) })),
-      );
+      await Promise.all(ids.map((i) => h.inventory.getProduct({ sku: `SKU-${i}` }, { metadata: Metadata({ "x-request-id": `req-${i}` }) })));
       for (const i of ids) {
         const lines = h.lines.filter((l) => l.msg === "looking up product" && l.sku === `SKU-${i}`);
         expect(lines).toHaveLength(1);
@@ -624,10 +575,7 @@ describe("service runtime shutdown", () => {
 
       // ...but a call that still arrives is served.
       let header: Metadata | undefined;
-      const answer = await h.inventory.getProduct(
-        { sku: "LATE" },
-        { metadata: Metadata({ "x-request-id": "req-late" }), onHeader: (m) => (header = m) },
-      );
+      const answer = await h.inventory.getProduct({ sku: "LATE" }, { metadata: Metadata({ "x-request-id": "req-late" }), onHeader: (m) => (header = m) });
       expect(answer).toMatchObject({ product: { sku: "LATE" } });
       expect(header?.get("x-request-id")).toBe("req-late");
       expect(await state(stopped)).toBe("pending");

@@ -1,15 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { BadRequest, RichServerError, type PreconditionFailure } from "nice-grpc-error-details";
-import {
-  ServerError,
-  Status,
-  alreadyExists,
-  failedPrecondition,
-  invalidArgument,
-  notFound,
-  unavailable,
-  type FieldViolation,
-} from "../src/errors.js";
+import { ServerError, Status, alreadyExists, failedPrecondition, invalidArgument, notFound, unavailable, type FieldViolation } from "../src/errors.js";
 import { Violations, validate } from "../src/validation.js";
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "../src/pagination.js";
 
@@ -44,7 +35,14 @@ describe("Violations", () => {
       .integer("quantity", 3, 1, 10)
       .maxLength("note", "short", 10)
       .knownEnum("state", 2, [1, 2, 3])
-      .itemLines("items", [{ sku: "A", quantity: 1 }, { sku: "B", quantity: 1000 }], { maxLines: 50, maxQuantity: 1000 });
+      .itemLines(
+        "items",
+        [
+          { sku: "A", quantity: 1 },
+          { sku: "B", quantity: 1000 },
+        ],
+        { maxLines: 50, maxQuantity: 1000 },
+      );
     expect(v.count).toBe(0);
     expect(() => v.throwIfAny()).not.toThrow();
     expect(() => validate(() => undefined)).not.toThrow();
@@ -135,11 +133,7 @@ describe("Violations", () => {
   });
 
   it("refuses UNSPECIFIED and unknown enum values", () => {
-    const v = new Violations()
-      .knownEnum("a", 0, [1, 2])
-      .knownEnum("b", 3, [1, 2])
-      .knownEnum("c", -1, [1, 2])
-      .knownEnum("d", 2, [1, 2]);
+    const v = new Violations().knownEnum("a", 0, [1, 2]).knownEnum("b", 3, [1, 2]).knownEnum("c", -1, [1, 2]).knownEnum("d", 2, [1, 2]);
     expect(refusal(thrown(() => v.throwIfAny())).violations).toEqual([
       { field: "a", description: "is required" },
       { field: "b", description: "unknown value 3" },
@@ -185,9 +179,7 @@ describe("error constructors", () => {
     const missing = notFound("product MESH-MUG");
     expect([missing.code, missing.details]).toEqual([Status.NOT_FOUND, "product MESH-MUG not found"]);
 
-    const refused = failedPrecondition("not enough stock", [
-      { type: "STOCK", subject: "MESH-MUG", description: "2 available" },
-    ]);
+    const refused = failedPrecondition("not enough stock", [{ type: "STOCK", subject: "MESH-MUG", description: "2 available" }]);
     expect([refused.code, refused.details]).toEqual([Status.FAILED_PRECONDITION, "not enough stock"]);
     expect(refused.extra).toHaveLength(1);
     const failure = refused.extra[0] as PreconditionFailure;
@@ -217,10 +209,7 @@ describe("pagination", () => {
 
   type Position = { sku: string; n: number };
   const isPosition = (value: unknown): value is Position =>
-    typeof value === "object" &&
-    value !== null &&
-    typeof (value as Position).sku === "string" &&
-    typeof (value as Position).n === "number";
+    typeof value === "object" && value !== null && typeof (value as Position).sku === "string" && typeof (value as Position).n === "number";
 
   it("round-trips page tokens, which are opaque URL-safe strings", () => {
     const position = { sku: "MESH/ü+?=", n: 42 };

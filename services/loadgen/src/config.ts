@@ -24,9 +24,7 @@ export const loadgenConfig = {
     .describe("HS256 key that signs shoppers' bearer tokens, at least 32 characters (required; make dev sets a demo key that make token also uses)."),
   STOREFRONT_JWT_ISSUER: text(DEMO_TOKENS.issuer).describe("The iss claim every token must carry."),
   STOREFRONT_JWT_AUDIENCE: text(DEMO_TOKENS.audience).describe("The aud claim every token must carry."),
-  LOADGEN_RPS: rate(0.1, 10_000)
-    .default(10)
-    .describe("Requests started per second, on schedule whether or not earlier ones finished (open loop)."),
+  LOADGEN_RPS: rate(0.1, 10_000).default(10).describe("Requests started per second, on schedule whether or not earlier ones finished (open loop)."),
   LOADGEN_DURATION: text()
     .superRefine((value, context) => {
       const parsed = parseRunDuration(value);
@@ -34,9 +32,7 @@ export const loadgenConfig = {
     })
     .optional()
     .describe("How long to send, e.g. 30s, 5m, 1h; unset or forever: until stopped. At the end the process exits (1 when LOADGEN_MAX_ERROR_RATE is passed)."),
-  LOADGEN_REQUESTS: integer(1, 1_000_000_000)
-    .optional()
-    .describe("Stop after sending this many requests; unset: no limit."),
+  LOADGEN_REQUESTS: integer(1, 1_000_000_000).optional().describe("Stop after sending this many requests; unset: no limit."),
   LOADGEN_CONCURRENCY: integer(1, 10_000, 100).describe(
     "Most requests in flight at once; a request due while the cap is reached is not sent and counts as dropped.",
   ),
@@ -63,9 +59,7 @@ export const loadgenConfig = {
   LOADGEN_SCARCE_SKUS: text("MESH-STICKER-GOLD").describe(
     "Comma-separated SKUs kept scarce: never in normal orders, never restocked; out_of_stock orders ask for more than is available.",
   ),
-  LOADGEN_SUMMARY_INTERVAL_MS: integer(1_000, 3_600_000, 15_000).describe(
-    "How often a summary line is logged: rate, success %, p50/p95/p99 by outcome.",
-  ),
+  LOADGEN_SUMMARY_INTERVAL_MS: integer(1_000, 3_600_000, 15_000).describe("How often a summary line is logged: rate, success %, p50/p95/p99 by outcome."),
   LOADGEN_RUN_ID: z
     .string()
     .regex(/^[A-Za-z0-9_-]{1,40}$/, "must be 1 to 40 characters of A-Z a-z 0-9 _ -")

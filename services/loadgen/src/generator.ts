@@ -3,18 +3,7 @@ import type { LoadgenMetrics } from "./metrics.js";
 import { SCENARIOS, type Mix, type Scenario } from "./options.js";
 import { runScenario, type Placed } from "./scenarios.js";
 import { Catalogue, Restocker, type InventoryClient, type RestockPolicy, type StorefrontClient } from "./shop.js";
-import {
-  LatencyHistogram,
-  Stats,
-  byOutcome,
-  isOk,
-  reportRows,
-  summarize,
-  totals,
-  type Progress,
-  type Report,
-  type Summary,
-} from "./stats.js";
+import { LatencyHistogram, Stats, byOutcome, isOk, reportRows, summarize, totals, type Progress, type Report, type Summary } from "./stats.js";
 import { shopperIds, type ShopperTokens } from "./tokens.js";
 
 export interface GeneratorOptions {
@@ -153,7 +142,13 @@ export class LoadGenerator {
             this.deps.onSummary?.(summary, message);
           }, this.options.summaryIntervalMs);
     logger.info(
-      { target: this.options.target, rps: this.options.rps, duration_ms: this.options.durationMs, concurrency: this.options.concurrency, run: this.options.runId },
+      {
+        target: this.options.target,
+        rps: this.options.rps,
+        duration_ms: this.options.durationMs,
+        concurrency: this.options.concurrency,
+        run: this.options.runId,
+      },
       "load started",
     );
     let ended: string;

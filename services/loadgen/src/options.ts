@@ -41,7 +41,10 @@ export function formatMix(mix: Mix): string {
  */
 export function parseMix(text: string): { ok: true; mix: Mix } | { ok: false; problem: string } {
   const mix: Mix = { ...DEFAULT_MIX };
-  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const match = /^([a-z_]+)\s*=\s*(\d+(?:\.\d+)?)$/.exec(part);
     if (!match) return { ok: false, problem: `"${part}" is not scenario=weight (e.g. order=50,declined=10)` };
     const name = match[1] as Scenario;

@@ -1,10 +1,6 @@
 import { ClientError, Metadata, Status } from "nice-grpc";
 import { ITEM_LINES, type PaymentMethod } from "@meshcart/lib";
-import {
-  OrderStatus,
-  type CartItem,
-  type Order,
-} from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
+import { OrderStatus, type CartItem, type Order } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import type { Scenario } from "./options.js";
 import type { Catalogue, StorefrontClient } from "./shop.js";
 import type { ShopperTokens } from "./tokens.js";
@@ -73,14 +69,25 @@ function invalidRequest(context: ScenarioContext): { items: CartItem[]; paymentM
   const variants = [
     () => ({ items: [{ sku, quantity: 0 }], paymentMethod: "pm_card_visa" }),
     () => ({ items: [{ sku, quantity: ITEM_LINES.maxQuantity + 1 }], paymentMethod: "pm_card_visa" }),
-    () => ({ items: [{ sku, quantity: 1 }, { sku, quantity: 1 }], paymentMethod: "pm_card_visa" }),
+    () => ({
+      items: [
+        { sku, quantity: 1 },
+        { sku, quantity: 1 },
+      ],
+      paymentMethod: "pm_card_visa",
+    }),
     () => ({ items: [{ sku, quantity: 1 }], paymentMethod: "pm_card_bitcoin" }),
     () => ({ items: [], paymentMethod: "pm_card_visa" }),
   ];
   return pick(variants, context.random)();
 }
 
-const FINAL = new Set([OrderStatus.ORDER_STATUS_CONFIRMED, OrderStatus.ORDER_STATUS_REJECTED, OrderStatus.ORDER_STATUS_FAILED, OrderStatus.ORDER_STATUS_CANCELLED]);
+const FINAL = new Set([
+  OrderStatus.ORDER_STATUS_CONFIRMED,
+  OrderStatus.ORDER_STATUS_REJECTED,
+  OrderStatus.ORDER_STATUS_FAILED,
+  OrderStatus.ORDER_STATUS_CANCELLED,
+]);
 
 export function orderOutcome(order: Order | undefined): string {
   switch (order?.status) {
@@ -128,13 +135,7 @@ export async function runScenario(
   }
 }
 
-async function send(
-  scenario: Scenario,
-  context: ScenarioContext,
-  shopper: string,
-  correlationId: string,
-  target: Placed | undefined,
-): Promise<Result> {
+async function send(scenario: Scenario, context: ScenarioContext, shopper: string, correlationId: string, target: Placed | undefined): Promise<Result> {
   const { storefront, signal } = context;
   const place = async (items: CartItem[], paymentMethod: string): Promise<Result> => {
     const token = await context.tokens.token(shopper);

@@ -60,7 +60,9 @@ export function createLoadgen(
       concurrency: config.LOADGEN_CONCURRENCY,
       shoppers: config.LOADGEN_SHOPPERS,
       mix: mix.mix,
-      scarceSkus: config.LOADGEN_SCARCE_SKUS.split(",").map((s) => s.trim()).filter(Boolean),
+      scarceSkus: config.LOADGEN_SCARCE_SKUS.split(",")
+        .map((s) => s.trim())
+        .filter(Boolean),
       runId,
       catalogueIntervalMs: config.LOADGEN_RESTOCK_INTERVAL_MS,
       restock: config.LOADGEN_RESTOCK ? { below: config.LOADGEN_RESTOCK_BELOW, quantity: config.LOADGEN_RESTOCK_QUANTITY } : undefined,

@@ -50,10 +50,7 @@ export class Catalogue {
     const products: ShopProduct[] = [];
     let pageToken = "";
     do {
-      const page = await this.storefront.listProducts(
-        { pageSize: 100, pageToken },
-        { signal, metadata: Metadata({ "x-request-id": correlationId }) },
-      );
+      const page = await this.storefront.listProducts({ pageSize: 100, pageToken }, { signal, metadata: Metadata({ "x-request-id": correlationId }) });
       for (const p of page.products) products.push({ sku: p.sku, available: p.available });
       pageToken = page.nextPageToken;
     } while (pageToken);
@@ -107,10 +104,7 @@ export class Restocker {
         "loadgen.restock",
         { attributes: { "meshcart.loadgen.role": "operator", "meshcart.loadgen.sku": sku, [SpanAttributes.correlationId]: restock.id } },
         () =>
-          this.inventory.restock(
-            { restockId: restock.id, sku, quantity: restock.quantity },
-            { signal, metadata: Metadata({ "x-request-id": restock.id }) },
-          ),
+          this.inventory.restock({ restockId: restock.id, sku, quantity: restock.quantity }, { signal, metadata: Metadata({ "x-request-id": restock.id }) }),
       );
       this.pending.delete(sku);
       this.counts.ok += 1;

@@ -141,9 +141,7 @@ export function byOutcome(rows: Row[]): Record<string, Percentiles> {
     entry.latency.merge(row.latency);
     merged.set(row.outcome, entry);
   }
-  return Object.fromEntries(
-    [...merged.entries()].sort(([a], [b]) => outcomeOrder(a, b)).map(([outcome, e]) => [outcome, percentiles(e.count, e.latency)]),
-  );
+  return Object.fromEntries([...merged.entries()].sort(([a], [b]) => outcomeOrder(a, b)).map(([outcome, e]) => [outcome, percentiles(e.count, e.latency)]));
 }
 
 function outcomeOrder(a: string, b: string): number {
@@ -222,7 +220,10 @@ function pct(share: number): string {
 function table(header: string[], lines: string[][], rightFrom: number): string {
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const render = (cells: string[]) =>
-    cells.map((c, i) => (i >= rightFrom ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
+    cells
+      .map((c, i) => (i >= rightFrom ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join("  ")
+      .trimEnd();
   return [render(header), render(widths.map((w) => "-".repeat(w))), ...lines.map(render)].join("\n");
 }
 

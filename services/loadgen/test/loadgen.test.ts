@@ -65,7 +65,23 @@ describe("loadgen against the local services", () => {
 
   beforeAll(async () => {
     const run = await cli(
-      ["--rps", "15", "--duration", "4s", "--run-id", "t1", "--seed", "42", "--restock-below", "900", "--restock-quantity", "100", "--max-error-rate", "0", "--json"],
+      [
+        "--rps",
+        "15",
+        "--duration",
+        "4s",
+        "--run-id",
+        "t1",
+        "--seed",
+        "42",
+        "--restock-below",
+        "900",
+        "--restock-quantity",
+        "100",
+        "--max-error-rate",
+        "0",
+        "--json",
+      ],
       { ...shop.loadgenEnv(), LOADGEN_RESTOCK_INTERVAL_MS: "1000" },
     );
     expect(run.stderr).toContain("run t1");
@@ -78,9 +94,11 @@ describe("loadgen against the local services", () => {
     expect(report.achievedRps).toBeGreaterThan(10);
     expect(report.achievedRps).toBeLessThan(17);
     expect(count(report, "confirmed")).toBeGreaterThan(0);
-    expect(Object.keys(report.outcomes).every((o) => ["confirmed", "rejected_stock", "rejected_declined", "invalid", "read_ok", "browse_ok", "stream_ok"].includes(o))).toBe(
-      true,
-    );
+    expect(
+      Object.keys(report.outcomes).every((o) =>
+        ["confirmed", "rejected_stock", "rejected_declined", "invalid", "read_ok", "browse_ok", "stream_ok"].includes(o),
+      ),
+    ).toBe(true);
     for (const row of report.rows) expect(row.p99Ms).toBeGreaterThan(0);
   });
 
@@ -121,7 +139,9 @@ describe("loadgen against the local services", () => {
   });
 
   it("leaves the shop consistent (make verify)", async () => {
-    const result = checkInvariants(await readSnapshot({ order: shop.url("order"), payment: shop.url("payment"), inventory: shop.url("inventory"), fulfillment: shop.url("fulfillment") }));
+    const result = checkInvariants(
+      await readSnapshot({ order: shop.url("order"), payment: shop.url("payment"), inventory: shop.url("inventory"), fulfillment: shop.url("fulfillment") }),
+    );
     expect(result.violations).toEqual([]);
     expect(result.checked.orders).toBeGreaterThan(0);
   });
@@ -136,7 +156,19 @@ describe("loadgen's command line", () => {
     let run: Awaited<ReturnType<typeof cli>>;
     try {
       run = await cli(
-        ["--rps", "200", "--requests", "40", "--concurrency", "1", "--mix", "browse=1,order=0,out_of_stock=0,declined=0,invalid=0,get_order=0,details=0,track=0", "--max-error-rate", "0.1", "--no-restock"],
+        [
+          "--rps",
+          "200",
+          "--requests",
+          "40",
+          "--concurrency",
+          "1",
+          "--mix",
+          "browse=1,order=0,out_of_stock=0,declined=0,invalid=0,get_order=0,details=0,track=0",
+          "--max-error-rate",
+          "0.1",
+          "--no-restock",
+        ],
         shop.loadgenEnv(),
       );
     } finally {
@@ -148,7 +180,16 @@ describe("loadgen's command line", () => {
   });
 
   it("sees a fault toggled at runtime in inventory, and sees it go", async () => {
-    const browse = ["--rps", "50", "--requests", "60", "--mix", "browse=1,order=0,out_of_stock=0,declined=0,invalid=0,get_order=0,details=0,track=0", "--no-restock", "--json"];
+    const browse = [
+      "--rps",
+      "50",
+      "--requests",
+      "60",
+      "--mix",
+      "browse=1,order=0,out_of_stock=0,declined=0,invalid=0,get_order=0,details=0,track=0",
+      "--no-restock",
+      "--json",
+    ];
     const control = shop.faultsUrl("inventory");
     const errorRate = async () => {
       const run = await cli(browse, shop.loadgenEnv());
@@ -169,11 +210,24 @@ describe("loadgen's command line", () => {
   it("traces each request from the shopper: a loadgen.<scenario> span with its gRPC calls below", async () => {
     const receiver = await OtlpReceiver.start();
     try {
-      const run = await cli(["--rps", "20", "--requests", "10", "--mix", "order=1,out_of_stock=0,declined=0,invalid=0,get_order=0,details=0,browse=0,track=0", "--no-restock", "--run-id", "t4"], {
-        ...shop.loadgenEnv(),
-        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
-        OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
-      });
+      const run = await cli(
+        [
+          "--rps",
+          "20",
+          "--requests",
+          "10",
+          "--mix",
+          "order=1,out_of_stock=0,declined=0,invalid=0,get_order=0,details=0,browse=0,track=0",
+          "--no-restock",
+          "--run-id",
+          "t4",
+        ],
+        {
+          ...shop.loadgenEnv(),
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+          OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+        },
+      );
       expect(run.code, run.stderr).toBe(0);
       // The command line flushes its spans before it exits.
       const spans = receiver.spans().filter((s) => s.service === "loadgen");
@@ -225,7 +279,9 @@ describe("loadgen as a deployable", () => {
     expect(await process.stop("SIGTERM", 15_000)).toEqual({ code: 0, signal: null });
     const ended = process.logs().find((line) => line.includes("load run ended (stopped)"));
     expect(ended).toBeDefined();
-    const result = checkInvariants(await readSnapshot({ order: shop.url("order"), payment: shop.url("payment"), inventory: shop.url("inventory"), fulfillment: shop.url("fulfillment") }));
+    const result = checkInvariants(
+      await readSnapshot({ order: shop.url("order"), payment: shop.url("payment"), inventory: shop.url("inventory"), fulfillment: shop.url("fulfillment") }),
+    );
     expect(result.violations).toEqual([]);
   });
 

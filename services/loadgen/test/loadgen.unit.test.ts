@@ -26,13 +26,19 @@ describe("options", () => {
     expect(parseMix("order=50,track=0")).toEqual({ ok: true, mix: { ...DEFAULT_MIX, order: 50, track: 0 } });
     expect(parseMix("orders=5")).toMatchObject({ ok: false, problem: expect.stringContaining('"orders" is not a scenario') });
     expect(parseMix("order")).toMatchObject({ ok: false });
-    expect(parseMix(Object.keys(DEFAULT_MIX).map((s) => `${s}=0`).join(","))).toMatchObject({ ok: false, problem: expect.stringContaining("nothing to send") });
+    expect(
+      parseMix(
+        Object.keys(DEFAULT_MIX)
+          .map((s) => `${s}=0`)
+          .join(","),
+      ),
+    ).toMatchObject({ ok: false, problem: expect.stringContaining("nothing to send") });
   });
 
   it("validate the environment with every problem at once", () => {
-    expect(() =>
-      loadConfig(loadgenConfig, { LOADGEN_RPS: "fast", LOADGEN_DURATION: "soon", LOADGEN_MIX: "x=1", STOREFRONT_JWT_SECRET: "short" }),
-    ).toThrow(/STOREFRONT_JWT_SECRET: must be at least 32[\s\S]*LOADGEN_RPS: must be a number[\s\S]*LOADGEN_DURATION: "soon" is not a duration[\s\S]*LOADGEN_MIX: "x" is not a scenario/);
+    expect(() => loadConfig(loadgenConfig, { LOADGEN_RPS: "fast", LOADGEN_DURATION: "soon", LOADGEN_MIX: "x=1", STOREFRONT_JWT_SECRET: "short" })).toThrow(
+      /STOREFRONT_JWT_SECRET: must be at least 32[\s\S]*LOADGEN_RPS: must be a number[\s\S]*LOADGEN_DURATION: "soon" is not a duration[\s\S]*LOADGEN_MIX: "x" is not a scenario/,
+    );
     const config = loadConfig(loadgenConfig, { STOREFRONT_JWT_SECRET: DEMO_TOKENS.secret });
     expect(config).toMatchObject({ LOADGEN_RPS: 10, LOADGEN_CONCURRENCY: 100, LOADGEN_RESTOCK: true, STOREFRONT_ADDRESS: "localhost:50050" });
     expect(config.LOADGEN_DURATION).toBeUndefined();

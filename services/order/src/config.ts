@@ -27,15 +27,15 @@ export const orderConfig = {
   ORDER_UNDO_ATTEMPTS: integer(1, 1_000, 10).describe(
     "Attempts of a compensation or cancellation step whose calls keep failing in a way retrying does not fix (INTERNAL, PERMISSION_DENIED, an unexpected refusal) before it is recorded as not done and the saga ends; transient failures are retried until they pass.",
   ),
-  ORDER_MAX_WAIT_MS: integer(100, 600_000, 20_000).describe(
-    "Longest CreateOrder or CancelOrder waits for the outcome, whatever the caller's deadline.",
-  ),
+  ORDER_MAX_WAIT_MS: integer(100, 600_000, 20_000).describe("Longest CreateOrder or CancelOrder waits for the outcome, whatever the caller's deadline."),
   // Admission control (services/lib/src/admission.ts): a checkout holds its
   // place from CreateOrder until its saga ends, whoever waits for it.
   ORDER_MAX_CHECKOUTS: integer(1, 10_000, 16).describe(
     "Checkouts and cancellations in progress at most (from the call until the saga ends); more wait in the queue, or are refused with RESOURCE_EXHAUSTED before anything is written.",
   ),
-  ORDER_CHECKOUT_QUEUE: integer(0, 10_000, 8).describe("Checkouts that may wait for a place when ORDER_MAX_CHECKOUTS are in progress; beyond them, refused at once."),
+  ORDER_CHECKOUT_QUEUE: integer(0, 10_000, 8).describe(
+    "Checkouts that may wait for a place when ORDER_MAX_CHECKOUTS are in progress; beyond them, refused at once.",
+  ),
   ORDER_CHECKOUT_QUEUE_MS: integer(1, 60_000, 100).describe("Longest a checkout waits in the queue before it is refused (RESOURCE_EXHAUSTED)."),
   ORDER_CRASH_POINT: z
     .enum(CRASH_POINTS, { error: `must be one of ${CRASH_POINTS.join(", ")}` })

@@ -53,9 +53,7 @@ export const NOTIFY_CHANNEL = "order_events";
  *   for `owner`, with `trigger` as its context.
  */
 export type RunChange =
-  | { run: "end" }
-  | { run: "renew" | "hand-over"; leaseMs: number }
-  | { run: "start"; owner: string; leaseMs: number; trigger?: SagaTrigger };
+  { run: "end" } | { run: "renew" | "hand-over"; leaseMs: number } | { run: "start"; owner: string; leaseMs: number; trigger?: SagaTrigger };
 
 export interface AppendOptions {
   /**
@@ -201,10 +199,7 @@ const RENEW_LEASE = statement(
   `UPDATE saga_runs SET lease_until = now() + make_interval(secs => $3::double precision / 1000) WHERE order_id = $1 AND owner = $2`,
 );
 
-const HAND_OVER = statement(
-  "order.hand-over",
-  "UPDATE saga_runs SET lease_until = now() - interval '1 second' WHERE order_id = $1 AND owner = $2",
-);
+const HAND_OVER = statement("order.hand-over", "UPDATE saga_runs SET lease_until = now() - interval '1 second' WHERE order_id = $1 AND owner = $2");
 
 /**
  * Persistence of orders: the append-only event log, the projection kept in
@@ -332,11 +327,7 @@ export class EventStore {
   }
 
   /** A page of a customer's orders from the projection, newest first. */
-  async listByCustomer(
-    customerId: string,
-    limit: number,
-    after?: { createdAt: string; orderId: string },
-  ): Promise<{ orders: OrderSummary[]; more: boolean }> {
+  async listByCustomer(customerId: string, limit: number, after?: { createdAt: string; orderId: string }): Promise<{ orders: OrderSummary[]; more: boolean }> {
     const { rows } = await this.db.query<ProjectionRow>(LIST_BY_CUSTOMER, [customerId, after?.createdAt ?? null, after?.orderId ?? null, limit + 1]);
     return { orders: rows.slice(0, limit).map(toSummary), more: rows.length > limit };
   }

@@ -1,14 +1,7 @@
 import { ClientError, Status } from "nice-grpc";
 import type { ServiceClient } from "@meshcart/lib";
-import {
-  ReservationState,
-  type InventoryServiceDefinition,
-} from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
-import {
-  DeclineReason,
-  PaymentStatus,
-  type PaymentServiceDefinition,
-} from "@meshcart/contracts/meshcart/payment/v1/payment.js";
+import { ReservationState, type InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
+import { DeclineReason, PaymentStatus, type PaymentServiceDefinition } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import {
   BrokenFailure,
   RefusedFailure,
@@ -183,8 +176,7 @@ export class GrpcPayment implements PaymentPort {
     // Refused: nothing is left to refund (declined, or refunded already).
     try {
       const { payment } = await this.client.getPayment({ paymentId });
-      const settled =
-        payment?.status === PaymentStatus.PAYMENT_STATUS_DECLINED || payment?.status === PaymentStatus.PAYMENT_STATUS_REFUNDED;
+      const settled = payment?.status === PaymentStatus.PAYMENT_STATUS_DECLINED || payment?.status === PaymentStatus.PAYMENT_STATUS_REFUNDED;
       if (!settled) throw new BrokenFailure(`refunding: payment ${paymentId} refused a refund in status ${payment?.status}`);
       return 0;
     } catch (error) {

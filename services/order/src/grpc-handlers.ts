@@ -1,13 +1,4 @@
-import {
-  ITEM_LINES,
-  MAX_REASON_LENGTH,
-  SpanAttributes,
-  annotateSpan,
-  decodePageToken,
-  encodePageToken,
-  pageSize,
-  validate,
-} from "@meshcart/lib";
+import { ITEM_LINES, MAX_REASON_LENGTH, SpanAttributes, annotateSpan, decodePageToken, encodePageToken, pageSize, validate } from "@meshcart/lib";
 import {
   OrderEventType,
   OrderState as OrderStateMessage,
@@ -60,8 +51,7 @@ export function orderHandlers(orders: Orders): OrderServiceImplementation {
       const last = page.orders.at(-1);
       return {
         orders: page.orders.map((o) => orderMessage(o, [])),
-        nextPageToken:
-          page.more && last ? encodePageToken({ createdAt: last.createdAt.toISOString(), orderId: last.orderId }) : "",
+        nextPageToken: page.more && last ? encodePageToken({ createdAt: last.createdAt.toISOString(), orderId: last.orderId }) : "",
       };
     },
 

@@ -93,12 +93,18 @@ runMain(async () => {
     },
     metrics: new OrderMetrics(registry),
   });
-  const orders = new Orders(store, saga, notifier, {
-    owner,
-    leaseMs: config.ORDER_SAGA_LEASE_MS,
-    maxWaitMs: config.ORDER_MAX_WAIT_MS,
-    pollMs: 1_000,
-  }, admission);
+  const orders = new Orders(
+    store,
+    saga,
+    notifier,
+    {
+      owner,
+      leaseMs: config.ORDER_SAGA_LEASE_MS,
+      maxWaitMs: config.ORDER_MAX_WAIT_MS,
+      pollMs: 1_000,
+    },
+    admission,
+  );
 
   // Sagas this replica drove before a restart are resumed at once.
   const resumed = await store.claimOwn(owner, config.ORDER_SAGA_LEASE_MS);

@@ -4,16 +4,7 @@
  * event store and the tests all read the rules from here.
  */
 
-export type OrderState =
-  | "PENDING"
-  | "STOCK_RESERVED"
-  | "PAYMENT_CAPTURED"
-  | "CONFIRMED"
-  | "REJECTED"
-  | "COMPENSATING"
-  | "FAILED"
-  | "CANCELLING"
-  | "CANCELLED";
+export type OrderState = "PENDING" | "STOCK_RESERVED" | "PAYMENT_CAPTURED" | "CONFIRMED" | "REJECTED" | "COMPENSATING" | "FAILED" | "CANCELLING" | "CANCELLED";
 
 export const FINAL_STATES: ReadonlySet<OrderState> = new Set(["CONFIRMED", "REJECTED", "FAILED", "CANCELLED"]);
 

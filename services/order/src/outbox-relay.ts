@@ -1,10 +1,4 @@
-import {
-  SpanAttributes,
-  SpanKind,
-  contextFromTraceparent,
-  inSpan,
-  type Logger,
-} from "@meshcart/lib";
+import { SpanAttributes, SpanKind, contextFromTraceparent, inSpan, type Logger } from "@meshcart/lib";
 import { EventHeaders, messageHeaders } from "@meshcart/lib/events";
 import { eventMessage } from "./event-messages.js";
 import type { EventPublisher } from "./event-publisher.js";
@@ -165,7 +159,10 @@ export class OutboxRelay {
     this.leading = leader;
     this.metrics.setLeader(leader);
     // Debug: the lease moves with every pause longer than it, which is no news to an operator (the gauge shows who holds it).
-    this.logger.debug({ owner: this.settings.owner }, leader ? "outbox relay: publishing (holds the lease)" : "outbox relay: not publishing (another replica may)");
+    this.logger.debug(
+      { owner: this.settings.owner },
+      leader ? "outbox relay: publishing (holds the lease)" : "outbox relay: not publishing (another replica may)",
+    );
   }
 
   /**

@@ -221,7 +221,10 @@ export class Saga {
         if (!isTransientDatabaseError(error)) throw error;
         if (this.stopping.aborted) return STOPPED;
         const delay = this.databaseRetryDelay(error, attempt);
-        log.warn({ err: error, attempt, retry_in_ms: delay }, `saga ${what} not done yet: ${isPoolExhausted(error) ? "database pool busy" : "database unavailable"}, will retry`);
+        log.warn(
+          { err: error, attempt, retry_in_ms: delay },
+          `saga ${what} not done yet: ${isPoolExhausted(error) ? "database pool busy" : "database unavailable"}, will retry`,
+        );
         await sleep(delay, this.stopping);
       }
     }

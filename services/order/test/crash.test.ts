@@ -396,7 +396,13 @@ describe("graceful shutdown mid-saga", () => {
   it("SIGTERM while a compensation waits for payment: clean exit, the saga handed back at once, another replica finishes it", async () => {
     const before = await mesh.stock("MESH-MUG");
     // A long lease: only the hand-over at shutdown lets another replica in within the test's bounds.
-    await mesh.startOrder({ ORDER_CLIENT_RETRIES: "1", ORDER_STEP_TIMEOUT_MS: "500", ORDER_RETRY_MAX_MS: "300", ORDER_MAX_WAIT_MS: "1000", ORDER_SAGA_LEASE_MS: "120000" });
+    await mesh.startOrder({
+      ORDER_CLIENT_RETRIES: "1",
+      ORDER_STEP_TIMEOUT_MS: "500",
+      ORDER_RETRY_MAX_MS: "300",
+      ORDER_MAX_WAIT_MS: "1000",
+      ORDER_SAGA_LEASE_MS: "120000",
+    });
     await mesh.stop("payment");
     const request = createRequest();
     expect((await refusal(mesh.order.createOrder(request))).code).toBe(Status.DEADLINE_EXCEEDED);

@@ -154,7 +154,12 @@ describe("the metrics endpoint", () => {
       const exposition = metrics(service);
       expect(exposition.sum("meshcart_db_pool_max_connections")).toBe(10);
       expect(exposition.sum("meshcart_db_up")).toBe(1);
-      expect(exposition.samples("meshcart_db_pool_connections").map((s) => s.labels.state).sort()).toEqual(["idle", "in_use"]);
+      expect(
+        exposition
+          .samples("meshcart_db_pool_connections")
+          .map((s) => s.labels.state)
+          .sort(),
+      ).toEqual(["idle", "in_use"]);
     }
   });
 

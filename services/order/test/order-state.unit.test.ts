@@ -423,11 +423,7 @@ function simulate(outcomes: { reserve: Outcome; charge: Outcome; commit: Outcome
     switch (step.kind) {
       case "reserve":
         data.push(
-          ...(outcomes.reserve === "ok"
-            ? [reserved]
-            : outcomes.reserve === "unavailable"
-              ? [unavailable, rejected("no stock")]
-              : [failedAt("reserve")]),
+          ...(outcomes.reserve === "ok" ? [reserved] : outcomes.reserve === "unavailable" ? [unavailable, rejected("no stock")] : [failedAt("reserve")]),
         );
         break;
       case "charge":
@@ -455,13 +451,7 @@ function simulate(outcomes: { reserve: Outcome; charge: Outcome; commit: Outcome
 
 describe("compensation and cancellation order", () => {
   it("refund comes before release after a failed charge or commit", () => {
-    expect(simulate({ reserve: "ok", charge: "error", commit: "ok" }, false).steps).toEqual([
-      "reserve",
-      "charge",
-      "refund:compensation",
-      "release",
-      "finish",
-    ]);
+    expect(simulate({ reserve: "ok", charge: "error", commit: "ok" }, false).steps).toEqual(["reserve", "charge", "refund:compensation", "release", "finish"]);
     expect(simulate({ reserve: "ok", charge: "ok", commit: "error" }, false).steps).toEqual([
       "reserve",
       "charge",

@@ -86,13 +86,24 @@ async function leading(relay: Running): Promise<number> {
   return Number(/^meshcart_order_outbox_relay_leader (\d+)$/m.exec(text)?.[1]);
 }
 
-function startRelay(broker: EventPublisher, options: { owner?: string; crash?: (point: OutboxCrashPoint) => void; leaseMs?: number; pollMs?: number } = {}): Running {
+function startRelay(
+  broker: EventPublisher,
+  options: { owner?: string; crash?: (point: OutboxCrashPoint) => void; leaseMs?: number; pollMs?: number } = {},
+): Running {
   const registry = new Registry();
   const metrics = new OutboxMetrics(registry, store, logger);
   const relay = new OutboxRelay(
     store,
     broker,
-    { owner: options.owner ?? "replica-a", leaseMs: options.leaseMs ?? 5_000, pollMs: options.pollMs ?? 20, batchOrders: 3, concurrency: 4, retryMaxMs: 50, crash: options.crash },
+    {
+      owner: options.owner ?? "replica-a",
+      leaseMs: options.leaseMs ?? 5_000,
+      pollMs: options.pollMs ?? 20,
+      batchOrders: 3,
+      concurrency: 4,
+      retryMaxMs: 50,
+      crash: options.crash,
+    },
     metrics,
     logger,
   );
@@ -143,8 +154,19 @@ async function append(orderId: string, events: Logged[], from: number): Promise<
   }
 }
 
-const CHECKOUT: Logged[] = [{ type: "ORDER_PLACED" }, { type: "STOCK_RESERVED" }, { type: "PAYMENT_CAPTURED" }, { type: "RESERVATION_COMMITTED" }, { type: "ORDER_CONFIRMED" }];
-const CANCELLATION: Logged[] = [{ type: "CANCELLATION_REQUESTED", data: { reason: "changed my mind" } }, { type: "PAYMENT_REFUNDED" }, { type: "STOCK_RETURNED" }, { type: "ORDER_CANCELLED" }];
+const CHECKOUT: Logged[] = [
+  { type: "ORDER_PLACED" },
+  { type: "STOCK_RESERVED" },
+  { type: "PAYMENT_CAPTURED" },
+  { type: "RESERVATION_COMMITTED" },
+  { type: "ORDER_CONFIRMED" },
+];
+const CANCELLATION: Logged[] = [
+  { type: "CANCELLATION_REQUESTED", data: { reason: "changed my mind" } },
+  { type: "PAYMENT_REFUNDED" },
+  { type: "STOCK_RETURNED" },
+  { type: "ORDER_CANCELLED" },
+];
 
 async function unpublished(): Promise<number> {
   return (await store.backlog()).waiting;
@@ -154,8 +176,17 @@ describe("the outbox relay", () => {
   it("publishes the final events only, as meshcart.events.v1.OrderEvent under their event ids, and marks them", async () => {
     const confirmed = await order(CHECKOUT, { customer: "bob" });
     const cancelled = await order([...CHECKOUT, ...CANCELLATION]);
-    const rejected = await order([{ type: "ORDER_PLACED" }, { type: "STOCK_UNAVAILABLE" }, { type: "ORDER_REJECTED", data: { reason: "not enough MESH-MUG" } }]);
-    const failed = await order([{ type: "ORDER_PLACED" }, { type: "STEP_FAILED" }, { type: "STOCK_RELEASED" }, { type: "ORDER_FAILED", data: { reason: "inventory away" } }]);
+    const rejected = await order([
+      { type: "ORDER_PLACED" },
+      { type: "STOCK_UNAVAILABLE" },
+      { type: "ORDER_REJECTED", data: { reason: "not enough MESH-MUG" } },
+    ]);
+    const failed = await order([
+      { type: "ORDER_PLACED" },
+      { type: "STEP_FAILED" },
+      { type: "STOCK_RELEASED" },
+      { type: "ORDER_FAILED", data: { reason: "inventory away" } },
+    ]);
     const running = await order([{ type: "ORDER_PLACED" }]);
     const broker = new ScriptedBroker();
     startRelay(broker);
@@ -319,7 +350,11 @@ describe("the outbox relay", () => {
     const client = await db.pool.connect();
     try {
       await client.query("SET enable_seqscan = off");
-      const plan = (await client.query("EXPLAIN SELECT count(*) FROM order_events WHERE published_at IS NULL AND type IN ('ORDER_CONFIRMED', 'ORDER_CANCELLED', 'ORDER_REJECTED', 'ORDER_FAILED')")).rows
+      const plan = (
+        await client.query(
+          "EXPLAIN SELECT count(*) FROM order_events WHERE published_at IS NULL AND type IN ('ORDER_CONFIRMED', 'ORDER_CANCELLED', 'ORDER_REJECTED', 'ORDER_FAILED')",
+        )
+      ).rows
         .map((r: Record<string, string>) => r["QUERY PLAN"])
         .join("\n");
       expect(plan).toContain("order_events_unpublished");

@@ -137,10 +137,19 @@ async function runCase(c: Case): Promise<{ order: Order; store: MemoryStore; inv
   };
 
   const orderId = "ord_model";
-  const placed = store.place({ requestId: "req", customerId: "cust", items: [{ sku: "MESH-MUG", quantity: c.quantity }], paymentMethod: c.paymentMethod }, orderId, "replica-a");
+  const placed = store.place(
+    { requestId: "req", customerId: "cust", items: [{ sku: "MESH-MUG", quantity: c.quantity }], paymentMethod: c.paymentMethod },
+    orderId,
+    "replica-a",
+  );
   let order = await drive(orderId, placed);
   if (c.cancel && order.state === "CONFIRMED") {
-    const requested = applyEvent(order, { sequence: order.version + 1, data: { type: "CANCELLATION_REQUESTED", reason: "" }, stateAfter: "CANCELLING", occurredAt: new Date() });
+    const requested = applyEvent(order, {
+      sequence: order.version + 1,
+      data: { type: "CANCELLATION_REQUESTED", reason: "" },
+      stateAfter: "CANCELLING",
+      occurredAt: new Date(),
+    });
     await store.append(requested, order.version, { change: { run: "start", owner: "replica-a", leaseMs: 60_000 } });
     order = await drive(orderId);
   }
@@ -183,9 +192,21 @@ function expectConsistent({ order, inventory, payment }: Awaited<ReturnType<type
 describe("the saga driver against scripted answers", () => {
   it("classifies every status code", () => {
     expect(ALL_CODES).toHaveLength(16);
-    expect(byClass("transient").map((c) => Status[c]).sort()).toEqual(["ABORTED", "CANCELLED", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "UNAVAILABLE"]);
-    expect(byClass("refused").map((c) => Status[c]).sort()).toEqual(["ALREADY_EXISTS", "FAILED_PRECONDITION", "INVALID_ARGUMENT", "NOT_FOUND", "OUT_OF_RANGE"]);
-    expect(byClass("broken").map((c) => Status[c]).sort()).toEqual(["DATA_LOSS", "INTERNAL", "PERMISSION_DENIED", "UNAUTHENTICATED", "UNIMPLEMENTED", "UNKNOWN"]);
+    expect(
+      byClass("transient")
+        .map((c) => Status[c])
+        .sort(),
+    ).toEqual(["ABORTED", "CANCELLED", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "UNAVAILABLE"]);
+    expect(
+      byClass("refused")
+        .map((c) => Status[c])
+        .sort(),
+    ).toEqual(["ALREADY_EXISTS", "FAILED_PRECONDITION", "INVALID_ARGUMENT", "NOT_FOUND", "OUT_OF_RANGE"]);
+    expect(
+      byClass("broken")
+        .map((c) => Status[c])
+        .sort(),
+    ).toEqual(["DATA_LOSS", "INTERNAL", "PERMISSION_DENIED", "UNAUTHENTICATED", "UNIMPLEMENTED", "UNKNOWN"]);
   });
 
   it("every step × every status code, before or after acting, a few times or forever, with or without a crash: the saga ends", async () => {
@@ -262,7 +283,10 @@ describe("the saga driver against scripted answers", () => {
             cancel: true,
           });
           expect(isFinal(result.order.state), `${Status[code]} on ${method}`).toBe(true);
-          expect(result.order.history.map((e) => e.data.type), `${Status[code]} on ${method}`).not.toContain("STEP_ABANDONED");
+          expect(
+            result.order.history.map((e) => e.data.type),
+            `${Status[code]} on ${method}`,
+          ).not.toContain("STEP_ABANDONED");
           expectConsistent(result);
         }
       }

@@ -120,12 +120,18 @@ function replica(
     stopping: stop.signal,
     onAppend: (order) => notifier.notify(order),
   });
-  const orders = new Orders(options.ordersStore ?? store, saga, notifier, {
-    owner,
-    leaseMs,
-    maxWaitMs: options.maxWaitMs ?? 20_000,
-    pollMs: options.pollMs ?? 50,
-  }, options.admission ?? new Admission("checkouts", { limit: 1_000, queue: 0, queueTimeoutMs: 1 }));
+  const orders = new Orders(
+    options.ordersStore ?? store,
+    saga,
+    notifier,
+    {
+      owner,
+      leaseMs,
+      maxWaitMs: options.maxWaitMs ?? 20_000,
+      pollMs: options.pollMs ?? 50,
+    },
+    options.admission ?? new Admission("checkouts", { limit: 1_000, queue: 0, queueTimeoutMs: 1 }),
+  );
   const harness = { owner, inventory, payment, saga, orders, stop };
   harnesses.push(harness);
   return harness;
@@ -199,10 +205,9 @@ async function projectionOf(orderId: string) {
 }
 
 async function sagaRunOf(orderId: string) {
-  const { rows } = await db.query<{ owner: string; expired: boolean }>(
-    "SELECT owner, lease_until < now() AS expired FROM saga_runs WHERE order_id = $1",
-    [orderId],
-  );
+  const { rows } = await db.query<{ owner: string; expired: boolean }>("SELECT owner, lease_until < now() AS expired FROM saga_runs WHERE order_id = $1", [
+    orderId,
+  ]);
   return rows[0];
 }
 
@@ -238,7 +243,15 @@ async function expectProjectionInStep(order: Order): Promise<void> {
 describe("forward path (rows 1, 2, 5, 8)", () => {
   it("CONFIRMED: reserve, charge and commit once each with the derived keys; prices come from inventory", async () => {
     const h = replica();
-    const order = await h.orders.create(request({ items: [{ sku: "MESH-MUG", quantity: 2 }, { sku: "MESH-CAP", quantity: 1 }] }), never());
+    const order = await h.orders.create(
+      request({
+        items: [
+          { sku: "MESH-MUG", quantity: 2 },
+          { sku: "MESH-CAP", quantity: 1 },
+        ],
+      }),
+      never(),
+    );
     const k = keys(order.orderId);
 
     expect(order.state).toBe("CONFIRMED");
@@ -304,7 +317,15 @@ describe("reserve refused (row 3)", () => {
 
   it("an unknown SKU (NOT_FOUND from the reserve) is a rejection too: nothing held, nothing charged", async () => {
     const h = replica();
-    const order = await h.orders.create(request({ items: [{ sku: "MESH-MUG", quantity: 1 }, { sku: "NO-SUCH-SKU", quantity: 1 }] }), never());
+    const order = await h.orders.create(
+      request({
+        items: [
+          { sku: "MESH-MUG", quantity: 1 },
+          { sku: "NO-SUCH-SKU", quantity: 1 },
+        ],
+      }),
+      never(),
+    );
     expect(order.state).toBe("REJECTED");
     expect(types(order)).toEqual(["ORDER_PLACED", "STOCK_UNAVAILABLE", "ORDER_REJECTED"]);
     expect(order.failureReason).toMatch(/NO-SUCH-SKU not found/);
@@ -408,13 +429,7 @@ describe("charge (rows 6, 7, then 10-13)", () => {
     expect(states(order)).toEqual(["PENDING", "STOCK_RESERVED", "COMPENSATING", "COMPENSATING", "COMPENSATING", "FAILED"]);
     expect(eventOf(order, "STEP_FAILED").step).toBe("charge");
     // Refund before release, with exactly these keys.
-    expect(callOrder(h)).toEqual([
-      `reserve ${k.stock}`,
-      `charge ${k.charge}`,
-      `charge ${k.charge}`,
-      `refundAll ${k.compensation}`,
-      `release ${k.stock}`,
-    ]);
+    expect(callOrder(h)).toEqual([`reserve ${k.stock}`, `charge ${k.charge}`, `charge ${k.charge}`, `refundAll ${k.compensation}`, `release ${k.stock}`]);
     const payments = h.payment.paymentsOf(order.orderId);
     expect(payments).toHaveLength(1);
     expect(eventOf(order, "PAYMENT_REFUNDED")).toEqual({ type: "PAYMENT_REFUNDED", paymentId: payments[0]!.paymentId, refundedMinor: 2800 });
@@ -432,20 +447,21 @@ describe("charge (rows 6, 7, then 10-13)", () => {
 
     expect(order.state).toBe("FAILED");
     expect(order.failureReason).toMatch(/charge: scripted transient failure after acting/);
-    expect(callOrder(h)).toEqual([
-      `reserve ${k.stock}`,
-      `charge ${k.charge}`,
-      `charge ${k.charge}`,
-      `refundAll ${k.compensation}`,
-      `release ${k.stock}`,
-    ]);
+    expect(callOrder(h)).toEqual([`reserve ${k.stock}`, `charge ${k.charge}`, `charge ${k.charge}`, `refundAll ${k.compensation}`, `release ${k.stock}`]);
     const payments = h.payment.paymentsOf(order.orderId);
     expect(payments).toHaveLength(1);
     expect(payments[0]!.refundedMinor).toBe(2800);
     expect(order.paymentId).toBe(payments[0]!.paymentId);
     expect(h.payment.netCharged(order.orderId)).toBe(0);
     // A late original attempt finds the same (refunded) payment: still one payment.
-    await h.payment.charge({ idempotencyKey: k.charge, customerId: order.customerId, currencyCode: "USD", amountMinor: 2800, paymentMethod: "pm_card_visa", orderId: order.orderId });
+    await h.payment.charge({
+      idempotencyKey: k.charge,
+      customerId: order.customerId,
+      currencyCode: "USD",
+      amountMinor: 2800,
+      paymentMethod: "pm_card_visa",
+      orderId: order.orderId,
+    });
     expect(h.payment.paymentsOf(order.orderId)).toHaveLength(1);
     expect(h.payment.netCharged(order.orderId)).toBe(0);
   });
@@ -516,23 +532,9 @@ describe("commit (row 9, then 10, 11, 13)", () => {
     const k = keys(order.orderId);
 
     expect(order.state).toBe("FAILED");
-    expect(types(order)).toEqual([
-      "ORDER_PLACED",
-      "STOCK_RESERVED",
-      "PAYMENT_CAPTURED",
-      "STEP_FAILED",
-      "PAYMENT_REFUNDED",
-      "STOCK_RELEASED",
-      "ORDER_FAILED",
-    ]);
+    expect(types(order)).toEqual(["ORDER_PLACED", "STOCK_RESERVED", "PAYMENT_CAPTURED", "STEP_FAILED", "PAYMENT_REFUNDED", "STOCK_RELEASED", "ORDER_FAILED"]);
     expect(eventOf(order, "STEP_FAILED").step).toBe("commit");
-    expect(callOrder(h)).toEqual([
-      `reserve ${k.stock}`,
-      `charge ${k.charge}`,
-      `commit ${k.stock}`,
-      `refundAll ${k.compensation}`,
-      `release ${k.stock}`,
-    ]);
+    expect(callOrder(h)).toEqual([`reserve ${k.stock}`, `charge ${k.charge}`, `commit ${k.stock}`, `refundAll ${k.compensation}`, `release ${k.stock}`]);
     expect(h.payment.netCharged(order.orderId)).toBe(0);
     expect(h.inventory.stock("MESH-MUG")).toMatchObject({ onHand: 100, reserved: 0, sold: 0 });
     expect(h.inventory.reservations.get(k.stock)!.state).toBe("RELEASED");
@@ -573,13 +575,7 @@ describe("commit (row 9, then 10, 11, 13)", () => {
 
     expect(order.state).toBe("FAILED");
     expect(eventOf(order, "STEP_FAILED")).toMatchObject({ step: "commit", reason: expect.stringMatching(/expired/) });
-    expect(callOrder(h)).toEqual([
-      `reserve ${k.stock}`,
-      `charge ${k.charge}`,
-      `commit ${k.stock}`,
-      `refundAll ${k.compensation}`,
-      `release ${k.stock}`,
-    ]);
+    expect(callOrder(h)).toEqual([`reserve ${k.stock}`, `charge ${k.charge}`, `commit ${k.stock}`, `refundAll ${k.compensation}`, `release ${k.stock}`]);
     expect(h.inventory.stock("MESH-MUG")).toMatchObject({ onHand: 100, reserved: 0, sold: 0 });
     expect(h.payment.netCharged(order.orderId)).toBe(0);
     expect(h.payment.refundsOf(order.orderId)).toEqual([{ key: k.compensation, amountMinor: 2800 }]);
@@ -599,15 +595,7 @@ describe("compensation steps retry until they succeed", () => {
 
     expect(order.state).toBe("FAILED");
     // Failed attempts are not facts of the order: one event per step.
-    expect(types(order)).toEqual([
-      "ORDER_PLACED",
-      "STOCK_RESERVED",
-      "PAYMENT_CAPTURED",
-      "STEP_FAILED",
-      "PAYMENT_REFUNDED",
-      "STOCK_RELEASED",
-      "ORDER_FAILED",
-    ]);
+    expect(types(order)).toEqual(["ORDER_PLACED", "STOCK_RESERVED", "PAYMENT_CAPTURED", "STEP_FAILED", "PAYMENT_REFUNDED", "STOCK_RELEASED", "ORDER_FAILED"]);
     expect(callOrder(h)).toEqual([
       `reserve ${k.stock}`,
       `charge ${k.charge}`,
@@ -638,15 +626,7 @@ describe("compensation steps retry until they succeed", () => {
     h.inventory.script.failNext("release", { kind: "broken", message: "releasing the reservation: INTERNAL boom" }, 50);
     const order = await h.orders.create(request(), never());
     expect(order.state).toBe("FAILED");
-    expect(types(order)).toEqual([
-      "ORDER_PLACED",
-      "STOCK_RESERVED",
-      "PAYMENT_CAPTURED",
-      "STEP_FAILED",
-      "PAYMENT_REFUNDED",
-      "STEP_ABANDONED",
-      "ORDER_FAILED",
-    ]);
+    expect(types(order)).toEqual(["ORDER_PLACED", "STOCK_RESERVED", "PAYMENT_CAPTURED", "STEP_FAILED", "PAYMENT_REFUNDED", "STEP_ABANDONED", "ORDER_FAILED"]);
     expect(eventOf(order, "STEP_ABANDONED")).toMatchObject({ step: "release", reason: "releasing the reservation: INTERNAL boom" });
     expect(order.failureReason).toMatch(/the stock release was not confirmed and needs an operator \(releasing the reservation: INTERNAL boom\)/);
     expect(h.inventory.script.count("release")).toBe(3);
@@ -662,12 +642,7 @@ describe("compensation steps retry until they succeed", () => {
     const order = await h.orders.create(request(), never());
     const k = keys(order.orderId);
     expect(order.state).toBe("FAILED");
-    expect(callOrder(h)).toEqual([
-      `reserve ${k.stock}`,
-      ...Array(4).fill(`charge ${k.charge}`),
-      `refundAll ${k.compensation}`,
-      `release ${k.stock}`,
-    ]);
+    expect(callOrder(h)).toEqual([`reserve ${k.stock}`, ...Array(4).fill(`charge ${k.charge}`), `refundAll ${k.compensation}`, `release ${k.stock}`]);
     expect(h.payment.paymentsOf(order.orderId)).toHaveLength(1);
     expect(h.payment.netCharged(order.orderId)).toBe(0);
   });
@@ -678,7 +653,12 @@ describe("compensation steps retry until they succeed", () => {
 describe("CreateOrder idempotency", () => {
   it("a replay (same request_id, same content) returns the same order and starts no second saga", async () => {
     const h = replica();
-    const req = request({ items: [{ sku: "MESH-MUG", quantity: 1 }, { sku: "MESH-CAP", quantity: 2 }] });
+    const req = request({
+      items: [
+        { sku: "MESH-MUG", quantity: 1 },
+        { sku: "MESH-CAP", quantity: 2 },
+      ],
+    });
     const first = await h.orders.create(req, never());
     const before = await counts();
     const again = await h.orders.create({ ...req, items: [...req.items].reverse() }, never());
@@ -748,7 +728,6 @@ describe("CreateOrder idempotency", () => {
     expect(inventory.script.count("reserve")).toBe(1);
     expect(payment.script.count("charge")).toBe(1);
   });
-
 });
 
 // ------------------------------------------------------------- CancelOrder
@@ -1016,7 +995,14 @@ async function abandoned(steps: "placed" | "reserved" | "charge-failed", invento
     ]);
     if (steps === "charge-failed") {
       // It charged, lost the answer, recorded the failure, and died.
-      await payment.charge({ idempotencyKey: `${orderId}.charge`, customerId: req.customerId, currencyCode: "USD", amountMinor: outcome.totalMinor, paymentMethod: req.paymentMethod, orderId });
+      await payment.charge({
+        idempotencyKey: `${orderId}.charge`,
+        customerId: req.customerId,
+        currencyCode: "USD",
+        amountMinor: outcome.totalMinor,
+        paymentMethod: req.paymentMethod,
+        orderId,
+      });
       await appendEvents(orderId, [{ type: "STEP_FAILED", step: "charge", reason: "charging: UNAVAILABLE" }]);
     }
   }
@@ -1233,7 +1219,14 @@ describe("the event log and its projection", () => {
     expect(await store.append(next(order, { type: "STOCK_RELEASED", detail: "not mine" }), 2, { driver: unique("thief"), change: renew })).toBe(false);
     expect((await store.load(order.orderId))!.version).toBe(2);
     // Finish it so no other test's recovery picks it up.
-    await appendEvents(order.orderId, [{ type: "STOCK_RELEASED", detail: "test" }, { type: "ORDER_FAILED", reason: "test" }], { run: "end" });
+    await appendEvents(
+      order.orderId,
+      [
+        { type: "STOCK_RELEASED", detail: "test" },
+        { type: "ORDER_FAILED", reason: "test" },
+      ],
+      { run: "end" },
+    );
     expect(await sagaRunOf(order.orderId)).toBeUndefined();
   });
 
@@ -1333,7 +1326,15 @@ describe("ListOrders", () => {
     }
     expect(seen).toEqual([...ids].sort().reverse());
     // Finish them so no recovery picks them up later.
-    for (const id of ids) await appendEvents(id, [{ type: "STOCK_UNAVAILABLE", reason: "test" }, { type: "ORDER_REJECTED", reason: "test" }], { run: "end" });
+    for (const id of ids)
+      await appendEvents(
+        id,
+        [
+          { type: "STOCK_UNAVAILABLE", reason: "test" },
+          { type: "ORDER_REJECTED", reason: "test" },
+        ],
+        { run: "end" },
+      );
   });
 });
 

@@ -63,7 +63,12 @@ describe("checkout over gRPC", () => {
     const mugBefore = await mesh.stock("MESH-MUG");
     const capBefore = await mesh.stock("MESH-CAP");
     const [mugPrice, capPrice] = [await unitPrice("MESH-MUG"), await unitPrice("MESH-CAP")];
-    const order = await create({ items: [{ sku: "MESH-MUG", quantity: 2 }, { sku: "MESH-CAP", quantity: 1 }] });
+    const order = await create({
+      items: [
+        { sku: "MESH-MUG", quantity: 2 },
+        { sku: "MESH-CAP", quantity: 1 },
+      ],
+    });
 
     expect(stateName(order.state)).toBe("CONFIRMED");
     expect(eventTypes(order)).toEqual(["ORDER_PLACED", "STOCK_RESERVED", "PAYMENT_CAPTURED", "RESERVATION_COMMITTED", "ORDER_CONFIRMED"]);
@@ -143,7 +148,13 @@ describe("checkout over gRPC", () => {
       ["quantity 1001", { items: [{ sku: "MESH-MUG", quantity: 1001 }] }, ["items[0].quantity"]],
       [
         "duplicate SKUs",
-        { items: [{ sku: "MESH-MUG", quantity: 1 }, { sku: "MESH-CAP", quantity: 1 }, { sku: "MESH-MUG", quantity: 2 }] },
+        {
+          items: [
+            { sku: "MESH-MUG", quantity: 1 },
+            { sku: "MESH-CAP", quantity: 1 },
+            { sku: "MESH-MUG", quantity: 2 },
+          ],
+        },
         ["items[2].sku"],
       ],
       ["request_id of 129 characters", { requestId: "r".repeat(129) }, ["request_id"]],
@@ -185,7 +196,12 @@ describe("checkout over gRPC", () => {
 
   it("an unknown SKU is the reserve's refusal: the order is REJECTED with the reason, nothing held, nothing charged", async () => {
     const mugBefore = await mesh.stock("MESH-MUG");
-    const order = await create({ items: [{ sku: "MESH-MUG", quantity: 1 }, { sku: "MESH-UNICORN", quantity: 1 }] });
+    const order = await create({
+      items: [
+        { sku: "MESH-MUG", quantity: 1 },
+        { sku: "MESH-UNICORN", quantity: 1 },
+      ],
+    });
     expect(stateName(order.state)).toBe("REJECTED");
     expect(eventTypes(order)).toEqual(["ORDER_PLACED", "STOCK_UNAVAILABLE", "ORDER_REJECTED"]);
     expect(order.failureReason).toMatch(/product MESH-UNICORN not found/);
@@ -247,9 +263,11 @@ describe("reading orders over gRPC", () => {
     expect(seen.map((s) => s.state)).toEqual(created.history.map((e) => e.stateAfter));
     expect(seen.every((s) => s.state === s.orderState)).toBe(true);
 
-    const unknown = await refusal((async () => {
-      for await (const _ of mesh.order.watchOrder({ orderId: "ord_missing" })) void _;
-    })());
+    const unknown = await refusal(
+      (async () => {
+        for await (const _ of mesh.order.watchOrder({ orderId: "ord_missing" })) void _;
+      })(),
+    );
     expect(unknown.code).toBe(Status.NOT_FOUND);
   });
 
@@ -380,7 +398,10 @@ describe("lost answers against the real services", () => {
     const settings = { attemptTimeoutMs: 5_000, retries: 0 };
     const inventoryChannel = openChannel(mesh.inventoryAddress);
     const paymentChannel = openChannel(mesh.paymentAddress);
-    closers.push(() => inventoryChannel.close(), () => paymentChannel.close());
+    closers.push(
+      () => inventoryChannel.close(),
+      () => paymentChannel.close(),
+    );
     const inventory: InventoryPort = lossy(
       new GrpcInventory(createServiceClient(InventoryServiceDefinition, inventoryChannel, { address: mesh.inventoryAddress, ...settings }, logger)),
     );

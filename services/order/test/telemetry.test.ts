@@ -248,9 +248,15 @@ describe("one CreateOrder is one trace", () => {
         .map((l) => JSON.parse(l) as Record<string, unknown>)
         .filter((l) => l.correlation_id === correlationId);
       expect(lines.length, service).toBeGreaterThan(0);
-      expect(lines.every((l) => l.trace_id === caller.traceId), service).toBe(true);
+      expect(
+        lines.every((l) => l.trace_id === caller.traceId),
+        service,
+      ).toBe(true);
       const spanIds = new Set(trace.filter((s) => s.service === service).map((s) => s.spanId));
-      expect(lines.some((l) => spanIds.has(String(l.span_id))), service).toBe(true);
+      expect(
+        lines.some((l) => spanIds.has(String(l.span_id))),
+        service,
+      ).toBe(true);
     }
     // The saga's own lines, written outside any call, too.
     const sagaLine = mesh
@@ -307,7 +313,11 @@ describe("compensation and recovery in the trace", () => {
     );
     const saga = one(trace, "cancellation saga", (s) => s.name === "order.saga");
     expect(saga.attributes["meshcart.order.id"]).toBe(order!.orderId);
-    const placedSaga = one(await traceOf(placing.traceId, (spans) => spans.some((s) => s.name === "order.saga")), "placing saga", (s) => s.name === "order.saga");
+    const placedSaga = one(
+      await traceOf(placing.traceId, (spans) => spans.some((s) => s.name === "order.saga")),
+      "placing saga",
+      (s) => s.name === "order.saga",
+    );
     // The link points into the placing trace (at the call that placed the order).
     expect(saga.links).toHaveLength(1);
     expect(saga.links[0]).toMatchObject({ traceId: placing.traceId, attributes: { "meshcart.link": "order placed" } });

@@ -31,11 +31,7 @@ const CURRENCY_CODE = /^[A-Z]{3}$/;
  * before the domain runs, so bad input writes nothing. `served` names this
  * process in every response.
  */
-export function paymentHandlers(
-  payments: Payments,
-  served: ServedBy,
-  metrics: PaymentMetrics = new PaymentMetrics(),
-): PaymentServiceImplementation {
+export function paymentHandlers(payments: Payments, served: ServedBy, metrics: PaymentMetrics = new PaymentMetrics()): PaymentServiceImplementation {
   return {
     async charge(request) {
       validate((v) => {

@@ -121,7 +121,9 @@ const CHARGE = statement(
    )
    SELECT false AS replayed, c.*, '[]'::json AS refunds FROM charged c
    UNION ALL
-   SELECT true, ${PAYMENT_COLUMNS.split(",").map((c) => `p.${c.trim()}`).join(", ")}, ${REFUNDS_JSON}
+   SELECT true, ${PAYMENT_COLUMNS.split(",")
+     .map((c) => `p.${c.trim()}`)
+     .join(", ")}, ${REFUNDS_JSON}
    FROM payments p WHERE p.idempotency_key = $2 AND NOT EXISTS (SELECT 1 FROM charged)`,
 );
 
@@ -198,8 +200,7 @@ export class Payments {
     const differences = chargeDifferences(payment, request);
     if (differences.length > 0) {
       throw new ConflictError(
-        `idempotency key ${request.idempotencyKey} was already used for payment ${payment.paymentId} ` +
-          `with a different ${differences.join(", ")}`,
+        `idempotency key ${request.idempotencyKey} was already used for payment ${payment.paymentId} ` + `with a different ${differences.join(", ")}`,
       );
     }
     return { payment, replayed: true };
@@ -214,16 +215,13 @@ export class Payments {
   async refund(request: RefundRequest): Promise<{ refund: Refund; payment: Payment; replayed: boolean }> {
     return this.db.transaction(async (tx) => {
       await lockKey(tx, "refund", request.idempotencyKey);
-      const { rows } = await tx.query<RefundRow>(`SELECT ${REFUND_COLUMNS} FROM refunds WHERE idempotency_key = $1`, [
-        request.idempotencyKey,
-      ]);
+      const { rows } = await tx.query<RefundRow>(`SELECT ${REFUND_COLUMNS} FROM refunds WHERE idempotency_key = $1`, [request.idempotencyKey]);
       const existing = rows[0];
       if (existing) {
         const differences = refundDifferences(refundTerms(existing), request);
         if (differences.length > 0) {
           throw new ConflictError(
-            `idempotency key ${request.idempotencyKey} was already used for refund ${existing.refund_id} ` +
-              `with a different ${differences.join(", ")}`,
+            `idempotency key ${request.idempotencyKey} was already used for refund ${existing.refund_id} ` + `with a different ${differences.join(", ")}`,
           );
         }
         return { ...(await refundOf(tx, existing.payment_id, existing.refund_id)), replayed: true };
@@ -233,9 +231,7 @@ export class Payments {
       if (!payment) throw new NotFoundError("payment", request.paymentId);
       const decision = decideRefund(payment, request.amount);
       if (decision.kind === "refuse") {
-        throw new RefusedError(decision.reason, [
-          { type: REFUSAL_TYPES[decision.refusal], subject: payment.paymentId, description: decision.reason },
-        ]);
+        throw new RefusedError(decision.reason, [{ type: REFUSAL_TYPES[decision.refusal], subject: payment.paymentId, description: decision.reason }]);
       }
 
       const refundId = newId("ref");
@@ -322,10 +318,9 @@ async function loadPayment(sql: Sql, paymentId: string, options: { lock?: boolea
 async function loadRefunds(sql: Sql, paymentIds: string[]): Promise<Map<string, RefundRow[]>> {
   const byPayment = new Map<string, RefundRow[]>();
   if (paymentIds.length === 0) return byPayment;
-  const { rows } = await sql.query<RefundRow>(
-    `SELECT ${REFUND_COLUMNS} FROM refunds WHERE payment_id = ANY($1::text[]) ORDER BY payment_id, seq`,
-    [paymentIds],
-  );
+  const { rows } = await sql.query<RefundRow>(`SELECT ${REFUND_COLUMNS} FROM refunds WHERE payment_id = ANY($1::text[]) ORDER BY payment_id, seq`, [
+    paymentIds,
+  ]);
   for (const row of rows) {
     const list = byPayment.get(row.payment_id);
     if (list) list.push(row);
@@ -345,9 +340,7 @@ function refundTerms(row: RefundRow): RefundTerms {
   return {
     paymentId: row.payment_id,
     amount:
-      row.requested_currency !== null && row.requested_minor !== null
-        ? { currencyCode: row.requested_currency, minorUnits: row.requested_minor }
-        : undefined,
+      row.requested_currency !== null && row.requested_minor !== null ? { currencyCode: row.requested_currency, minorUnits: row.requested_minor } : undefined,
     reason: row.reason,
   };
 }

@@ -104,8 +104,7 @@ export type RefundRefusal = "DECLINED" | "CURRENCY" | "NOTHING_LEFT" | "EXCEEDS_
  * sum and status, or why it cannot happen.
  */
 export type RefundDecision =
-  | { kind: "refund"; amountMinor: number; refundedMinor: number; status: PaymentStatus }
-  | { kind: "refuse"; refusal: RefundRefusal; reason: string };
+  { kind: "refund"; amountMinor: number; refundedMinor: number; status: PaymentStatus } | { kind: "refuse"; refusal: RefundRefusal; reason: string };
 
 export function remaining(payment: RefundablePayment): number {
   return payment.status === "DECLINED" ? 0 : payment.amountMinor - payment.refundedMinor;

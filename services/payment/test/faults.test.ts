@@ -171,9 +171,7 @@ describe("payment fault injection", () => {
       GetPayment: { latencyMs: 5 },
       ListPayments: { rate: 1, code: "RESOURCE_EXHAUSTED" },
     });
-    expect(await outcome(client.listPayments({ filter: { $case: "customerId", value: "alice" }, pageSize: 1, pageToken: "" }))).toBe(
-      Status.RESOURCE_EXHAUSTED,
-    );
+    expect(await outcome(client.listPayments({ filter: { $case: "customerId", value: "alice" }, pageSize: 1, pageToken: "" }))).toBe(Status.RESOURCE_EXHAUSTED);
     expect((await faults("DELETE", undefined, "/faults/ListPayments")).body.faults).toEqual({
       GetPayment: { rate: 0, code: "UNAVAILABLE", latencyMs: 5, jitterMs: 0, mode: "before" },
     });

@@ -212,9 +212,7 @@ describe("payment over gRPC", () => {
     expect(onV1.payment).toEqual(onV2.payment);
     expect(onV1.payment?.declineReason).toBe(DeclineReason.DECLINE_REASON_RISK_SCREEN);
 
-    const { rows } = await db.query("SELECT 1 FROM payments WHERE idempotency_key = ANY($1::text[])", [
-      [request.idempotencyKey, declined.idempotencyKey],
-    ]);
+    const { rows } = await db.query("SELECT 1 FROM payments WHERE idempotency_key = ANY($1::text[])", [[request.idempotencyKey, declined.idempotencyKey]]);
     expect(rows).toHaveLength(2);
   });
 
@@ -261,9 +259,7 @@ describe("payment over gRPC", () => {
     });
     expect(replay).toMatchObject({ replayed: true, refund: partial.refund, servedBy: { version: "v2" } });
 
-    const over = await failure(
-      v2.client.refund({ idempotencyKey: unique("refund"), paymentId, amount: { currencyCode: "EUR", minorUnits: 601 }, reason: "" }),
-    );
+    const over = await failure(v2.client.refund({ idempotencyKey: unique("refund"), paymentId, amount: { currencyCode: "EUR", minorUnits: 601 }, reason: "" }));
     expect(over.code).toBe(Status.FAILED_PRECONDITION);
 
     const rest = await v2.client.refund({ idempotencyKey: unique("refund"), paymentId, reason: "" });
@@ -317,9 +313,7 @@ describe("payment over gRPC", () => {
     const { payment } = await v1.client.charge(chargeRequest());
     const before = await rowCounts();
 
-    const everything = await failure(
-      v1.client.charge({ idempotencyKey: "", customerId: "", amount: undefined, paymentMethod: "", orderId: "" }),
-    );
+    const everything = await failure(v1.client.charge({ idempotencyKey: "", customerId: "", amount: undefined, paymentMethod: "", orderId: "" }));
     expect(everything.code).toBe(Status.INVALID_ARGUMENT);
     expect(Object.keys(everything.fields).sort()).toEqual(["amount", "customer_id", "idempotency_key", "order_id", "payment_method"]);
     expect(everything.fields.idempotency_key).toBe("is required");

@@ -140,9 +140,7 @@ describe("charge", () => {
     expect(onV2.payment).toMatchObject({ status: "DECLINED", declineReason: "RISK_SCREEN", refundedMinor: 0, chargedByVersion: "v2" });
     // Stored like any decline: it replays, takes nothing, refunds nothing.
     expect(await payments.get(onV2.payment.paymentId)).toEqual(onV2.payment);
-    const error = await rejection(
-      payments.refund({ idempotencyKey: unique("refund"), paymentId: onV2.payment.paymentId, amount: undefined, reason: "" }),
-    );
+    const error = await rejection(payments.refund({ idempotencyKey: unique("refund"), paymentId: onV2.payment.paymentId, amount: undefined, reason: "" }));
     expect((error as RefusedError).violations[0]?.type).toBe("PAYMENT_DECLINED");
 
     // Every other method does the same on both versions.
@@ -173,9 +171,7 @@ describe("charge", () => {
 
   it("decides once when duplicates of a risky charge race across both versions", async () => {
     const request = chargeRequest({ paymentMethod: "pm_card_risky" });
-    const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? payments : canary).charge({ ...request })),
-    );
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? payments : canary).charge({ ...request })));
     const first = results.find((r) => !r.replayed)!;
     expect(results.filter((r) => !r.replayed)).toHaveLength(1);
     // Whoever won decided for every caller, on either version.
@@ -186,9 +182,7 @@ describe("charge", () => {
 
   it("serialises racing duplicates: one charge, every caller sees it", async () => {
     const request = chargeRequest();
-    const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? payments : canary).charge({ ...request })),
-    );
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? payments : canary).charge({ ...request })));
     expect(results.filter((r) => !r.replayed)).toHaveLength(1);
     expect(new Set(results.map((r) => r.payment.paymentId)).size).toBe(1);
     expect(await paymentRows(request.idempotencyKey)).toBe(1);
@@ -275,9 +269,7 @@ describe("refund", () => {
     const payment = await captured(500);
     await payments.refund({ idempotencyKey: unique("refund"), paymentId: payment.paymentId, amount: undefined, reason: "" });
     for (const amount of [undefined, { currencyCode: "USD", minorUnits: 1 }]) {
-      const error = await rejection(
-        payments.refund({ idempotencyKey: unique("refund"), paymentId: payment.paymentId, amount, reason: "" }),
-      );
+      const error = await rejection(payments.refund({ idempotencyKey: unique("refund"), paymentId: payment.paymentId, amount, reason: "" }));
       expect(error).toBeInstanceOf(RefusedError);
       expect((error as RefusedError).violations[0]).toMatchObject({ type: "NOTHING_LEFT_TO_REFUND", subject: payment.paymentId });
     }
@@ -309,9 +301,7 @@ describe("refund", () => {
 
   it("refuses a refund of a declined payment", async () => {
     const { payment } = await payments.charge(chargeRequest({ paymentMethod: "pm_card_declined" }));
-    const error = await rejection(
-      payments.refund({ idempotencyKey: unique("refund"), paymentId: payment.paymentId, amount: undefined, reason: "" }),
-    );
+    const error = await rejection(payments.refund({ idempotencyKey: unique("refund"), paymentId: payment.paymentId, amount: undefined, reason: "" }));
     expect(error).toBeInstanceOf(RefusedError);
     expect((error as RefusedError).violations[0]?.type).toBe("PAYMENT_DECLINED");
     expect(await refundRows(payment.paymentId)).toBe(0);
@@ -333,9 +323,7 @@ describe("refund", () => {
   });
 
   it("answers NOT_FOUND for an unknown payment", async () => {
-    const error = await rejection(
-      payments.refund({ idempotencyKey: unique("refund"), paymentId: "pay_unknown", amount: undefined, reason: "" }),
-    );
+    const error = await rejection(payments.refund({ idempotencyKey: unique("refund"), paymentId: "pay_unknown", amount: undefined, reason: "" }));
     expect(error).toBeInstanceOf(NotFoundError);
   });
 
@@ -461,9 +449,7 @@ describe("refund", () => {
       amount: { currencyCode: "USD", minorUnits: 400 },
       reason: "",
     };
-    const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? payments : canary).refund({ ...request })),
-    );
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? payments : canary).refund({ ...request })));
     expect(results.filter((r) => !r.replayed)).toHaveLength(1);
     expect(new Set(results.map((r) => r.refund.refundId)).size).toBe(1);
     expect(await refundRows(payment.paymentId)).toBe(1);
@@ -475,9 +461,7 @@ describe("refund", () => {
     await expect(db.query("UPDATE payments SET refunded_minor = 1001, status = 'REFUNDED' WHERE payment_id = $1", [payment.paymentId])).rejects.toThrow(
       /refunded_within_amount|status_matches_money/,
     );
-    await expect(db.query("UPDATE payments SET refunded_minor = 10 WHERE payment_id = $1", [payment.paymentId])).rejects.toThrow(
-      /status_matches_money/,
-    );
+    await expect(db.query("UPDATE payments SET refunded_minor = 10 WHERE payment_id = $1", [payment.paymentId])).rejects.toThrow(/status_matches_money/);
   });
 });
 
@@ -518,7 +502,10 @@ describe("list", () => {
     const byOrder = await payments.list({ orderId: orderB }, 20);
     expect(byOrder.next).toBeUndefined();
     expect(byOrder.payments.map((p) => p.paymentId)).toEqual(
-      made.filter((_, i) => i % 2 === 1).map((p) => p.paymentId).reverse(),
+      made
+        .filter((_, i) => i % 2 === 1)
+        .map((p) => p.paymentId)
+        .reverse(),
     );
 
     const exact = await payments.list({ orderId: orderA }, 4);

@@ -20,9 +20,7 @@ export const storefrontConfig = {
   STOREFRONT_MAX_DEADLINE_MS: integer(100, 600_000, 30_000).describe(
     "Cap on a unary call's deadline: whatever the caller brings, the services behind are not held longer.",
   ),
-  STOREFRONT_MAX_STREAM_MS: integer(1_000, 3_600_000, 600_000).describe(
-    "Deadline of a TrackOrder stream that brings none, and cap on the one it brings.",
-  ),
+  STOREFRONT_MAX_STREAM_MS: integer(1_000, 3_600_000, 600_000).describe("Deadline of a TrackOrder stream that brings none, and cap on the one it brings."),
   // Admission control (services/lib/src/admission.ts) of the unary calls:
   // shed here, at the edge, a call costs the least. Eight at most:
   // PlaceOrder's closed-loop throughput peaks at about 8 calls in flight
@@ -34,11 +32,15 @@ export const storefrontConfig = {
   STOREFRONT_MAX_CALLS: integer(1, 10_000, 8).describe(
     "Unary calls in progress at most (TrackOrder streams and health apart); more wait in the queue, or are refused with RESOURCE_EXHAUSTED. The ceiling of the adaptive limit.",
   ),
-  STOREFRONT_MIN_CALLS: integer(1, 10_000, 4).describe("The adaptive limit of calls in progress never goes below this (nor STOREFRONT_MAX_CALLS, when that is lower)."),
+  STOREFRONT_MIN_CALLS: integer(1, 10_000, 4).describe(
+    "The adaptive limit of calls in progress never goes below this (nor STOREFRONT_MAX_CALLS, when that is lower).",
+  ),
   STOREFRONT_CALL_TOLERANCE: decimal(0, 100, 3).describe(
-      "How many times its unloaded latency (learnt from calls that ran alone) an admitted call may take on average before the limit of calls in progress comes down; 0 holds it fixed at STOREFRONT_MAX_CALLS.",
-    ),
-  STOREFRONT_CALL_QUEUE: integer(0, 10_000, 8).describe("Calls that may wait for a place when STOREFRONT_MAX_CALLS are in progress; beyond them, refused at once."),
+    "How many times its unloaded latency (learnt from calls that ran alone) an admitted call may take on average before the limit of calls in progress comes down; 0 holds it fixed at STOREFRONT_MAX_CALLS.",
+  ),
+  STOREFRONT_CALL_QUEUE: integer(0, 10_000, 8).describe(
+    "Calls that may wait for a place when STOREFRONT_MAX_CALLS are in progress; beyond them, refused at once.",
+  ),
   STOREFRONT_CALL_QUEUE_MS: integer(1, 60_000, 25).describe("Longest a call waits in the queue before it is refused (RESOURCE_EXHAUSTED)."),
   STOREFRONT_PART_TIMEOUT_MS: integer(50, 60_000, 2_000).describe(
     "Longest GetOrderDetails waits for its payment, product or shipment part before answering without it.",

@@ -1,15 +1,5 @@
 import { ClientError, Status, type CallContext } from "nice-grpc";
-import {
-  ITEM_LINES,
-  MAX_REASON_LENGTH,
-  callDeadline,
-  currentRequest,
-  notFound,
-  pageSize,
-  ServerError,
-  validate,
-  type Logger,
-} from "@meshcart/lib";
+import { ITEM_LINES, MAX_REASON_LENGTH, callDeadline, currentRequest, notFound, pageSize, ServerError, validate, type Logger } from "@meshcart/lib";
 import { OrderState, type Order as InternalOrder } from "@meshcart/contracts/meshcart/order/v1/order.js";
 import type { StorefrontServiceImplementation } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import { edgeError, type Backends } from "./backends.js";
@@ -90,10 +80,7 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
   async function shopper(context: CallContext): Promise<Shopper> {
     const found = await optionalShopper(context);
     if (!found) {
-      throw new ServerError(
-        Status.UNAUTHENTICATED,
-        'this call needs "authorization: Bearer <token>" metadata (make token CUSTOMER=<id> mints a demo token)',
-      );
+      throw new ServerError(Status.UNAUTHENTICATED, 'this call needs "authorization: Bearer <token>" metadata (make token CUSTOMER=<id> mints a demo token)');
     }
     return found;
   }
@@ -205,10 +192,7 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
       const limit = pageSize(request.pageSize);
       validate((v) => v.maxLength("page_token", request.pageToken, MAX_PAGE_TOKEN_LENGTH));
       try {
-        const page = await clients.order.listOrders(
-          { customerId: who.customerId, pageSize: limit, pageToken: request.pageToken },
-          callOptions(context),
-        );
+        const page = await clients.order.listOrders({ customerId: who.customerId, pageSize: limit, pageToken: request.pageToken }, callOptions(context));
         return { orders: page.orders.map((o) => publicOrder(o, false)), nextPageToken: page.nextPageToken };
       } catch (error) {
         throw edgeError(error, "order", logger);
@@ -287,10 +271,7 @@ export function storefrontHandlers(deps: StorefrontDeps): StorefrontServiceImple
         fetchPart(
           "payment",
           async () => {
-            const page = await clients.payment.listPayments(
-              { filter: { $case: "orderId", value: order.orderId }, pageSize: 1, pageToken: "" },
-              part,
-            );
+            const page = await clients.payment.listPayments({ filter: { $case: "orderId", value: order.orderId }, pageSize: 1, pageToken: "" }, part);
             return page.payments[0];
           },
           logger,

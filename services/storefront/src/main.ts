@@ -28,7 +28,9 @@ runMain(async () => {
     "calls",
     {
       limit: config.STOREFRONT_MAX_CALLS,
-      ...(config.STOREFRONT_CALL_TOLERANCE > 0 ? { adaptive: { minLimit: Math.min(config.STOREFRONT_MIN_CALLS, config.STOREFRONT_MAX_CALLS), tolerance: config.STOREFRONT_CALL_TOLERANCE } } : {}),
+      ...(config.STOREFRONT_CALL_TOLERANCE > 0
+        ? { adaptive: { minLimit: Math.min(config.STOREFRONT_MIN_CALLS, config.STOREFRONT_MAX_CALLS), tolerance: config.STOREFRONT_CALL_TOLERANCE } }
+        : {}),
       queue: config.STOREFRONT_CALL_QUEUE,
       queueTimeoutMs: config.STOREFRONT_CALL_QUEUE_MS,
     },

@@ -1,21 +1,7 @@
 import type { Product as InventoryProduct } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
-import {
-  OrderEventType,
-  OrderState,
-  type Order as InternalOrder,
-  type OrderEvent,
-} from "@meshcart/contracts/meshcart/order/v1/order.js";
-import {
-  ShipmentEventType,
-  ShipmentState,
-  type Shipment,
-  type ShipmentEvent,
-} from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
-import {
-  DeclineReason as PaymentDeclineReason,
-  PaymentStatus,
-  type Payment,
-} from "@meshcart/contracts/meshcart/payment/v1/payment.js";
+import { OrderEventType, OrderState, type Order as InternalOrder, type OrderEvent } from "@meshcart/contracts/meshcart/order/v1/order.js";
+import { ShipmentEventType, ShipmentState, type Shipment, type ShipmentEvent } from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
+import { DeclineReason as PaymentDeclineReason, PaymentStatus, type Payment } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import {
   DeclineReason,
   OrderStatus,

@@ -24,12 +24,20 @@ let inventory: Stub;
 let orders: Stub;
 
 beforeAll(async () => {
-  inventory = await Stub.start(InventoryServiceDefinition, () => ({
-    listProducts: async () => ({ products: [], nextPageToken: "" }),
-  }) satisfies Partial<InventoryServiceImplementation>);
-  orders = await Stub.start(OrderServiceDefinition, () => ({
-    listOrders: async () => ({ orders: [], nextPageToken: "" }),
-  }) satisfies Partial<OrderServiceImplementation>);
+  inventory = await Stub.start(
+    InventoryServiceDefinition,
+    () =>
+      ({
+        listProducts: async () => ({ products: [], nextPageToken: "" }),
+      }) satisfies Partial<InventoryServiceImplementation>,
+  );
+  orders = await Stub.start(
+    OrderServiceDefinition,
+    () =>
+      ({
+        listOrders: async () => ({ orders: [], nextPageToken: "" }),
+      }) satisfies Partial<OrderServiceImplementation>,
+  );
 });
 
 afterAll(async () => {
@@ -47,11 +55,9 @@ describe("the storefront's backends", () => {
   it("builds one client and one channel per backend, whatever the number of calls, each call with its own deadline on the wire", async () => {
     vi.mocked(createServiceClient).mockClear();
     vi.mocked(openChannel).mockClear();
-    const backends = new Backends(
-      { order: orders.address, inventory: inventory.address, payment: "127.0.0.1:9", fulfillment: "127.0.0.1:9" },
-      logger,
-      { fallbackTimeoutMs: 60_000 },
-    );
+    const backends = new Backends({ order: orders.address, inventory: inventory.address, payment: "127.0.0.1:9", fulfillment: "127.0.0.1:9" }, logger, {
+      fallbackTimeoutMs: 60_000,
+    });
     try {
       const handlers = storefrontHandlers({ backends, tokens, deadlines, partTimeoutMs: 500, logger });
       expect(vi.mocked(createServiceClient)).toHaveBeenCalledTimes(4);
@@ -80,4 +86,3 @@ describe("the storefront's backends", () => {
     }
   });
 });
-

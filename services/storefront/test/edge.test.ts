@@ -99,7 +99,13 @@ beforeAll(async () => {
     },
     async *watchOrder() {
       yield {
-        event: { sequence: 1, type: OrderEventType.ORDER_EVENT_TYPE_ORDER_CONFIRMED, stateAfter: OrderState.ORDER_STATE_CONFIRMED, detail: "", occurredAt: new Date() },
+        event: {
+          sequence: 1,
+          type: OrderEventType.ORDER_EVENT_TYPE_ORDER_CONFIRMED,
+          stateAfter: OrderState.ORDER_STATE_CONFIRMED,
+          detail: "",
+          occurredAt: new Date(),
+        },
         order,
       };
     },
@@ -117,7 +123,13 @@ beforeAll(async () => {
     },
     async *watchShipment() {
       yield {
-        event: { sequence: 3, type: ShipmentEventType.SHIPMENT_EVENT_TYPE_SHIPPED, stateAfter: ShipmentState.SHIPMENT_STATE_SHIPPED, detail: "", occurredAt: new Date() },
+        event: {
+          sequence: 3,
+          type: ShipmentEventType.SHIPMENT_EVENT_TYPE_SHIPPED,
+          stateAfter: ShipmentState.SHIPMENT_STATE_SHIPPED,
+          detail: "",
+          occurredAt: new Date(),
+        },
         shipment,
       };
     },
@@ -172,10 +184,7 @@ describe("deadlines", () => {
   });
 
   it("cannot be forged through the kit's internal metadata key", async () => {
-    await stack.storefront.listProducts(
-      { pageSize: 0, pageToken: "" },
-      { metadata: Metadata({ [DEADLINE_METADATA_KEY]: String(Date.now() + 3_600_000) }) },
-    );
+    await stack.storefront.listProducts({ pageSize: 0, pageToken: "" }, { metadata: Metadata({ [DEADLINE_METADATA_KEY]: String(Date.now() + 3_600_000) }) });
     expect(lastRemaining(inventory, "ListProducts")).toBeLessThanOrEqual(DEFAULT_MS);
   });
 
@@ -195,7 +204,10 @@ describe("deadlines", () => {
     const updates = await collect(stack.storefront.trackOrder({ orderId: order.orderId }, { metadata: alice }));
     expect(updates.map((u) => u.update?.event ?? `shipment ${u.shipmentUpdate?.event}`)).toEqual(["ORDER_CONFIRMED", "shipment SHIPPED"]);
     // The order's stream and the shipment's that follows it, both with the stream's bound.
-    for (const [stub, method] of [[orders, "WatchOrder"], [fulfillment, "WatchShipment"]] as const) {
+    for (const [stub, method] of [
+      [orders, "WatchOrder"],
+      [fulfillment, "WatchShipment"],
+    ] as const) {
       const remaining = lastRemaining(stub, method);
       expect(remaining, method).toBeGreaterThan(DEFAULT_MS);
       expect(remaining, method).toBeLessThanOrEqual(STREAM_MAX_MS);

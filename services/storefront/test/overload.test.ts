@@ -50,7 +50,10 @@ afterAll(async () => {
 });
 
 const place = (requestId: string) => async (metadata: Awaited<ReturnType<typeof bearer>>, signal?: AbortSignal) =>
-  stack.storefront.placeOrder({ requestId, items: [{ sku: "MESH-MUG", quantity: 1 }], paymentMethod: "pm_card_visa" }, { metadata, ...(signal ? { signal } : {}) });
+  stack.storefront.placeOrder(
+    { requestId, items: [{ sku: "MESH-MUG", quantity: 1 }], paymentMethod: "pm_card_visa" },
+    { metadata, ...(signal ? { signal } : {}) },
+  );
 
 function retryDelayMs(error: unknown): number | undefined {
   const info = error instanceof RichClientError ? error.extra.find((d) => d.$type === RetryInfo.$type) : undefined;

@@ -91,9 +91,7 @@ describe("authentication", () => {
     expect(products[0]).toMatchObject({ sku: expect.any(String), price: { currencyCode: "USD" } });
     const { product } = await stack.storefront.getProduct({ sku: "MESH-TSHIRT" }, { metadata: alice });
     expect(product).toMatchObject({ sku: "MESH-TSHIRT", available: expect.any(Number) });
-    expect((await refusal((o) => stack.storefront.listProducts({ pageSize: 5, pageToken: "" }, o), bearer("forged"))).code).toBe(
-      Status.UNAUTHENTICATED,
-    );
+    expect((await refusal((o) => stack.storefront.listProducts({ pageSize: 5, pageToken: "" }, o), bearer("forged"))).code).toBe(Status.UNAUTHENTICATED);
   });
 });
 
@@ -259,9 +257,7 @@ describe("correlation ids", () => {
     // Every service saw the same id; storefront's own lines name the public method.
     expect(stack.linesWith("storefront", requestId).map((l) => l.grpc_method)).toContain(`/${S}/PlaceOrder`);
     expect(stack.linesWith("payment", requestId).map((l) => l.grpc_method)).toContain("/meshcart.payment.v1.PaymentService/Charge");
-    expect(stack.linesWith("inventory", requestId).map((l) => l.grpc_method)).toContain(
-      "/meshcart.inventory.v1.InventoryService/ReserveStock",
-    );
+    expect(stack.linesWith("inventory", requestId).map((l) => l.grpc_method)).toContain("/meshcart.inventory.v1.InventoryService/ReserveStock");
 
     // In the trace too: one trace from the storefront down, each service's
     // server span carrying the id as an attribute.
@@ -279,7 +275,9 @@ describe("correlation ids", () => {
     // of the storefront's CreateOrder client span, which is the parent of
     // order's CreateOrder server span.
     const edge = await receiver.waitFor("storefront → order under PlaceOrder", (all) => {
-      const client = all.find((span) => span.service === "storefront" && span.kind === "CLIENT" && span.parentSpanId === placing.spanId && span.name.endsWith("CreateOrder"));
+      const client = all.find(
+        (span) => span.service === "storefront" && span.kind === "CLIENT" && span.parentSpanId === placing.spanId && span.name.endsWith("CreateOrder"),
+      );
       const server = client && all.find((span) => span.service === "order" && span.kind === "SERVER" && span.parentSpanId === client.spanId);
       return server ? { client, server } : undefined;
     });
@@ -322,7 +320,11 @@ describe("metrics", () => {
     expect(served("GetOrder", "NOT_FOUND")).toBe(1);
     // Behind the edge: inventory for the catalogue, order for the checkout and the lookup.
     const made = (service: string, method: string, code: string) =>
-      delta("grpc_client_handled_total", { grpc_service: `meshcart.${service}.v1.${service[0]!.toUpperCase()}${service.slice(1)}Service`, grpc_method: method, grpc_code: code });
+      delta("grpc_client_handled_total", {
+        grpc_service: `meshcart.${service}.v1.${service[0]!.toUpperCase()}${service.slice(1)}Service`,
+        grpc_method: method,
+        grpc_code: code,
+      });
     expect(made("inventory", "ListProducts", "OK")).toBe(2);
     expect(made("order", "CreateOrder", "OK")).toBe(1);
     expect(made("order", "GetOrder", "NOT_FOUND")).toBe(1);
@@ -331,7 +333,12 @@ describe("metrics", () => {
 
 describe("composition", () => {
   it("composes order, payment and products", async () => {
-    const placed = await place(alice, { items: [{ sku: "MESH-MUG", quantity: 2 }, { sku: "MESH-CAP", quantity: 1 }] });
+    const placed = await place(alice, {
+      items: [
+        { sku: "MESH-MUG", quantity: 2 },
+        { sku: "MESH-CAP", quantity: 1 },
+      ],
+    });
     const details = await stack.storefront.getOrderDetails({ orderId: placed.orderId }, { metadata: alice });
     expect(details.order!.orderId).toBe(placed.orderId);
     expect(details.paymentStatus!.code).toBe(Status.OK);

@@ -142,11 +142,13 @@ const handlers = {
   docker() {
     const a = [...args];
     const command = a.shift();
-    if (command !== "version" && !state.docker.daemon) fail("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?");
+    if (command !== "version" && !state.docker.daemon)
+      fail("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?");
     switch (command) {
       case "info": {
         const format = take(a, "-f", "--format");
-        if (format === "{{json .DriverStatus}}") out(JSON.stringify(state.docker.containerdStore ? [["driver-type", "io.containerd.snapshotter.v1"]] : [["Backing Filesystem", "extfs"]]));
+        if (format === "{{json .DriverStatus}}")
+          out(JSON.stringify(state.docker.containerdStore ? [["driver-type", "io.containerd.snapshotter.v1"]] : [["Backing Filesystem", "extfs"]]));
         else if (format === "{{.MemTotal}}") out(String(8 * 1024 ** 3));
         else if (format === "{{.DockerRootDir}}") out(state.docker.rootDir ?? "/var/lib/docker");
         else out("Server: Docker Engine (stand-in)");
@@ -189,7 +191,7 @@ const handlers = {
       case "buildx": {
         if (!state.docker.buildx) fail("docker: 'buildx' is not a docker command.\nSee 'docker --help'");
         const verb = a.shift();
-        if (verb === "version") return out("github.com/docker/buildx v0.29.1 a32761aeb3debd39be1eca514af3693af0db334b"), done();
+        if (verb === "version") return (out("github.com/docker/buildx v0.29.1 a32761aeb3debd39be1eca514af3693af0db334b"), done());
         if (verb !== "build") break;
         const tag = take(a, "--tag", "-t");
         const target = take(a, "--target");
@@ -211,8 +213,10 @@ const handlers = {
       case "save": {
         const file = take(a, "-o", "--output");
         const platform = take(a, "--platform");
-        if (state.docker.containerdStore && !platform) fail("stand-in docker save: with the containerd image store, --platform picks the image kind can load (kind issue 3795)");
-        if (platform && !atLeast(state.docker.apiVersion, "1.48")) fail(`"docker save" requires API version 1.48, but the Docker daemon API version is ${state.docker.apiVersion}`);
+        if (state.docker.containerdStore && !platform)
+          fail("stand-in docker save: with the containerd image store, --platform picks the image kind can load (kind issue 3795)");
+        if (platform && !atLeast(state.docker.apiVersion, "1.48"))
+          fail(`"docker save" requires API version 1.48, but the Docker daemon API version is ${state.docker.apiVersion}`);
         for (const ref of a) if (!state.docker.images.includes(ref)) fail(`Error response from daemon: No such image: ${ref}`);
         writeFileSync(file, JSON.stringify({ refs: a }));
         changed = true;
@@ -224,7 +228,7 @@ const handlers = {
 
   kind() {
     const a = [...args];
-    if (a[0] === "version") return out("kind v0.33.0 go1.25.0 linux/arm64"), done();
+    if (a[0] === "version") return (out("kind v0.33.0 go1.25.0 linux/arm64"), done());
     if (a[0] === "get" && a[1] === "clusters") {
       const names = Object.keys(state.clusters);
       if (names.length === 0) process.stderr.write("No kind clusters found.\n");
@@ -260,7 +264,7 @@ const handlers = {
 
   kubectl() {
     const a = [...args];
-    if (a[0] === "version") return out("Client Version: v1.35.0\nKustomize Version: v5.7.1"), done();
+    if (a[0] === "version") return (out("Client Version: v1.35.0\nKustomize Version: v5.7.1"), done());
     const context = take(a, "--context");
     const namespace = take(a, "--namespace", "-n");
     const c = cluster(context);
@@ -353,7 +357,7 @@ const handlers = {
 
   helm() {
     const a = [...args];
-    if (a[0] === "version") return out(helmBuild.version), done();
+    if (a[0] === "version") return (out(helmBuild.version), done());
     const context = take(a, "--kube-context");
     const namespace = take(a, "--namespace", "-n");
     const verb = a.shift();
@@ -446,7 +450,7 @@ const handlers = {
 
   linkerd() {
     const a = [...args];
-    if (a[0] === "version") return out("edge-26.6.3"), done();
+    if (a[0] === "version") return (out("edge-26.6.3"), done());
     const context = take(a, "--context");
     const c = cluster(context);
     const verb = a.shift();
@@ -455,23 +459,23 @@ const handlers = {
     if (!viz && sub === "check") {
       const pre = has(a, "--pre");
       if (!pre && !c.linkerd) fail("× control plane is not installed");
-      return out("Status check results are √"), done();
+      return (out("Status check results are √"), done());
     }
     if (!viz && (sub === "install" || sub === "upgrade")) {
       const crds = has(a, "--crds");
       if (!c.crds["grpcroutes.gateway.networking.k8s.io"]) {
         fail("Error: the Gateway API CRDs must be installed first (Linkerd 2.19+ does not install them)");
       }
-      if (crds) return out("# stand-in: linkerd-crds"), done();
+      if (crds) return (out("# stand-in: linkerd-crds"), done());
       if (!c.crds["servers.policy.linkerd.io"]) fail("Error: Linkerd CRDs must be installed first: run linkerd install --crds");
       if (sub === "upgrade" && !c.linkerd) fail("Error: Linkerd is not installed: use linkerd install");
-      return out(`# stand-in: linkerd-control-plane ${a.join(" ")}`), done();
+      return (out(`# stand-in: linkerd-control-plane ${a.join(" ")}`), done());
     }
     if (viz && sub === "install") {
       if (!c.linkerd) fail("Error: the Linkerd control plane must be installed first");
       const values = take(a, "-f", "--values");
       if (!values || !existsSync(values)) fail(`stand-in linkerd viz install: no values file ${values}`);
-      return out("# stand-in: linkerd-viz"), done();
+      return (out("# stand-in: linkerd-viz"), done());
     }
     if (viz && sub === "check") return c.namespaces["linkerd-viz"] ? done() : fail("× linkerd-viz is not installed");
     if (viz && (sub === "dashboard" || sub === "edges" || sub === "stat")) return done();
@@ -480,17 +484,26 @@ const handlers = {
 
   grpcurl() {
     const a = [...args];
-    if (a[0] === "-version") return out("grpcurl v1.9.3"), done();
+    if (a[0] === "-version") return (out("grpcurl v1.9.3"), done());
     const method = a.at(-1);
-    if (method === "list") return out("grpc.health.v1.Health\ngrpc.reflection.v1.ServerReflection\nmeshcart.storefront.v1.StorefrontService"), done();
+    if (method === "list") return (out("grpc.health.v1.Health\ngrpc.reflection.v1.ServerReflection\nmeshcart.storefront.v1.StorefrontService"), done());
     const auth = a[a.indexOf("-H") + 1] ?? "";
     if (!/^authorization: Bearer \S+$/.test(auth)) fail("ERROR:\n  Code: Unauthenticated");
     if (method?.endsWith("/PlaceOrder") || method?.endsWith("/GetOrder")) {
-      return out(JSON.stringify({ order: { orderId: "ord_0a1b2c3d", status: "ORDER_STATUS_CONFIRMED" } }, null, 2)), done();
+      return (out(JSON.stringify({ order: { orderId: "ord_0a1b2c3d", status: "ORDER_STATUS_CONFIRMED" } }, null, 2)), done());
     }
     if (method?.endsWith("/GetOrderDetails")) {
       const shipment = { shipmentId: "shp_0a1b2c3d", status: "PENDING", updatedAt: "2026-01-01T00:00:00Z" };
-      return out(JSON.stringify({ order: { orderId: "ord_0a1b2c3d", status: "ORDER_STATUS_CONFIRMED" }, paymentStatus: {}, productsStatus: {}, shipment, shipmentStatus: {} }, null, 2)), done();
+      return (
+        out(
+          JSON.stringify(
+            { order: { orderId: "ord_0a1b2c3d", status: "ORDER_STATUS_CONFIRMED" }, paymentStatus: {}, productsStatus: {}, shipment, shipmentStatus: {} },
+            null,
+            2,
+          ),
+        ),
+        done()
+      );
     }
     return fail(`stand-in grpcurl: unexpected call: ${args.join(" ")}`, 64);
   },

@@ -169,7 +169,8 @@ export class ModelInventory {
   private release(id: string): ReservationMessage {
     const r = this.find("ReleaseReservation", id);
     if (r.state === "HELD") this.move(r, "RELEASED");
-    else if (r.state === "COMMITTED" || r.state === "RETURNED") refuse("ReleaseReservation", Status.FAILED_PRECONDITION, `reservation is ${r.state.toLowerCase()}`);
+    else if (r.state === "COMMITTED" || r.state === "RETURNED")
+      refuse("ReleaseReservation", Status.FAILED_PRECONDITION, `reservation is ${r.state.toLowerCase()}`);
     return this.message(id, r);
   }
 
@@ -254,7 +255,8 @@ export class ModelPayments {
     const client = {
       charge: async (request: ChargeRequest) => this.script.run("Charge", () => ({ payment: this.charge(request), replayed: false })),
       refund: async (request: RefundRequest) => this.script.run("Refund", () => this.refund(request)),
-      getPayment: async ({ paymentId }: { paymentId: string }) => this.script.run("GetPayment", () => ({ payment: this.message(this.find("GetPayment", paymentId)) })),
+      getPayment: async ({ paymentId }: { paymentId: string }) =>
+        this.script.run("GetPayment", () => ({ payment: this.message(this.find("GetPayment", paymentId)) })),
     };
     return client as unknown as ServiceClient<typeof PaymentServiceDefinition>;
   }
@@ -312,7 +314,11 @@ export class ModelPayments {
 
   private message(p: ModelPayment): PaymentMessage {
     const status =
-      p.status === "DECLINED" ? PaymentStatus.PAYMENT_STATUS_DECLINED : p.status === "REFUNDED" ? PaymentStatus.PAYMENT_STATUS_REFUNDED : PaymentStatus.PAYMENT_STATUS_CAPTURED;
+      p.status === "DECLINED"
+        ? PaymentStatus.PAYMENT_STATUS_DECLINED
+        : p.status === "REFUNDED"
+          ? PaymentStatus.PAYMENT_STATUS_REFUNDED
+          : PaymentStatus.PAYMENT_STATUS_CAPTURED;
     return {
       paymentId: p.paymentId,
       idempotencyKey: p.key,

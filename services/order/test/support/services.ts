@@ -2,13 +2,7 @@ import pg from "pg";
 import { createChannel, createClientFactory } from "nice-grpc";
 import { BadRequest, PreconditionFailure, RichClientError, errorDetailsClientMiddleware } from "nice-grpc-error-details";
 import type { InventoryServiceClient } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
-import {
-  OrderEventType,
-  OrderServiceDefinition,
-  OrderState,
-  type Order,
-  type OrderServiceClient,
-} from "@meshcart/contracts/meshcart/order/v1/order.js";
+import { OrderEventType, OrderServiceDefinition, OrderState, type Order, type OrderServiceClient } from "@meshcart/contracts/meshcart/order/v1/order.js";
 import { PaymentStatus, type Payment, type PaymentServiceClient } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import type { ExitStatus, ServiceProcess } from "../../../../dev/src/processes.js";
 import { Stack } from "../../../../dev/src/stack.js";
@@ -166,7 +160,10 @@ export class Mesh {
   /** Money taken for an order, net of refunds. */
   async netCharged(orderId: string): Promise<number> {
     const payments = await this.paymentsOf(orderId);
-    return payments.reduce((sum, p) => sum + (p.status === PaymentStatus.PAYMENT_STATUS_DECLINED ? 0 : p.amount!.minorUnits - (p.refunded?.minorUnits ?? 0)), 0);
+    return payments.reduce(
+      (sum, p) => sum + (p.status === PaymentStatus.PAYMENT_STATUS_DECLINED ? 0 : p.amount!.minorUnits - (p.refunded?.minorUnits ?? 0)),
+      0,
+    );
   }
 
   /** The order rows of a customer, read from the order service's database. */
@@ -210,7 +207,12 @@ export class Mesh {
 
 const clientFactory = createClientFactory().use(errorDetailsClientMiddleware);
 
-export const FINAL = new Set([OrderState.ORDER_STATE_CONFIRMED, OrderState.ORDER_STATE_REJECTED, OrderState.ORDER_STATE_FAILED, OrderState.ORDER_STATE_CANCELLED]);
+export const FINAL = new Set([
+  OrderState.ORDER_STATE_CONFIRMED,
+  OrderState.ORDER_STATE_REJECTED,
+  OrderState.ORDER_STATE_FAILED,
+  OrderState.ORDER_STATE_CANCELLED,
+]);
 
 /** Event type names of an order's history, without the enum prefix. */
 export function eventTypes(order: Order): string[] {
