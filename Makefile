@@ -21,7 +21,7 @@ help: ## List the targets
 $(NODE): versions.env scripts/ensure-node.sh
 	@scripts/ensure-node.sh >/dev/null
 
-$(DEPS): package.json package-lock.json services/*/package.json dev/package.json | $(NODE)
+$(DEPS): package.json package-lock.json services/*/package.json dev/*/package.json | $(NODE)
 	@# stderr: a verb that prints a value (make -s token) must print only that value
 	npm ci --no-audit --no-fund >&2
 
@@ -43,7 +43,7 @@ build: $(DEPS) ## Compile every workspace (tsc -b)
 .PHONY: dev
 dev: build ## Run every service on localhost with an embedded Postgres and a NATS broker (Ctrl-C stops)
 	@scripts/tools.sh nats-server >/dev/null
-	$(NODE) dev/dist/dev.js
+	$(NODE) dev/local/dist/dev.js
 
 .PHONY: token
 token: | $(DEPS) ## Print a demo shopper token for the storefront: make -s token CUSTOMER=alice [TTL=1h]
@@ -52,17 +52,17 @@ token: | $(DEPS) ## Print a demo shopper token for the storefront: make -s token
 
 .PHONY: verify
 verify: build ## Reconcile the databases of make dev (VERIFY_DATABASE_URL for another Postgres); exit 1 on any violation
-	$(NODE) dev/dist/verify-main.js
+	$(NODE) dev/local/dist/verify-main.js
 
 .PHONY: chaos
 chaos: build ## Bounded chaos run on a shop of its own: kill -9 under load (also at the event path's crash points), a Postgres and a NATS outage, then make verify's checks [CHAOS_SEED=] [CHAOS_DURATION=60s] [CHAOS_KILLS=8] [CHAOS_SERVICES=] [CHAOS_RPS=10] [CHAOS_OUTAGE=5s] [CHAOS_BROKER_OUTAGE=5s]
 	@scripts/tools.sh nats-server >/dev/null
-	$(NODE) dev/dist/chaos/main.js
+	$(NODE) dev/chaos/dist/main.js
 
 .PHONY: bench
 bench: build ## Throughput, latency and footprint against a raw grpc-js baseline; writes docs/benchmarks.{md,json,svg} [BENCH_QUICK=1] [BENCH_DURATION=3s]
 	scripts/tools.sh ghz nats-server helm
-	$(NODE) dev/dist/bench/main.js
+	$(NODE) dev/bench/dist/main.js
 
 .PHONY: load
 load: build ## Shopper traffic through make dev's storefront: make load [RPS=10] [DURATION=30s|forever] [REQUESTS=] [CONCURRENCY=] [SHOPPERS=] [MIX=] [MAX_ERROR_RATE=] [TARGET=]
@@ -72,7 +72,7 @@ load: build ## Shopper traffic through make dev's storefront: make load [RPS=10]
 
 .PHONY: faults
 faults: build ## Show or set make dev's injected faults: make faults [SERVICE=payment|inventory|all] [SPEC='{"Charge":{"rate":0.5}}' | SPEC=off]
-	@$(NODE) dev/dist/faults-main.js --service "$(SERVICE)" --spec "$${SPEC:-}"
+	@$(NODE) dev/local/dist/faults-main.js --service "$(SERVICE)" --spec "$${SPEC:-}"
 
 .PHONY: test
 test: $(DEPS) ## Run the whole test suite, both tiers (installs grpcurl, helm, shellcheck, promtool and nats-server first)
@@ -201,5 +201,5 @@ apiserver-test: | $(DEPS) ## The chart on a real Kubernetes 1.35 API server (etc
 
 .PHONY: clean
 clean: ## Remove build output (keeps .data and .tools)
-	rm -rf services/*/dist dev/dist
+	rm -rf services/*/dist dev/*/dist
 	find . -name '*.tsbuildinfo' -not -path './node_modules/*' -delete

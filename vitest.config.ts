@@ -43,7 +43,7 @@ export default defineConfig({
           dir,
           include: [UNIT],
           exclude,
-          setupFiles: ["dev/src/testing/no-processes.ts"],
+          setupFiles: ["dev/testing/src/no-processes.ts"],
           testTimeout: 20_000,
         },
       },
@@ -54,7 +54,7 @@ export default defineConfig({
           dir,
           include: [TESTS],
           exclude: [...exclude, UNIT],
-          globalSetup: ["dev/src/testing/global-setup.ts"],
+          globalSetup: ["dev/testing/src/global-setup.ts"],
           // Files start real processes (Postgres, services): bounds, not targets.
           testTimeout: 60_000,
           hookTimeout: 120_000,

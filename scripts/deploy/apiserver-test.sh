@@ -151,7 +151,7 @@ wait_for() {
 
 # --- ports and certificates --------------------------------------------------------
 
-# Free ports on 127.0.0.1 from below the ephemeral range, as dev/src/net.ts
+# Free ports on 127.0.0.1 from below the ephemeral range, as dev/stack/src/net.ts
 # picks them (a port the kernel handed out and got back may be taken as a
 # source port before the server binds it).
 free_ports() {

@@ -66,7 +66,7 @@ describe("the images' tag", () => {
     await write("services/order/node_modules/x/index.js", "installed");
     await write("services/order/tsconfig.tsbuildinfo", "{}");
     await write("README.md", "docs");
-    await write("dev/src/x.ts", "dev only");
+    await write("dev/local/src/x.ts", "dev only");
     await write(".git/HEAD", "ref: refs/heads/other");
     expect(tag()).toBe(before);
   });
@@ -85,7 +85,7 @@ describe(".dockerignore, read as Docker reads it", () => {
     for (const file of [
       "README.md",
       ".git/config",
-      "dev/src/dev.ts",
+      "dev/local/src/dev.ts",
       "services/order/dist/main.js",
       "services/lib/node_modules/x/index.js",
       "services/order/test/saga.test.ts",

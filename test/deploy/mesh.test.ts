@@ -7,7 +7,7 @@ import { Client, credentials, type ServiceError } from "@grpc/grpc-js";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Status } from "nice-grpc";
 import { createLogger, loadConfig, SHED_STATUS, serviceConfig, startServiceRuntime } from "@meshcart/lib";
-import { freePort } from "../../dev/src/net.js";
+import { freePort } from "@meshcart/stack/net.js";
 import {
   authorizedEdges,
   durationMs,

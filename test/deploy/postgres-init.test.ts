@@ -4,8 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../dev/src/net.js";
-import { startPostgres, type LocalPostgres } from "../../dev/src/postgres.js";
+import { freePort } from "@meshcart/stack/net.js";
+import { startPostgres, type LocalPostgres } from "@meshcart/stack/postgres.js";
 import { repoRoot } from "./support/paths.js";
 
 const run = promisify(execFile);

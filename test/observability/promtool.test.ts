@@ -2,9 +2,9 @@ import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../dev/src/net.js";
-import { startService, type ServiceProcess } from "../../dev/src/processes.js";
-import { SHOP_TOKENS, Shop, type ShopService } from "../../dev/src/testing/shop.js";
+import { freePort } from "@meshcart/stack/net.js";
+import { startService, type ServiceProcess } from "@meshcart/stack/processes.js";
+import { SHOP_TOKENS, Shop, type ShopService } from "@meshcart/testing/shop.js";
 import { repoRoot, toolsBin } from "../deploy/support/paths.js";
 import { sleep } from "@meshcart/lib";
 

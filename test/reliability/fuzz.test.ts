@@ -21,15 +21,15 @@ import {
   withMetadata,
   type Outcome,
   type Rpc,
-} from "../../dev/src/testing/fuzz.js";
-import { Shop, SHOP_TOKENS, type ShopService } from "../../dev/src/testing/shop.js";
-import { checkInvariants, readSnapshot } from "../../dev/src/verify.js";
+} from "@meshcart/testing/fuzz.js";
+import { Shop, SHOP_TOKENS, type ShopService } from "@meshcart/testing/shop.js";
+import { checkInvariants, readSnapshot } from "@meshcart/stack/verify.js";
 import { demoCatalogue } from "../../services/inventory/src/catalogue.js";
 
 /**
  * Hostile input against every RPC of every service, all running as real
  * processes over their own databases. The RPCs and the shape of their
- * messages come from the descriptor set (dev/src/testing/fuzz.ts), so a new
+ * messages come from the descriptor set (dev/testing/src/fuzz.ts), so a new
  * RPC or field is covered without a change here. For each RPC:
  *
  * - messages generated from its schema (random and edge-case values: empty

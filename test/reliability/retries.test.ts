@@ -2,7 +2,7 @@ import { createClient, Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InventoryServiceDefinition } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { PaymentServiceDefinition } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
-import { Shop } from "../../dev/src/testing/shop.js";
+import { Shop } from "@meshcart/testing/shop.js";
 
 /**
  * A retry after the first attempt committed, for every mutating RPC of

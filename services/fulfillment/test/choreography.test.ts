@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Status } from "nice-grpc";
 import { ShipmentEventType, ShipmentState } from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
 import { OrderStatus } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
-import { Shop } from "../../../dev/src/testing/shop.js";
+import { Shop } from "@meshcart/testing/shop.js";
 import { BrokerProbe, as, eventually, fulfillmentOf, storefrontOf, unique } from "./support/events.js";
 
 /**

@@ -5,8 +5,8 @@ import { headers } from "@nats-io/transport-node";
 import { ShipmentEventType, ShipmentState } from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
 import { OrderEvent } from "@meshcart/contracts/meshcart/events/v1/order_events.js";
 import { OrderStatus } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
-import { parseExposition, type Exposition } from "../../../dev/src/testing/prometheus.js";
-import { Shop } from "../../../dev/src/testing/shop.js";
+import { parseExposition, type Exposition } from "@meshcart/testing/prometheus.js";
+import { Shop } from "@meshcart/testing/shop.js";
 import { BrokerProbe, as, eventually, fulfillmentOf, storefrontOf, unique } from "./support/events.js";
 
 /**

@@ -1,9 +1,9 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ShipmentState } from "@meshcart/contracts/meshcart/fulfillment/v1/fulfillment.js";
-import { dashboardQueries, unexported } from "../../../dev/src/testing/dashboard.js";
-import { parseExposition, type Exposition } from "../../../dev/src/testing/prometheus.js";
-import { Shop } from "../../../dev/src/testing/shop.js";
+import { dashboardQueries, unexported } from "@meshcart/testing/dashboard.js";
+import { parseExposition, type Exposition } from "@meshcart/testing/prometheus.js";
+import { Shop } from "@meshcart/testing/shop.js";
 import { as, eventually, fulfillmentOf, storefrontOf, unique } from "./support/events.js";
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { OtlpReceiver, type ReceivedSpan } from "../../../dev/src/testing/otlp-receiver.js";
-import { Shop } from "../../../dev/src/testing/shop.js";
+import { OtlpReceiver, type ReceivedSpan } from "@meshcart/testing/otlp-receiver.js";
+import { Shop } from "@meshcart/testing/shop.js";
 import { as, eventually, fulfillmentOf, storefrontOf, unique } from "./support/events.js";
 
 /**

@@ -3,10 +3,10 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClientError, Status, createChannel, createClient, type Channel } from "nice-grpc";
 import { InventoryServiceDefinition, ReservationState, type InventoryServiceClient } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
-import { freePort } from "../../../dev/src/net.js";
-import { startService, type ServiceProcess } from "../../../dev/src/processes.js";
-import { parseExposition } from "../../../dev/src/testing/prometheus.js";
-import { createTestDatabase, type TestDatabase } from "../../../dev/src/testing/database.js";
+import { freePort } from "@meshcart/stack/net.js";
+import { startService, type ServiceProcess } from "@meshcart/stack/processes.js";
+import { parseExposition } from "@meshcart/testing/prometheus.js";
+import { createTestDatabase, type TestDatabase } from "@meshcart/testing/database.js";
 
 /**
  * Fault injection in the real inventory process: ReserveStock failing

@@ -4,9 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createChannel, createClientFactory, Status, type Channel } from "nice-grpc";
 import { BadRequest, PreconditionFailure, RichClientError, errorDetailsClientMiddleware } from "nice-grpc-error-details";
 import { HealthDefinition } from "nice-grpc-server-health";
-import { createTestDatabase, type TestDatabase } from "../../../dev/src/testing/database.js";
-import { startService, type ServiceProcess } from "../../../dev/src/processes.js";
-import { freePort } from "../../../dev/src/net.js";
+import { createTestDatabase, type TestDatabase } from "@meshcart/testing/database.js";
+import { startService, type ServiceProcess } from "@meshcart/stack/processes.js";
+import { freePort } from "@meshcart/stack/net.js";
 import {
   InventoryServiceDefinition,
   ReservationState,

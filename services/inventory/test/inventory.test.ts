@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ConflictError, Database, NotFoundError, RefusedError, createLogger, migrate, sleep } from "@meshcart/lib";
-import { createTestDatabase } from "../../../dev/src/testing/database.js";
+import { createTestDatabase } from "@meshcart/testing/database.js";
 import { Inventory, type Product, type Reservation } from "../src/inventory.js";
 import { ledgerViolations, type StockCounters } from "../src/ledger.js";
 

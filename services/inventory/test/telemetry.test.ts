@@ -2,10 +2,10 @@ import { createServer, type Server, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createChannel, createClient, type Channel } from "nice-grpc";
-import { createTestDatabase, type TestDatabase } from "../../../dev/src/testing/database.js";
-import { parseExposition } from "../../../dev/src/testing/prometheus.js";
-import { startService, type ServiceProcess } from "../../../dev/src/processes.js";
-import { freePort } from "../../../dev/src/net.js";
+import { createTestDatabase, type TestDatabase } from "@meshcart/testing/database.js";
+import { parseExposition } from "@meshcart/testing/prometheus.js";
+import { startService, type ServiceProcess } from "@meshcart/stack/processes.js";
+import { freePort } from "@meshcart/stack/net.js";
 import { InventoryServiceDefinition, type InventoryServiceClient } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { sleep } from "@meshcart/lib";
 

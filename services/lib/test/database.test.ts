@@ -6,7 +6,7 @@ import { ClientError, Metadata, ServerError, Status, createChannel, createClient
 import { HealthDefinition } from "nice-grpc-server-health";
 import { HealthCheckResponse_ServingStatus } from "nice-grpc-server-health/lib/proto/grpc/health/v1/health.js";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../../../dev/src/testing/database.js";
+import { createTestDatabase, type TestDatabase } from "@meshcart/testing/database.js";
 import { openDatabase } from "../src/bootstrap.js";
 import { loadConfig, serviceConfig } from "../src/config.js";
 import { Database, execute, isTransientDatabaseError, isUniqueViolation, statement } from "../src/database.js";

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { Status, createChannel, createClient, type Channel } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { callRaw, concat, encode, fuzzParameters, meshcartRpcs, unknownFieldPadding, type Rpc } from "../../../dev/src/testing/fuzz.js";
+import { callRaw, concat, encode, fuzzParameters, meshcartRpcs, unknownFieldPadding, type Rpc } from "@meshcart/testing/fuzz.js";
 import { loadConfig, serviceConfig } from "../src/config.js";
 import { startServiceRuntime, type ServiceRuntime } from "../src/service-runtime.js";
 import { validate } from "../src/validation.js";

@@ -12,7 +12,7 @@ import { startServiceRuntime, type ServiceRuntime } from "../src/service-runtime
 import { resourceAttributes } from "../src/telemetry.js";
 import { SpanAttributes, activeTraceIds, activeTraceparent, contextFromTraceparent, inSpan, linkTo, setTraceContextCarrier } from "../src/tracing.js";
 import { InventoryServiceDefinition, type InventoryServiceImplementation } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
-import { parseExposition } from "../../../dev/src/testing/prometheus.js";
+import { parseExposition } from "@meshcart/testing/prometheus.js";
 import { capturedLogger, freePort } from "./helpers.js";
 
 /**

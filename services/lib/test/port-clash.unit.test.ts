@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { freePort } from "../../../dev/src/net.js";
+import { freePort } from "@meshcart/stack/net.js";
 import { createLogger, loadConfig, serviceConfig, startServiceRuntime } from "../src/index.js";
 
 const quiet = createLogger({ service: "test", version: "t", level: "silent", destination: new Writable({ write: (_c, _e, done) => done() }) });

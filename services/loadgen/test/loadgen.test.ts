@@ -2,9 +2,9 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { checkInvariants, readSnapshot } from "../../../dev/src/verify.js";
-import { OtlpReceiver } from "../../../dev/src/testing/otlp-receiver.js";
-import { parseExposition } from "../../../dev/src/testing/prometheus.js";
+import { checkInvariants, readSnapshot } from "@meshcart/stack/verify.js";
+import { OtlpReceiver } from "@meshcart/testing/otlp-receiver.js";
+import { parseExposition } from "@meshcart/testing/prometheus.js";
 import type { Report } from "../src/stats.js";
 import { Shop } from "./support/shop.js";
 

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Metadata } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { OrderState, type CreateOrderRequest } from "@meshcart/contracts/meshcart/order/v1/order.js";
-import { OtlpReceiver, type ReceivedSpan } from "../../../dev/src/testing/otlp-receiver.js";
+import { OtlpReceiver, type ReceivedSpan } from "@meshcart/testing/otlp-receiver.js";
 import { TestDatabases } from "./support/database.js";
 import { Mesh, refusal } from "./support/services.js";
 import { unique } from "./support/wait.js";

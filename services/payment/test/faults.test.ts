@@ -3,11 +3,11 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClientError, Status, createChannel, createClient, type Channel } from "nice-grpc";
 import { PaymentServiceDefinition, type ChargeRequest, type PaymentServiceClient } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
-import { freePort } from "../../../dev/src/net.js";
-import { startService, type ServiceProcess } from "../../../dev/src/processes.js";
-import { OtlpReceiver } from "../../../dev/src/testing/otlp-receiver.js";
-import { parseExposition } from "../../../dev/src/testing/prometheus.js";
-import { createTestDatabase, type TestDatabase } from "../../../dev/src/testing/database.js";
+import { freePort } from "@meshcart/stack/net.js";
+import { startService, type ServiceProcess } from "@meshcart/stack/processes.js";
+import { OtlpReceiver } from "@meshcart/testing/otlp-receiver.js";
+import { parseExposition } from "@meshcart/testing/prometheus.js";
+import { createTestDatabase, type TestDatabase } from "@meshcart/testing/database.js";
 
 /**
  * Fault injection in the real payment process (its compiled entry): rules

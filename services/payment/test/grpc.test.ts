@@ -11,9 +11,9 @@ import {
   type ChargeRequest,
   type PaymentServiceClient,
 } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
-import { createTestDatabase } from "../../../dev/src/testing/database.js";
-import { freePort } from "../../../dev/src/net.js";
-import { startService, type ServiceProcess } from "../../../dev/src/processes.js";
+import { createTestDatabase } from "@meshcart/testing/database.js";
+import { freePort } from "@meshcart/stack/net.js";
+import { startService, type ServiceProcess } from "@meshcart/stack/processes.js";
 
 const ENTRY = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 const logger = createLogger({ service: "payment-grpc-test", version: "test", level: "silent" });

@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConflictError, Database, NotFoundError, RefusedError, createLogger, migrate } from "@meshcart/lib";
-import { createTestDatabase } from "../../../dev/src/testing/database.js";
+import { createTestDatabase } from "@meshcart/testing/database.js";
 import { Payments, type ChargeRequest, type Payment } from "../src/payments.js";
 
 const MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));

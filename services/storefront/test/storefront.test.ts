@@ -3,7 +3,7 @@ import { Metadata, Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OrderState } from "@meshcart/contracts/meshcart/order/v1/order.js";
 import { OrderStatus, type Order, type PlaceOrderRequest } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
-import { OtlpReceiver } from "../../../dev/src/testing/otlp-receiver.js";
+import { OtlpReceiver } from "@meshcart/testing/otlp-receiver.js";
 import { bearer, collect, refusal, Stack, token, withHeader } from "./support/stack.js";
 import { sleep } from "@meshcart/lib";
 

@@ -4,7 +4,7 @@ import { ClientError, Status, type ServerError } from "nice-grpc";
 import { PreconditionFailure, RetryInfo, RichClientError, RichServerError } from "nice-grpc-error-details";
 import { describe, expect, it } from "vitest";
 import { DEMO_TOKENS, createLogger, loadConfig, mintShopperToken, type ConfigError } from "@meshcart/lib";
-import { localServices } from "../../../dev/src/services.js";
+import { localServices } from "@meshcart/stack/services.js";
 import { edgeError } from "../src/backends.js";
 import { checkStorefrontConfig, storefrontConfig } from "../src/config.js";
 import { effectiveDeadline, partDeadline } from "../src/deadlines.js";

@@ -7,7 +7,7 @@ import { FulfillmentServiceDefinition, type FulfillmentServiceClient } from "@me
 import { StorefrontServiceDefinition, type StorefrontServiceClient } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
 import { OrderEvent } from "@meshcart/contracts/meshcart/events/v1/order_events.js";
 import { mintShopperToken } from "@meshcart/lib";
-import { SHOP_TOKENS, type Shop } from "../../../../dev/src/testing/shop.js";
+import { SHOP_TOKENS, type Shop } from "@meshcart/testing/shop.js";
 
 const clients = createClientFactory().use(errorDetailsClientMiddleware);
 

@@ -1,13 +1,13 @@
 import path from "node:path";
-import { freePort } from "../../../../dev/src/net.js";
-import { repoRoot } from "../../../../dev/src/paths.js";
-import { startService, type ServiceProcess } from "../../../../dev/src/processes.js";
-import { Stack, type ServiceName } from "../../../../dev/src/stack.js";
-import { createTestDatabase } from "../../../../dev/src/testing/database.js";
+import { freePort } from "@meshcart/stack/net.js";
+import { repoRoot } from "@meshcart/stack/paths.js";
+import { startService, type ServiceProcess } from "@meshcart/stack/processes.js";
+import { Stack, type ServiceName } from "@meshcart/stack/stack.js";
+import { createTestDatabase } from "@meshcart/testing/database.js";
 
 /**
  * The shop the load generator drives: every service as `make dev` runs it
- * (the stack fixture, dev/src/stack.ts), each with its own database in the
+ * (the stack fixture, dev/stack/src/stack.ts), each with its own database in the
  * test Postgres, on free ports; payment and inventory take faults.
  */
 

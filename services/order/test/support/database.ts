@@ -2,11 +2,11 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { inject } from "vitest";
-import { createDatabase, dropDatabase, withDatabase } from "../../../../dev/src/databases.js";
-import { freePort } from "../../../../dev/src/net.js";
-import { startPostgres, type LocalPostgres } from "../../../../dev/src/postgres.js";
-import { createTestDatabase, type TestDatabase } from "../../../../dev/src/testing/database.js";
-import type {} from "../../../../dev/src/testing/context.js";
+import { createDatabase, dropDatabase, withDatabase } from "@meshcart/stack/databases.js";
+import { freePort } from "@meshcart/stack/net.js";
+import { startPostgres, type LocalPostgres } from "@meshcart/stack/postgres.js";
+import { createTestDatabase, type TestDatabase } from "@meshcart/testing/database.js";
+import type {} from "@meshcart/testing/context.js";
 
 /**
  * The test databases of one test file. Under the repository's

@@ -4,15 +4,15 @@ import { BadRequest, PreconditionFailure, RichClientError, errorDetailsClientMid
 import type { InventoryServiceClient } from "@meshcart/contracts/meshcart/inventory/v1/inventory.js";
 import { OrderEventType, OrderServiceDefinition, OrderState, type Order, type OrderServiceClient } from "@meshcart/contracts/meshcart/order/v1/order.js";
 import { PaymentStatus, type Payment, type PaymentServiceClient } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
-import type { ExitStatus, ServiceProcess } from "../../../../dev/src/processes.js";
-import { Stack } from "../../../../dev/src/stack.js";
+import type { ExitStatus, ServiceProcess } from "@meshcart/stack/processes.js";
+import { Stack } from "@meshcart/stack/stack.js";
 import type { TestDatabases } from "./database.js";
 import { eventually } from "./wait.js";
 
 /**
  * Inventory, payment and order as real processes, each with its own
  * database, talking gRPC over loopback, as `make dev` runs them (the stack
- * fixture, dev/src/stack.ts), without a broker: these tests are about the
+ * fixture, dev/stack/src/stack.ts), without a broker: these tests are about the
  * saga, not the events. A service can be stopped, killed and started again
  * on the same gRPC port, so the others (and the test's clients) find it again.
  */

@@ -3,15 +3,15 @@ import { BadRequest, RichClientError } from "nice-grpc-error-details";
 import type { OrderServiceClient } from "@meshcart/contracts/meshcart/order/v1/order.js";
 import type { PaymentServiceClient } from "@meshcart/contracts/meshcart/payment/v1/payment.js";
 import type { StorefrontServiceClient } from "@meshcart/contracts/meshcart/storefront/v1/storefront.js";
-import type { ServiceProcess } from "../../../../dev/src/processes.js";
-import { Stack as Fixture, type ServiceName } from "../../../../dev/src/stack.js";
-import { createTestDatabase } from "../../../../dev/src/testing/database.js";
-import { parseExposition, type Exposition } from "../../../../dev/src/testing/prometheus.js";
+import type { ServiceProcess } from "@meshcart/stack/processes.js";
+import { Stack as Fixture, type ServiceName } from "@meshcart/stack/stack.js";
+import { createTestDatabase } from "@meshcart/testing/database.js";
+import { parseExposition, type Exposition } from "@meshcart/testing/prometheus.js";
 import { mintShopperToken } from "@meshcart/lib";
 
 /**
  * The storefront as a real process in front of the real inventory, payment,
- * order and fulfillment processes (the stack fixture, dev/src/stack.ts: each
+ * order and fulfillment processes (the stack fixture, dev/stack/src/stack.ts: each
  * with its own database, order and fulfillment with a broker of the stack's
  * own) or of stub servers, all over gRPC on loopback, as `make dev` runs them.
  */
