@@ -75,6 +75,8 @@ const WINDOW_MIN_MS = 100;
 
 export class Admission {
   private inFlight = 0;
+  /** Permits granted so far: a call ran alone when none was granted during it. */
+  private granted = 0;
   private current: number;
   /** Each kind's unloaded latency (ms), from the calls that ran alone. */
   private readonly unloaded = new Map<string, number>();
@@ -164,7 +166,9 @@ export class Admission {
 
   private grant(kind?: string): Permit {
     this.inFlight += 1;
-    const alone = this.inFlight === 1;
+    this.granted += 1;
+    // Alone: nothing else in progress when it started, and nothing granted until it ends (checked at release).
+    const grantedBefore = this.inFlight === 1 ? this.granted : undefined;
     if (this.inFlight >= this.current) this.window.full = true;
     const since = performance.now();
     let released = false;
@@ -175,7 +179,7 @@ export class Admission {
         this.inFlight -= 1;
         const held = performance.now() - since;
         this.holdMs = this.holdMs === 0 ? held : this.holdMs + EWMA_WEIGHT * (held - this.holdMs);
-        if (this.settings.adaptive && kind !== undefined) this.learn(kind, held, alone && this.inFlight === 0);
+        if (this.settings.adaptive && kind !== undefined) this.learn(kind, held, grantedBefore === this.granted);
         for (let waiter = this.next(); waiter && this.inFlight < this.current; waiter = this.next()) waiter.admit(this.grant(waiter.kind));
       },
     };

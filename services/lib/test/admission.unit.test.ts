@@ -122,6 +122,27 @@ describe("admission control", () => {
     }
   });
 
+  it("adaptive: a call that another overlapped, even briefly, does not count as unloaded", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date", "performance"] });
+    try {
+      const admission = new Admission("calls", { limit: 8, adaptive: { minLimit: 2, tolerance: 2 }, queue: 100, queueTimeoutMs: 60_000 });
+      // Started alone, overlapped by a short call, ended alone: 100 ms is not its unloaded latency.
+      const long = await admission.admit(undefined, "checkout");
+      const short = await admission.admit(undefined, "checkout");
+      vi.advanceTimersByTime(1);
+      short.release();
+      vi.advanceTimersByTime(99);
+      long.release();
+      const round = rounds(admission);
+      await round("checkout", 1, 10);
+      // Were 100 ms the unloaded latency, eight calls at 50 ms would look fast; against 10 ms they are slow.
+      for (let i = 0; i < 2; i++) await round("checkout", 8, 50);
+      expect(admission.limit).toBe(4);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("refuses a waiter whose wait runs out, and one whose caller gives up, leaving the queue", async () => {
     const admission = new Admission("calls", { limit: 1, queue: 2, queueTimeoutMs: 20 });
     const held = await admission.admit();
